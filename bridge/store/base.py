@@ -1,0 +1,64 @@
+"""The RoomStore contract.
+
+Rooms are persisted because A2E keeps charging for a room the bridge forgets:
+after a crash the bridge reloads ``list_live()`` and gives those rooms back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from bridge.rooms.models import Room, RoomError, RoomState
+
+
+class StaleRoomError(RoomError):
+    """``put`` of a copy older than the stored room: someone else wrote it since.
+
+    Raised instead of silently losing that other write (e.g. a close racing an
+    idle reaper). Re-``get`` the room and retry.
+    """
+
+    def __init__(self, room_id: str, expected: int, actual: int):
+        self.room_id, self.expected, self.actual = room_id, expected, actual
+        super().__init__(f"room {room_id}: stored version {actual}, yours {expected}")
+
+
+@runtime_checkable
+class RoomStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True if the store can serve requests (readiness probe)."""
+        ...
+
+    async def put(self, room: Room) -> None:
+        """Insert or replace; durable once it returns.
+
+        If the room is already stored, ``room.version`` must equal the stored
+        version (else StaleRoomError). On success the version is bumped both in
+        the store and on ``room``, so the same object can be put again.
+        """
+        ...
+
+    async def get(self, room_id: str) -> Room | None: ...
+
+    async def list(
+        self, *, tenant: str | None = None, states: Iterable[RoomState] | None = None
+    ) -> list[Room]:
+        """Newest first (created_at, then id, descending)."""
+        ...
+
+    async def list_live(self) -> list[Room]:
+        """Creating/open/closing rooms: the ones A2E may still be charging for."""
+        ...
+
+    async def usage_seconds(self, tenant: str, since: float) -> float:
+        """Room-seconds ``tenant`` consumed since ``since`` (see Room.usage_seconds)."""
+        ...
+
+    async def delete_closed_before(self, ts: float) -> int:
+        """Delete closed/failed rooms whose closed_at < ts; returns how many."""
+        ...
