@@ -1,0 +1,33 @@
+"""Room persistence. ``open_store(url)`` picks the backend from a URL or path."""
+
+from __future__ import annotations
+
+from bridge.store.base import RoomStore, StaleRoomError
+from bridge.store.memory import MemoryRoomStore
+from bridge.store.sqlite import SqliteRoomStore
+
+__all__ = ["MemoryRoomStore", "RoomStore", "SqliteRoomStore", "StaleRoomError", "open_store"]
+
+
+def open_store(url: str) -> RoomStore:
+    """Build (not yet open: ``await store.open()``) the store named by ``url``.
+
+    - ``memory://`` or ``:memory:``: in-process, lost on restart
+    - ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a plain path: SQLite
+    - ``redis://``/``rediss://``: reserved, not implemented yet (ValueError)
+    """
+    url = url.strip()
+    if not url:
+        raise ValueError("empty room store URL")
+    if url in ("memory://", ":memory:"):
+        return MemoryRoomStore()
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path or path == ":memory:":
+            raise ValueError(f"{url!r}: give a file path (use memory:// for an in-memory store)")
+        return SqliteRoomStore(path)
+    if url.startswith(("redis://", "rediss://")):
+        raise ValueError("the Redis room store is not implemented yet; use sqlite:///path")
+    if "://" in url:
+        raise ValueError(f"unsupported room store URL {url!r}")
+    return SqliteRoomStore(url)
