@@ -1,0 +1,489 @@
+"""Room observer backed by the Agora Python Server SDK (2.4.10, optional extra).
+
+Why it looks like this (see shared notes ``agora.md``):
+
+* ``import agora`` has side effects: it may ``rm -rf`` and re-download its
+  native libraries, call ``sys.exit(1)``, and it turns off TLS verification
+  for urllib process-wide. So the SDK is imported lazily, in one guarded
+  function, only if its native libraries are already installed, and the TLS
+  default is restored afterwards.
+* The App ID belongs to the native *service*, of which a process has one:
+  :class:`_ProcessService` holds it, shared by every observer.
+* SDK callbacks run on native threads: they only copy data and hop to the
+  event loop with ``call_soon_threadsafe``; SDK calls run on one dedicated
+  executor thread, never on the loop and never inside a callback.
+* We join as an invisible audience member, receive audio only (for speaking
+  state via volume indications) and never decode video.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+import importlib.util
+import logging
+import pathlib
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from .base import JoinError, ObserverError, ObserverUnavailable, ObserveTarget, QueueSubscription
+from .events import AudioStarted, AudioStopped, StreamMessage
+
+__all__ = [
+    "AgoraJoinError",
+    "AgoraObserver",
+    "AgoraSubscription",
+    "AgoraUnavailable",
+    "AppIdMismatch",
+    "agora_available",
+    "load_agora_sdk",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Agora connection states / reasons used below (agora.md 1.4)
+STATE_CONNECTED, STATE_FAILED = 3, 5
+REASON_INVALID_TOKEN, REASON_TOKEN_EXPIRED, REASON_SAME_UID = 8, 9, 19
+AUDIO_TRACK_STOPPED, AUDIO_TRACK_FAILED = 0, 4
+
+
+class AgoraUnavailable(ObserverUnavailable):
+    """The SDK is not installed, has no native libraries, or failed to import."""
+
+
+class AgoraJoinError(JoinError):
+    """Joining failed; ``reason`` is Agora's CONNECTION_CHANGED_REASON (8 invalid token, 19 same uid)."""
+
+
+class AppIdMismatch(ObserverError):
+    """The process-wide AgoraService was initialised with another App ID."""
+
+
+# --- guarded SDK import ---------------------------------------------------------
+
+_SDK_MODULES = {
+    "agora_service": "agora.rtc.agora_service",
+    "agora_base": "agora.rtc.agora_base",
+    "rtc_connection_observer": "agora.rtc.rtc_connection_observer",
+    "local_user_observer": "agora.rtc.local_user_observer",
+}
+_sdk_lock = threading.Lock()
+_sdk_cache: SimpleNamespace | AgoraUnavailable | None = None
+
+
+def _import_sdk() -> SimpleNamespace:
+    spec = importlib.util.find_spec("agora")  # does not execute agora/__init__.py
+    if spec is None or not spec.submodule_search_locations:
+        raise AgoraUnavailable("agora-python-server-sdk is not installed")
+    pkg = pathlib.Path(next(iter(spec.submodule_search_locations)))
+    if not (pkg / "agora_sdk" / "libagora_rtc_sdk.so").exists() or not (pkg / "version.txt").exists():
+        raise AgoraUnavailable(f"agora native libraries absent under {pkg}; refusing to import "
+                               "(the import would delete and re-download them)")
+    saved = ssl._create_default_https_context
+    try:
+        mods = {name: importlib.import_module(path) for name, path in _SDK_MODULES.items()}
+    except BaseException as e:  # SystemExit from sys.exit(1) in the SDK's __init__
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        for name in [m for m in sys.modules if m == "agora" or m.startswith("agora.")]:
+            del sys.modules[name]  # no half-imported SDK left behind
+        raise AgoraUnavailable(f"importing agora failed: {e!r}") from e
+    finally:
+        if ssl._create_default_https_context is not saved:
+            log.warning("agora SDK import replaced ssl._create_default_https_context "
+                        "(disables TLS verification); restored it")
+            ssl._create_default_https_context = saved
+    base = mods["agora_base"]
+    return SimpleNamespace(
+        AgoraService=mods["agora_service"].AgoraService,
+        IRTCConnectionObserver=mods["rtc_connection_observer"].IRTCConnectionObserver,
+        IRTCLocalUserObserver=mods["local_user_observer"].IRTCLocalUserObserver,
+        **{n: getattr(base, n) for n in (
+            "AgoraServiceConfig", "RTCConnConfig", "RtcConnectionPublishConfig", "AudioSubscriptionOptions",
+            "ClientRoleType", "ChannelProfileType", "AudioScenarioType", "AudioPublishType",
+            "VideoPublishType")},
+    )
+
+
+def load_agora_sdk(*, refresh: bool = False) -> SimpleNamespace:
+    """Import the SDK once per process (guarded) and return its namespace.
+
+    Raises:
+        AgoraUnavailable: not installed, native libraries missing, or the import failed
+            (including ``sys.exit`` inside the SDK). The outcome is cached unless ``refresh``.
+    """
+    global _sdk_cache
+    with _sdk_lock:
+        if _sdk_cache is None or refresh:
+            try:
+                _sdk_cache = _import_sdk()
+            except AgoraUnavailable as e:
+                _sdk_cache = e
+        if isinstance(_sdk_cache, AgoraUnavailable):
+            raise _sdk_cache
+        return _sdk_cache
+
+
+def agora_available() -> bool:
+    """True if the Agora SDK can be imported (never crashes the process)."""
+    try:
+        load_agora_sdk()
+    except AgoraUnavailable as e:
+        log.info("agora observer unavailable: %s", e)
+        return False
+    return True
+
+
+# --- one service per process, one thread for SDK calls ------------------------------
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _sdk_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    with _sdk_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agora-sdk")
+        return _executor
+
+
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    """Run an SDK call on the single SDK thread (serialised, off the loop)."""
+    return await asyncio.get_running_loop().run_in_executor(_sdk_executor(), fn, *args)
+
+
+class _ProcessService:
+    """The process's AgoraService, reference-counted by observers. SDK thread only."""
+
+    def __init__(self) -> None:
+        self.service: Any = None
+        self.app_id: str | None = None
+        self.users = 0
+
+    def acquire(self, sdk: SimpleNamespace, app_id: str, log_dir: str | None) -> Any:
+        if self.service is None:
+            cfg = sdk.AgoraServiceConfig(appid=app_id, enable_video=0, use_string_uid=0)
+            if log_dir:
+                cfg.log_path, cfg.data_dir, cfg.config_dir = f"{log_dir}/agorasdk.log", log_dir, log_dir
+            service = sdk.AgoraService()
+            rc = service.initialize(cfg)
+            if rc != 0:
+                raise AgoraUnavailable(f"AgoraService.initialize returned {rc}")
+            self.service, self.app_id = service, app_id
+        elif app_id != self.app_id:
+            raise AppIdMismatch(f"this process serves App ID {self.app_id!r}, not {app_id!r}")
+        self.users += 1
+        return self.service
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self.service is not None:
+            service, self.service, self.app_id, self.users = self.service, None, None, 0
+            service.release()
+
+
+_service = _ProcessService()
+
+
+# --- callbacks: native thread -> loop ------------------------------------------------
+
+
+def _uid(user_id: Any) -> int | None:
+    try:
+        return int(user_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bridge_class(sdk: SimpleNamespace) -> type:
+    """Observer implementing both SDK interfaces; built per SDK namespace (real or fake)."""
+
+    class _Bridge(sdk.IRTCConnectionObserver, sdk.IRTCLocalUserObserver):  # type: ignore[misc,name-defined]
+        def __init__(self, loop: asyncio.AbstractEventLoop, sink: Callable[..., None]) -> None:
+            self._loop, self._sink = loop, sink  # captured on the loop thread
+
+        def _post(self, *item: Any) -> None:
+            try:
+                self._loop.call_soon_threadsafe(self._sink, *item)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+        def on_connected(self, conn: Any, info: Any, reason: int) -> None:
+            self._post("connected", info.local_user_id)
+
+        def on_connection_failure(self, conn: Any, info: Any, reason: int) -> None:
+            self._post("failed", reason)
+
+        def on_disconnected(self, conn: Any, info: Any, reason: int) -> None:
+            self._post("disconnected", reason)
+
+        def on_token_privilege_will_expire(self, conn: Any, token: str) -> None:
+            self._post("token_will_expire", None)
+
+        def on_user_left(self, conn: Any, user_id: str, reason: int) -> None:
+            self._post("audio_off", _uid(user_id))
+
+        def on_aiqos_capability_missing(self, conn: Any, recommend_audio_scenario: int) -> int:
+            return -1  # the SDK compares the result with >= 0; the base class returns None
+
+        def on_stream_message(self, lu: Any, user_id: str, stream_id: int, data: Any, length: int) -> None:
+            try:  # bytes since 2.3.0; str before
+                payload = data.encode() if isinstance(data, str) else bytes(data)
+                self._post("message", _uid(user_id), payload, stream_id)
+            except Exception:  # never let an exception reach ctypes
+                log.exception("agora on_stream_message")
+
+        def on_audio_volume_indication(self, lu: Any, speakers: Any, n: int, total: int) -> None:
+            try:
+                levels = tuple((_uid(s.user_id), int(s.volume)) for s in list(speakers)[:n])
+                self._post("volume", levels)
+            except Exception:
+                log.exception("agora on_audio_volume_indication")
+
+        def on_user_audio_track_state_changed(self, lu: Any, user_id: str, track: Any, state: int, reason: int,
+                                              elapsed: int) -> None:
+            if state in (AUDIO_TRACK_STOPPED, AUDIO_TRACK_FAILED):
+                self._post("audio_off", _uid(user_id))
+
+    return _Bridge
+
+
+# --- subscription ----------------------------------------------------------------------
+
+
+class AgoraSubscription(QueueSubscription):
+    """One receive-only connection to one channel.
+
+    Speaking state comes from volume indications: ``AudioStarted`` when a uid's
+    volume reaches ``speaking_volume``, ``AudioStopped`` after ``silence_s``
+    without that (or when its track stops or it leaves).
+    """
+
+    def __init__(self, observer: AgoraObserver, target: ObserveTarget, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(observer.queue_size)
+        self.target = target
+        self._observer = observer
+        self._sdk = observer._sdk
+        self._loop = loop
+        self._conn: Any = None
+        self._bridge: Any = None  # strong refs until release() returns (ctypes callbacks)
+        self._connected: asyncio.Future[str] = loop.create_future()
+        self._disconnected = asyncio.Event()
+        self._silence: dict[int, asyncio.TimerHandle] = {}
+        self._failed = False
+        self.local_uid: str | None = None
+        self.filtered = 0
+
+    # loop thread: every SDK callback lands here, in per-thread FIFO order
+    def _on_sdk(self, kind: str, *args: Any) -> None:
+        if kind == "message":
+            uid, data, stream_id = args
+            if self._accept(uid):
+                self._put(StreamMessage(uid, data, stream_id))
+        elif kind == "volume":
+            for uid, volume in args[0]:
+                if self._accept(uid) and volume >= self._observer.speaking_volume:
+                    self._heard(uid)
+        elif kind == "audio_off":
+            self._quiet(args[0])
+        elif kind == "connected":
+            if not self._connected.done():
+                self._connected.set_result(args[0])
+        elif kind == "failed":
+            self._fail(args[0])
+        elif kind == "disconnected":
+            self._disconnected.set()
+            self._fail(args[0])
+        elif kind == "token_will_expire":
+            log.warning("agora token for channel %s expires in ~30 s", self.target.channel)
+
+    def _accept(self, uid: int | None) -> bool:
+        t = self.target
+        ok = uid is not None and uid not in (0, t.uid) and (t.avatar_uid is None or uid == t.avatar_uid)
+        if not ok:
+            self.filtered += 1
+        return ok
+
+    def _heard(self, uid: int) -> None:
+        if self.ended:
+            return
+        timer = self._silence.pop(uid, None)
+        if timer is None:
+            self._put(AudioStarted(uid))
+        else:
+            timer.cancel()
+        self._silence[uid] = self._loop.call_later(self._observer.silence_s, self._quiet, uid)
+
+    def _quiet(self, uid: int | None) -> None:
+        timer = self._silence.pop(uid, None) if uid is not None else None
+        if timer is not None:
+            timer.cancel()
+            self._put(AudioStopped(uid))  # type: ignore[arg-type]
+
+    def _fail(self, reason: int) -> None:
+        if not self._connected.done():
+            self._connected.set_exception(AgoraJoinError(f"agora join failed (reason {reason})", reason))
+            return
+        self._failed = True
+        for uid in list(self._silence):
+            self._quiet(uid)
+        self._end("closed" if self._closing is not None else f"agora connection ended (reason {reason})")
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def _open_sync(self, service: Any) -> None:
+        """SDK thread: create, register everything, then connect (no early event missed)."""
+        sdk, t = self._sdk, self.target
+        conn_cfg = sdk.RTCConnConfig(
+            client_role_type=sdk.ClientRoleType.CLIENT_ROLE_AUDIENCE,
+            channel_profile=sdk.ChannelProfileType.CHANNEL_PROFILE_LIVE_BROADCASTING,
+            auto_subscribe_audio=1, auto_subscribe_video=0,
+            audio_subs_options=sdk.AudioSubscriptionOptions(pcm_data_only=1, bytes_per_sample=2,
+                                                            number_of_channels=1, sample_rate_hz=16000),
+            enable_audio_recording_or_playout=0)
+        pub_cfg = sdk.RtcConnectionPublishConfig(
+            is_publish_audio=False, is_publish_video=False,
+            audio_publish_type=sdk.AudioPublishType.AUDIO_PUBLISH_TYPE_NONE,
+            video_publish_type=sdk.VideoPublishType.VIDEO_PUBLISH_TYPE_NONE,
+            audio_scenario=sdk.AudioScenarioType.AUDIO_SCENARIO_DEFAULT)  # AI_SERVER triggers the aiqos pitfall
+        conn = service.create_rtc_connection(conn_cfg, pub_cfg)
+        if conn is None or not conn.conn_handle:
+            raise AgoraUnavailable("create_rtc_connection failed")
+        self._conn = conn
+        conn.register_observer(self._bridge)
+        conn.register_local_user_observer(self._bridge)
+        conn.get_local_user().set_audio_volume_indication_parameters(self._observer.volume_interval_ms, 3, True)
+        rc = conn.connect(t.token or "", t.channel, str(t.uid))
+        if rc != 0:
+            raise AgoraJoinError(f"agora connect returned {rc}", rc)
+
+    def _release_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.release()
+
+    async def _start(self) -> None:
+        self._bridge = _bridge_class(self._sdk)(self._loop, self._on_sdk)
+        try:
+            await _run(self._open_sync, self._observer._service_ref)
+            self.local_uid = await asyncio.wait_for(asyncio.shield(self._connected),
+                                                    self._observer.connect_timeout)
+        except BaseException as e:
+            self._failed = True
+            if not self._connected.done():
+                self._connected.cancel()  # a late on_connection_failure must not set an unread exception
+            await self._teardown()
+            if isinstance(e, TimeoutError):
+                raise AgoraJoinError(f"agora join timed out after {self._observer.connect_timeout}s") from e
+            raise
+
+    async def _teardown(self) -> None:
+        for timer in self._silence.values():
+            timer.cancel()
+        self._silence.clear()
+        if self._conn is None:
+            return
+        try:
+            if not self._disconnected.is_set():
+                await _run(self._conn.disconnect)
+                # release only after on_disconnected (agora.md 2); a failed join may never send it
+                wait = min(self._observer.close_timeout, 1.0) if self._failed else self._observer.close_timeout
+                try:
+                    await asyncio.wait_for(self._disconnected.wait(), wait)
+                except TimeoutError:
+                    log.log(logging.DEBUG if self._failed else logging.WARNING,
+                            "agora on_disconnected not seen within %ss; releasing anyway", wait)
+        finally:
+            await _run(self._release_sync)
+            self._bridge = None
+
+    async def _release(self) -> None:
+        try:
+            await self._teardown()
+        finally:
+            self._observer._forget(self)
+
+
+class AgoraObserver:
+    """RoomObserver over the Agora SDK; one per process is enough.
+
+    Args:
+        sdk: an SDK namespace (tests); default: :func:`load_agora_sdk` on first use.
+        queue_size: per-subscription event buffer (oldest dropped when full).
+        connect_timeout, close_timeout: seconds to wait for on_connected / on_disconnected.
+        speaking_volume: volume (0-255) at which a uid counts as speaking.
+        silence_s: quiet time after which it stops counting as speaking.
+        volume_interval_ms: volume indication period asked from the SDK.
+        log_dir: where the SDK writes its logs (default: the SDK's choice).
+    """
+
+    name = "agora"
+
+    def __init__(
+        self,
+        *,
+        sdk: SimpleNamespace | None = None,
+        queue_size: int = 256,
+        connect_timeout: float = 15.0,
+        close_timeout: float = 5.0,
+        speaking_volume: int = 10,
+        silence_s: float = 0.6,
+        volume_interval_ms: int = 200,
+        log_dir: str | None = None,
+    ) -> None:
+        self._sdk_given = sdk
+        self._sdk: Any = sdk
+        self.queue_size = queue_size
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.speaking_volume = speaking_volume
+        self.silence_s = silence_s
+        self.volume_interval_ms = volume_interval_ms
+        self.log_dir = log_dir
+        self._service_ref: Any = None
+        self._subs: set[AgoraSubscription] = set()
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def observe(self, target: ObserveTarget) -> AgoraSubscription:
+        """Join ``target.channel`` as an invisible audience member; returns once connected.
+
+        Raises:
+            AgoraUnavailable, AppIdMismatch, AgoraJoinError.
+        """
+        async with self._lock:
+            if self._closed:
+                raise ObserverError("observer is closed")
+            if self._sdk is None:
+                self._sdk = load_agora_sdk()
+            if self._service_ref is None:
+                self._service_ref = await _run(_service.acquire, self._sdk, target.app_id, self.log_dir)
+            elif target.app_id != _service.app_id:
+                raise AppIdMismatch(f"this process serves App ID {_service.app_id!r}, not {target.app_id!r}")
+        sub = AgoraSubscription(self, target, asyncio.get_running_loop())
+        self._subs.add(sub)
+        try:
+            await sub._start()
+        except BaseException:
+            self._subs.discard(sub)
+            raise
+        return sub
+
+    def _forget(self, sub: AgoraSubscription) -> None:
+        self._subs.discard(sub)
+
+    async def aclose(self) -> None:
+        """Close all subscriptions, then release this observer's hold on the AgoraService."""
+        async with self._lock:
+            self._closed = True
+            subs, self._subs = list(self._subs), set()
+            await asyncio.gather(*(s.aclose() for s in subs), return_exceptions=True)
+            if self._service_ref is not None:
+                self._service_ref = None
+                await _run(_service.release)
