@@ -1,0 +1,199 @@
+"""The shared async client for A2E's REST API.
+
+One instance per process wraps one pooled ``httpx.AsyncClient`` (keep-alive); every call goes
+through :meth:`A2EClient.call` with an operation name from the endpoint table. httpx errors are
+translated to :mod:`bridge.a2e.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .endpoints import Endpoint, endpoint
+from .errors import (
+    A2EError,
+    A2ERateLimited,
+    A2ETimeout,
+    A2EUnavailable,
+    error_from_reply,
+)
+
+__all__ = ["A2EClient", "DEFAULT_BASE_URL", "CHINA_BASE_URL"]
+
+DEFAULT_BASE_URL = "https://video.a2e.ai"
+CHINA_BASE_URL = "https://video.a2e.com.cn"
+
+log = logging.getLogger("bridge.a2e")
+
+
+def _should_retry(row: Endpoint):
+    """Retry transient failures of safe operations, and anything that never reached A2E."""
+
+    def predicate(exc: BaseException) -> bool:
+        if not isinstance(exc, A2EError):
+            return False
+        if not exc.request_sent:
+            return True
+        return row.retry_safe and isinstance(exc, (A2EUnavailable, A2ERateLimited))
+
+    return retry_if_exception(predicate)
+
+
+class A2EClient:
+    """Calls A2E operations by name and returns the envelope's ``data``.
+
+    Args:
+        api_key: the bearer key; kept in the pooled client's headers, never logged or raised.
+        base_url: ``https://video.a2e.ai`` (global) or ``https://video.a2e.com.cn`` (China).
+        http: an injected ``httpx.AsyncClient`` (tests, or sharing a pool); created when None.
+        max_attempts: tries per call for retryable failures.
+        backoff_max: upper bound in seconds of one jittered backoff wait.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 15.0,
+        max_attempts: int = 3,
+        backoff_max: float = 2.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
+        )
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self.max_attempts = max_attempts
+        self.backoff_max = backoff_max
+
+    def __repr__(self) -> str:  # the key must not leak through a repr in a log line
+        return f"A2EClient(base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> A2EClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def call(self, operation: str, params: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """Call ``operation`` with ``params`` (and/or keyword fields); return ``data``.
+
+        Path parameters are taken out of the params; the rest goes to the query string for GET
+        and to the JSON body otherwise. Raises an :class:`A2EError` subclass on failure.
+        """
+        envelope = await self.call_envelope(operation, params, **fields)
+        return envelope.get("data")
+
+    async def call_envelope(self, operation: str, params: dict[str, Any] | None = None, **fields: Any) -> dict:
+        """Like :meth:`call` but returns the whole envelope (``code``, ``data``, ``trace_id``)."""
+        row = endpoint(operation)
+        if row.deprecated:
+            log.warning("A2E operation %s is deprecated upstream", operation)
+        merged = {**(params or {}), **fields}
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=0.1, max=self.backoff_max),
+            retry=_should_retry(row),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._send(row, merged)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("retrying A2E call (attempt %d): %s", state.attempt_number, exc)
+
+    async def _send(self, row: Endpoint, params: dict[str, Any]) -> dict:
+        path = row.render_path(params)
+        rest = {k: v for k, v in params.items() if k not in row.path_params}
+        kwargs: dict[str, Any] = {"headers": self._headers}
+        if row.method == "GET":
+            kwargs["params"] = {k: v for k, v in rest.items() if v is not None}
+        elif rest or row.method in ("POST", "PUT"):
+            kwargs["json"] = rest
+        url = self.base_url + path
+        try:
+            response = await self._http.request(row.method, url, **kwargs)
+        except httpx.ConnectError as exc:
+            raise A2EUnavailable(f"cannot connect to A2E: {type(exc).__name__}", operation=row.name,
+                                 request_sent=False) from None
+        except httpx.ConnectTimeout:
+            raise A2ETimeout("timed out connecting to A2E", operation=row.name, request_sent=False) from None
+        except httpx.TimeoutException as exc:
+            raise A2ETimeout(f"A2E did not answer in time ({type(exc).__name__})", operation=row.name) from None
+        except httpx.TransportError as exc:
+            raise A2EUnavailable(f"connection to A2E failed: {type(exc).__name__}", operation=row.name) from None
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        error = error_from_reply(
+            status=response.status_code,
+            body=body,
+            operation=row.name,
+            retry_after=_retry_after(response),
+        )
+        if error is not None:
+            log.info("A2E %s failed: %s", row.name, error)
+            raise error
+        return body
+
+    # -- streaming-avatar conveniences used by the bridge ------------------------------------
+    async def streaming_avatars(self) -> list[dict]:
+        data = await self.call("streaming_avatars")
+        return data if isinstance(data, list) else []
+
+    async def agora_token(self, avatar_id: str, expire_seconds: int) -> dict:
+        return await self.call("agora_token", avatar_id=avatar_id, expire_seconds=expire_seconds)
+
+    async def set_qa_context(self, channel: str, text: str) -> Any:
+        return await self.call("set_qa_context", channel=channel, text=text)
+
+    async def ask(self, channel: str, text: str) -> Any:
+        return await self.call("ask", channel=channel, text=text)
+
+    async def speak(self, channel: str, text: str) -> Any:
+        return await self.call("speak", channel=channel, text=text)
+
+    async def leave(self, channel: str) -> Any:
+        return await self.call("leave", channel=channel)
+
+    async def remaining_coins(self) -> dict:
+        data = await self.call("remaining_coins")
+        return data if isinstance(data, dict) else {}
+
+    async def wait_for(self, operation: str, task_id: str, **kw: Any) -> dict:
+        """Follow the task that ``operation`` created until it ends; see :func:`tasks.wait_for`."""
+        from .tasks import wait_for
+
+        return await wait_for(self, operation, task_id, **kw)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,274 @@
+"""The bridge's HTTP API: rooms, QA context, commands, avatars, health.
+
+Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), gathered at
+``/openapi.json`` by Starlette's schema generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from .a2e.errors import A2EError
+from .auth import Authenticator, Caller
+from .errors import BadRequest, ValidationFailed, from_a2e
+from .rooms.manager import LiveRoom, RoomManager
+from .rooms.models import CloseReason, Room
+from .sse import room_events
+from .ws.endpoint import room_websocket
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CreateRoom(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    avatar_id: str | None = Field(None, min_length=1, max_length=128)
+    expire_seconds: int | None = Field(None, ge=10, le=86_400)
+    qa_context: str | None = None
+
+
+class TextBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+def manager(conn: HTTPConnection) -> RoomManager:
+    return conn.app.state.rooms
+
+
+def caller(conn: HTTPConnection) -> Caller:
+    auth: Authenticator = conn.app.state.auth
+    return auth.authenticate(conn)
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise BadRequest("the body is not valid JSON") from None
+        raise ValidationFailed("the body does not match the schema", details=details) from None
+
+
+def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False) -> dict[str, Any]:
+    """A room as clients see it, with what a browser needs to join the channel and the websocket."""
+    view = room.to_public()
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    view["ws_url"] = f"{scheme}://{request.url.netloc}/v1/rooms/{room.id}/ws"
+    view["events_url"] = f"{request.url.scheme}://{request.url.netloc}/v1/rooms/{room.id}/events"
+    if with_ticket:
+        auth: Authenticator = request.app.state.auth
+        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant)
+        view["ws_ticket_expires_in"] = auth.ticket_ttl
+    return view
+
+
+async def create_room(request: Request) -> Response:
+    """
+    summary: Open a room (mints an A2E streaming token; charged for expire_seconds up front)
+    requestBody:
+      content:
+        application/json:
+          schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
+                   qa_context: {type: string, maxLength: 5000}}}
+    responses:
+      201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
+      429: {description: "A cap was hit (details.cap names it)"}
+      503: {description: "No avatar host free (Retry-After)"}
+    """
+    who = caller(request)
+    body = await parse_body(request, CreateRoom)
+    lr = await manager(request).create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
+                                       qa_context=body.qa_context)
+    return JSONResponse(room_view(request, lr.room, with_ticket=True), status_code=201)
+
+
+async def list_rooms(request: Request) -> Response:
+    """
+    summary: The caller's rooms, newest first (?state=live for live rooms only)
+    responses:
+      200: {description: "{rooms: [...]}"}
+    """
+    who = caller(request)
+    live_only = request.query_params.get("state") == "live"
+    rooms = await manager(request).list(who.tenant, live_only=live_only)
+    return JSONResponse({"rooms": [room_view(request, r) for r in rooms]})
+
+
+async def get_room(request: Request) -> Response:
+    """
+    summary: One room
+    responses:
+      200: {description: The room}
+      404: {description: Unknown room (or another tenant's)}
+    """
+    who = caller(request)
+    room = await manager(request).find(who.tenant, request.path_params["room_id"])
+    return JSONResponse(room_view(request, room))
+
+
+async def delete_room(request: Request) -> Response:
+    """
+    summary: Leave a room (idempotent); answers once A2E confirmed or after a few seconds
+    responses:
+      200: {description: "The room, state closing or closed"}
+    """
+    who = caller(request)
+    room = await manager(request).close(who.tenant, request.path_params["room_id"], CloseReason.CLIENT)
+    return JSONResponse(room_view(request, room))
+
+
+async def new_ticket(request: Request) -> Response:
+    """
+    summary: A fresh short-lived websocket ticket for a live room (for browsers reconnecting)
+    responses:
+      201: {description: "{ws_ticket, ws_ticket_expires_in}"}
+    """
+    who = caller(request)
+    lr = manager(request).get(who.tenant, request.path_params["room_id"])
+    view = room_view(request, lr.room, with_ticket=True)
+    return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
+
+
+async def put_qa_context(request: Request) -> Response:
+    """
+    summary: Set the room's QA context (at most 5,000 characters)
+    responses:
+      200: {description: "{text, chars}"}
+      422: {description: Too long}
+    """
+    who = caller(request)
+    body = await parse_body(request, TextBody)
+    room = await manager(request).set_qa_context(who.tenant, request.path_params["room_id"], body.text)
+    return JSONResponse({"text": room.qa_context, "chars": len(room.qa_context or "")})
+
+
+async def get_qa_context(request: Request) -> Response:
+    """
+    summary: The room's QA context, as the bridge last set it
+    responses:
+      200: {description: "{text, chars}"}
+    """
+    who = caller(request)
+    room = await manager(request).find(who.tenant, request.path_params["room_id"])
+    return JSONResponse({"text": room.qa_context or "", "chars": len(room.qa_context or "")})
+
+
+async def run_command(request: Request, kind: str) -> Response:
+    who = caller(request)
+    body = await parse_body(request, TextBody)
+    commands = await manager(request).submit(who.tenant, request.path_params["room_id"], kind, body.text)  # type: ignore[arg-type]
+    # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
+    results = await asyncio.gather(*(asyncio.shield(c.future) for c in commands), return_exceptions=True)
+    failure = next((r for r in results if isinstance(r, BaseException)), None)
+    if failure is not None:
+        raise failure
+    seqs = [c.seq for c in commands]
+    return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
+                         "chunks": len(seqs)})
+
+
+async def speak(request: Request) -> Response:
+    """
+    summary: Make the avatar say a text (queued in order; long text is split at sentences)
+    responses:
+      200: {description: "Accepted by A2E: {position, positions, chunks}"}
+      409: {description: Room not open, or the command was flushed}
+      429: {description: Queue full}
+    """
+    return await run_command(request, "speak")
+
+
+async def ask(request: Request) -> Response:
+    """
+    summary: Ask the avatar a question (answered from the QA context; the reply arrives as events)
+    responses:
+      200: {description: "Accepted by A2E: {position}"}
+    """
+    return await run_command(request, "ask")
+
+
+async def flush(request: Request) -> Response:
+    """
+    summary: Drop the room's pending commands
+    responses:
+      200: {description: "{flushed: n}"}
+    """
+    who = caller(request)
+    return JSONResponse({"flushed": manager(request).flush(who.tenant, request.path_params["room_id"])})
+
+
+async def avatars(request: Request) -> Response:
+    """
+    summary: The streaming avatars A2E offers
+    responses:
+      200: {description: "{avatars: [{_id, name, ...}]}"}
+    """
+    caller(request)
+    try:
+        items = await manager(request).a2e.streaming_avatars()
+    except A2EError as exc:
+        raise from_a2e(exc) from None
+    return JSONResponse({"avatars": items})
+
+
+async def healthz(request: Request) -> Response:
+    """
+    summary: The process is up
+    responses:
+      200: {description: ok}
+    """
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """
+    summary: Upstream reachable and the room store open
+    responses:
+      200: {description: ready}
+      503: {description: "not ready, with the failing checks"}
+    """
+    rooms = manager(request)
+    checks: dict[str, Any] = {"store": await rooms.store.ping()}
+    try:
+        await rooms.a2e.remaining_coins()
+        checks["a2e"] = True
+    except A2EError as exc:
+        checks["a2e"] = False
+        checks["a2e_error"] = type(exc).__name__
+    ready = checks["store"] and checks["a2e"]
+    checks["live_rooms"] = len(rooms.live)
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+def room_of(request: HTTPConnection) -> LiveRoom:
+    return manager(request).get(caller(request).tenant, request.path_params["room_id"])
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/v1/avatars", avatars, methods=["GET"]),
+    Route("/v1/rooms", create_room, methods=["POST"]),
+    Route("/v1/rooms", list_rooms, methods=["GET"]),
+    Route("/v1/rooms/{room_id}", get_room, methods=["GET"]),
+    Route("/v1/rooms/{room_id}", delete_room, methods=["DELETE"]),
+    Route("/v1/rooms/{room_id}/tickets", new_ticket, methods=["POST"]),
+    Route("/v1/rooms/{room_id}/qa-context", put_qa_context, methods=["PUT"]),
+    Route("/v1/rooms/{room_id}/qa-context", get_qa_context, methods=["GET"]),
+    Route("/v1/rooms/{room_id}/speak", speak, methods=["POST"]),
+    Route("/v1/rooms/{room_id}/ask", ask, methods=["POST"]),
+    Route("/v1/rooms/{room_id}/flush", flush, methods=["POST"]),
+    Route("/v1/rooms/{room_id}/events", room_events, methods=["GET"]),
+    WebSocketRoute("/v1/rooms/{room_id}/ws", room_websocket),
+]

@@ -1,0 +1,131 @@
+"""The ``a2e-bridge`` command: ``serve``, ``simulate`` and ``call``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+import uvicorn
+
+from .a2e.client import A2EClient
+from .a2e.endpoints import ENDPOINTS, GROUPS
+from .a2e.errors import A2EError
+from .a2e.tasks import TaskStatus, task_id_of
+from .settings import Settings
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines repeat what we log
+
+
+@click.group()
+def main() -> None:
+    """a2e-bridge: A2E streaming avatars for kiosks, browsers and chatbot backends."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (BRIDGE_HOST, default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (BRIDGE_PORT, default 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the bridge service (with no A2E_API_KEY, against the built-in simulator)."""
+    from .app import ConfigurationError, create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=int)
+def simulate(host: str, port: int) -> None:
+    """Run the A2E simulator alone, speaking A2E's REST API."""
+    from .app import simulator_config
+    from .simulator.app import create_simulator_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state)", host, port)
+    uvicorn.run(create_simulator_app(simulator_config(settings)), host=host, port=port,
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=2)
+
+
+def _list_operations() -> str:
+    lines = []
+    for group in GROUPS:
+        lines.append(f"{group}:")
+        for row in ENDPOINTS.values():
+            if row.group == group:
+                req = ", ".join(row.required) or "-"
+                lines.append(f"  {row.name:32} {row.method:6} {row.path}  [{row.certainty.value}] needs: {req}")
+    return "\n".join(lines)
+
+
+@main.command(epilog="Operations are the names in the endpoint table; run 'a2e-bridge call list' to see them.")
+@click.argument("operation")
+@click.option("--json", "payload", default="{}", help="Parameters as a JSON object (path, query and body).")
+@click.option("--wait", is_flag=True, help="Follow the task this call creates to its end, with a progress bar.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds --wait may take.")
+@click.option("--interval", default=3.0, show_default=True, help="Seconds between status polls with --wait.")
+@click.option("--base-url", default=None, help="A2E base URL (default A2E_BASE_URL).")
+def call(operation: str, payload: str, wait: bool, timeout: float, interval: float, base_url: str | None) -> None:
+    """Call one A2E operation and print the JSON answer."""
+    if operation == "list":
+        click.echo(_list_operations())
+        return
+    if operation not in ENDPOINTS:
+        raise click.BadParameter(f"unknown operation {operation!r}; run 'a2e-bridge call list'",
+                                 param_hint="OPERATION")
+    try:
+        params = json.loads(payload)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
+    if not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--json")
+    settings = Settings()
+    configure_logging(os.environ.get("BRIDGE_LOG_LEVEL", "WARNING"))
+    if settings.uses_simulator:
+        raise click.ClickException("set A2E_API_KEY (and A2E_BASE_URL or --base-url for a simulator)")
+    key = settings.a2e_api_key.get_secret_value()  # type: ignore[union-attr]
+    try:
+        result = asyncio.run(_call(key, base_url or settings.a2e_base_url, operation, params, wait, timeout, interval))
+    except A2EError as exc:
+        click.echo(json.dumps({"error": exc.to_dict()}, indent=2), err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+async def _call(key: str, base_url: str, operation: str, params: dict[str, Any], wait: bool,
+                timeout: float, interval: float) -> Any:
+    async with A2EClient(key, base_url) as client:
+        data = await client.call(operation, params)
+        if not wait:
+            return data
+        if not ENDPOINTS[operation].creates_task:
+            raise click.UsageError(f"{operation} does not create a task; --wait needs one that does")
+        task_id = task_id_of(data)
+        if not task_id:
+            raise click.ClickException(f"no task id in the answer: {data!r}")
+        with click.progressbar(length=100, label=f"{operation} {task_id}", file=sys.stderr) as bar:
+            last = 0
+
+            def progress(status: TaskStatus) -> None:
+                nonlocal last
+                value = 100 if status.done else (status.progress or last)
+                bar.label = f"{operation} {task_id} {status.status}"
+                bar.update(max(0, value - last))
+                last = max(last, value)
+
+            final = await client.wait_for(operation, task_id, timeout=timeout, interval=interval, progress=progress)
+        return {"created": data, "final": final.raw, "result_url": final.result_url, "status": final.status}

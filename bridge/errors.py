@@ -1,0 +1,111 @@
+"""The bridge's one error tree; every error a client sees is one of these.
+
+    BridgeError                 status, code, message, headers
+     ├── BadRequest             400 bad_request
+     ├── ValidationFailed       422 invalid_input (with details)
+     ├── Unauthorized           401 unauthorized
+     ├── NotFound               404 not_found (also for another tenant's room)
+     ├── RoomNotOpen            409 room_not_open
+     ├── Flushed                409 flushed (a pending command dropped by flush)
+     ├── CapExceeded            429 cap_exceeded (names the cap)
+     ├── QueueFull              429 queue_full
+     ├── UpstreamError          502 upstream_error (A2E refused or failed)
+     └── UpstreamBusy           503 no_avatar_host / upstream_unavailable, with Retry-After
+
+HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
+as ``error`` frames with the same code and message. :func:`from_a2e` is the one translation of
+A2E client errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.a2e import errors as a2e
+
+
+class BridgeError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+        if code:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(BridgeError):
+    status, code = 400, "bad_request"
+
+
+class ValidationFailed(BridgeError):
+    status, code = 422, "invalid_input"
+
+
+class Unauthorized(BridgeError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(BridgeError):
+    status, code = 404, "not_found"
+
+
+class RoomNotOpen(BridgeError):
+    status, code = 409, "room_not_open"
+
+
+class Flushed(BridgeError):
+    status, code = 409, "flushed"
+
+
+class CapExceeded(BridgeError):
+    status, code = 429, "cap_exceeded"
+
+    def __init__(self, cap: str, message: str) -> None:
+        super().__init__(message, details={"cap": cap})
+        self.cap = cap
+
+
+class QueueFull(BridgeError):
+    status, code = 429, "queue_full"
+
+
+class UpstreamError(BridgeError):
+    status, code = 502, "upstream_error"
+
+
+class UpstreamBusy(BridgeError):
+    status, code = 503, "upstream_unavailable"
+
+
+RETRY_AFTER_BUSY = 10
+
+
+def from_a2e(exc: a2e.A2EError) -> BridgeError:
+    """What a client is told when A2E fails; never includes the A2E key."""
+    details = {"a2e_code": exc.code, "trace_id": exc.trace_id}
+    if isinstance(exc, a2e.A2ECapacityBusy):
+        return UpstreamBusy("no avatar host free, retry later", code="no_avatar_host", details=details,
+                            headers={"Retry-After": str(RETRY_AFTER_BUSY)})
+    if isinstance(exc, a2e.A2ERateLimited):
+        retry = str(int(exc.retry_after or RETRY_AFTER_BUSY))
+        return UpstreamBusy("A2E rate limit reached, retry later", code="upstream_rate_limited",
+                            details=details, headers={"Retry-After": retry})
+    if isinstance(exc, a2e.A2EUnavailable):
+        return UpstreamBusy(f"A2E is unavailable: {exc.msg}", details=details, headers={"Retry-After": "5"})
+    if isinstance(exc, a2e.A2EInsufficientCredits):
+        return CapExceeded("balance", "the A2E account has too few credits for this room")
+    if isinstance(exc, a2e.A2EAuthError):
+        return UpstreamError("the bridge's A2E key was refused; the operator must fix A2E_API_KEY",
+                             code="upstream_auth", details=details)
+    return UpstreamError(f"A2E refused the request: {exc.msg}", details=details)

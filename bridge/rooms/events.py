@@ -1,0 +1,95 @@
+"""A room's event fan-out: every subscriber (websocket client, SSE stream) gets every event.
+
+Each subscriber has a bounded queue; one that falls behind is cut off (``overflowed``) instead of
+slowing the room or the others. A bounded history with increasing ids lets SSE clients resume
+with ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(eq=False)
+class Subscription:
+    queue: asyncio.Queue[tuple[int, dict[str, Any]] | None]
+    overflowed: bool = False
+    closed: bool = False
+    _hub: RoomEvents | None = field(default=None, repr=False)
+
+    async def get(self) -> tuple[int, dict[str, Any]] | None:
+        """The next (id, event), or None once the room ended or this subscriber was cut off."""
+        if self.closed:
+            try:
+                return self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        return await self.queue.get()
+
+    def close(self) -> None:
+        if self._hub is not None:
+            self._hub._subscribers.discard(self)
+        self.closed = True
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        while (item := await self.get()) is not None:
+            yield item
+
+
+class RoomEvents:
+    """Publish/subscribe for one room."""
+
+    def __init__(self, history: int = 256, subscriber_buffer: int = 256) -> None:
+        self._ids = itertools.count(1)
+        self.history: deque[tuple[int, dict[str, Any]]] = deque(maxlen=history)
+        self._subscribers: set[Subscription] = set()
+        self.subscriber_buffer = subscriber_buffer
+        self.ended = False
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: dict[str, Any]) -> int:
+        event_id = next(self._ids)
+        self.history.append((event_id, event))
+        for sub in list(self._subscribers):
+            try:
+                sub.queue.put_nowait((event_id, event))
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                self._cut(sub)
+        return event_id
+
+    def subscribe(self, after: int | None = None) -> Subscription:
+        """A new subscriber; with ``after``, history newer than that id is queued first."""
+        sub = Subscription(asyncio.Queue(self.subscriber_buffer + self.history.maxlen), _hub=self)
+        if after is not None:
+            for item in self.history:
+                if item[0] > after:
+                    sub.queue.put_nowait(item)
+        if self.ended:
+            sub.closed = True
+            sub.queue.put_nowait(None)
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    def end(self) -> None:
+        """No more events: every subscriber drains what it has, then sees the end."""
+        self.ended = True
+        for sub in list(self._subscribers):
+            self._cut(sub)
+
+    def _cut(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+        sub.closed = True
+        try:
+            sub.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # a full queue ends anyway: get() returns None once it is drained

@@ -1,0 +1,91 @@
+"""Room events from the avatar's channel: which source a room uses, and feeding its reassembler.
+
+Three sources (``BRIDGE_EVENT_SOURCE``):
+- ``agora``: the bridge joins each room's Agora channel receive-only with the Agora server SDK;
+- ``simulator``: the A2E simulator's own event feed (``/_sim/rtc/{channel}``);
+- ``browser``: kiosk pages forward the stream-messages their Agora Web SDK receives (``rtc_event``
+  frames); the reassembler drops the duplicates several forwarders send.
+``auto`` picks ``simulator`` when running on the simulator, else ``agora`` when its SDK loads,
+else ``browser``. Forwarded events are accepted whatever the source, so a kiosk never hurts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bridge.rtc.base import ObserveTarget, ObserverError, RoomObserver
+from bridge.rtc.simulated import SimulatorObserver
+
+from .manager import LiveRoom, RoomManager
+from .models import RoomState
+
+log = logging.getLogger("bridge.events")
+
+BRIDGE_UID_OFFSET = 7_000_000  # our observer's uid: distinct from the viewer's and the avatar's
+
+
+def choose_source(configured: str, *, on_simulator: bool) -> str:
+    if configured != "auto":
+        return configured
+    if on_simulator:
+        return "simulator"
+    from bridge.rtc.agora import agora_available
+
+    return "agora" if agora_available() else "browser"
+
+
+def make_observer(source: str, *, a2e_base_url: str) -> RoomObserver | None:
+    if source == "simulator":
+        return SimulatorObserver(a2e_base_url)
+    if source == "agora":
+        from bridge.rtc.agora import AgoraObserver
+
+        return AgoraObserver()
+    return None  # browser / none: nothing to run on the server
+
+
+class RoomObserving:
+    """Runs one observer task per open room and turns channel events into room events."""
+
+    def __init__(self, rooms: RoomManager, observer: RoomObserver | None, source: str) -> None:
+        self.rooms = rooms
+        self.observer = observer
+        self.source = source
+        rooms.room_hooks.append(self._on_open)
+
+    def _on_open(self, lr: LiveRoom) -> None:
+        if self.observer is not None:
+            lr.tasks.append(asyncio.create_task(self._observe(lr), name=f"observe-{lr.room.id}"))
+
+    async def _observe(self, lr: LiveRoom) -> None:
+        assert self.observer is not None
+        room = lr.room
+        target = ObserveTarget(app_id=room.app_id or "", channel=room.channel or "", token=room.token,
+                               uid=BRIDGE_UID_OFFSET + (room.uid or 0) % 1_000_000, avatar_uid=None)
+        delay = 0.2
+        while room.state is RoomState.OPEN:
+            try:
+                sub = await self.observer.observe(target)
+                try:
+                    delay = 0.2
+                    async for event in sub:
+                        self.rooms.deliver_channel_event(lr, event, self.source)
+                finally:
+                    await sub.aclose()
+            except ObserverError as exc:
+                log.warning("room %s: %s observer failed: %s", room.id, self.source, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("room %s: %s observer crashed", room.id, self.source)
+            if room.state is not RoomState.OPEN:
+                break
+            await asyncio.sleep(delay)  # the feed ended while the room is open: rejoin
+            delay = min(delay * 2, 10)
+
+    async def aclose(self) -> None:
+        if self.observer is not None:
+            with contextlib.suppress(Exception):
+                await self.observer.aclose()

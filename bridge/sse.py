@@ -1,0 +1,48 @@
+"""``GET /v1/rooms/{room_id}/events``: a room's events as Server-Sent Events, for backends that do
+not keep a websocket. ``Last-Event-ID`` resumes from the room's bounded event history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .auth import Authenticator
+from .errors import BadRequest
+
+
+async def room_events(request: Request) -> Response:
+    """
+    summary: The room's events (reply, speaking_started, speaking_stopped, room, command, room_closed) as SSE
+    parameters:
+      - {name: Last-Event-ID, in: header, required: false, schema: {type: integer}}
+      - {name: ticket, in: query, required: false, schema: {type: string}}
+    responses:
+      200: {description: "text/event-stream; event name = type, data = the JSON event, id = event id"}
+    """
+    auth: Authenticator = request.app.state.auth
+    room_id = request.path_params["room_id"]
+    ticket = request.query_params.get("ticket")
+    who = auth.check_ticket(ticket, room_id) if ticket else auth.authenticate(request)
+    lr = request.app.state.rooms.get(who.tenant, room_id)
+    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    try:
+        after = int(last) if last else None
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be an integer event id") from None
+    sub = lr.events.subscribe(after=after)
+    request.app.state.rooms.attach(lr)
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for event_id, event in sub:
+                yield {"id": str(event_id), "event": event["type"], "data": json.dumps(event, ensure_ascii=False)}
+        finally:
+            sub.close()
+            request.app.state.rooms.detach(lr)
+
+    return EventSourceResponse(stream(), ping=15)

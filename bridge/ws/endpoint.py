@@ -1,0 +1,208 @@
+"""``GET /v1/rooms/{room_id}/ws``: one client of a room over a websocket.
+
+Three tasks per connection: the reader (parse, act, answer), the event pump (room events into the
+outgoing buffer) and the writer (buffer to socket). The buffer is bounded: a client that does not
+read is dropped with close code 4008, so it never slows the room or the other clients.
+Websocket ping/pong heartbeats are uvicorn's (``ws_ping_interval``/``ws_ping_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from bridge.auth import Authenticator, Caller
+from bridge.errors import BridgeError, NotFound, Unauthorized
+from bridge.rooms.commands import Command
+from bridge.rooms.manager import LiveRoom, RoomManager
+from bridge.rooms.models import RoomState
+
+from . import protocol as p
+
+log = logging.getLogger("bridge.ws")
+
+_connection_ids = itertools.count(1)
+_CLOSE = object()  # the writer's signal to close after what is queued before it
+
+
+class TokenBucket:
+    """Frames per second with a burst allowance. Hand-written: ten lines, and the limiter
+    libraries (aiolimiter, limits) wait for capacity, while we need an immediate yes/no."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _authenticate(ws: WebSocket) -> Caller:
+    auth: Authenticator = ws.app.state.auth
+    ticket = ws.query_params.get("ticket")
+    if ticket:
+        return auth.check_ticket(ticket, ws.path_params["room_id"])
+    return auth.authenticate(ws)
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: RoomManager) -> None:
+        s = rooms.settings
+        self.ws, self.lr, self.rooms = ws, lr, rooms
+        self.id = next(_connection_ids)
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=s.ws_send_buffer)
+        self.max_frame = s.ws_max_frame_bytes
+        self.bucket = TokenBucket(s.ws_rate_limit, s.ws_rate_burst)
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue a frame; a full buffer means the client is not reading: drop it."""
+        if self.close_code is not None:
+            return
+        try:
+            self.out.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.shut(p.CLOSE_SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
+
+    def shut(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            with contextlib.suppress(asyncio.QueueFull):
+                self.out.put_nowait(_CLOSE)
+            if code == p.CLOSE_SLOW_CONSUMER:
+                self._drain_for_close()
+
+    def _drain_for_close(self) -> None:
+        while not self.out.empty():
+            self.out.get_nowait()
+        self.out.put_nowait(_CLOSE)
+
+    async def writer(self) -> None:
+        while True:
+            frame = await self.out.get()
+            if frame is _CLOSE:
+                return
+            await self.ws.send_text(p.encode(frame))
+
+    async def pump(self, sub: Any) -> None:
+        async for _event_id, event in sub:
+            self.send(event)
+        if self.close_code is None:
+            self.shut(p.CLOSE_ROOM_CLOSED, "room closed")
+
+    async def reader(self) -> None:
+        while self.close_code is None:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if not self.bucket.take():
+                self.shut(p.CLOSE_FLOOD, "too many frames: slow down")
+                return
+            text = message.get("text")
+            if text is None:
+                self.send(p.error_frame("binary_not_supported", "send JSON text frames, not binary"))
+                continue
+            try:
+                frame = p.parse(text, self.max_frame)
+            except p.ProtocolError as exc:
+                self.send(p.error_frame(exc.code, exc.message, exc.frame_id))
+                continue
+            try:
+                await self.handle(frame)
+            except BridgeError as exc:
+                self.send(p.error_frame(exc.code, exc.message, frame.id, **_details(exc)))
+
+    async def handle(self, frame: Any) -> None:
+        room = self.lr.room
+        if isinstance(frame, p.Ping):
+            self.send({"type": "pong", "id": frame.id})
+        elif isinstance(frame, (p.Speak, p.Ask)):
+            commands = await self.rooms.submit(room.tenant, room.id, frame.type, frame.text)
+            task = asyncio.create_task(self.ack_when_accepted(frame, commands))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+        elif isinstance(frame, p.Flush):
+            dropped = self.rooms.flush(room.tenant, room.id)
+            self.send({"type": "ack", "id": frame.id, "kind": "flush", "flushed": dropped})
+        elif isinstance(frame, p.SetQaContext):
+            updated = await self.rooms.set_qa_context(room.tenant, room.id, frame.text)
+            self.send({"type": "ack", "id": frame.id, "kind": "set_qa_context", "chars": len(updated.qa_context or "")})
+        elif isinstance(frame, p.RtcEvent):
+            self.rooms.forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
+
+    async def ack_when_accepted(self, frame: Any, commands: list[Command]) -> None:
+        results = await asyncio.gather(*(asyncio.shield(c.future) for c in commands), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if isinstance(failure, BridgeError):
+            self.send(p.error_frame(failure.code, failure.message, frame.id, **_details(failure)))
+        elif failure is not None:
+            self.send(p.error_frame("internal_error", "internal error", frame.id))
+        else:
+            seqs = [c.seq for c in commands]
+            self.send({"type": "ack", "id": frame.id, "kind": frame.type, "position": seqs[0], "positions": seqs})
+
+
+def _details(exc: BridgeError) -> dict[str, Any]:
+    return {"details": exc.details} if exc.details is not None else {}
+
+
+async def room_websocket(ws: WebSocket) -> None:
+    rooms: RoomManager = ws.app.state.rooms
+    room_id = ws.path_params["room_id"]
+    await ws.accept()
+    try:
+        caller = _authenticate(ws)
+        lr = rooms.get(caller.tenant, room_id)
+    except Unauthorized as exc:
+        await ws.close(p.CLOSE_UNAUTHORIZED, exc.message)
+        return
+    except NotFound:
+        try:
+            await rooms.find(caller.tenant, room_id)
+        except NotFound:
+            await ws.close(p.CLOSE_NOT_FOUND, f"no room {room_id}")
+            return
+        await ws.close(p.CLOSE_ROOM_NOT_OPEN, f"room {room_id} is not open")
+        return
+    if lr.room.state is not RoomState.OPEN:
+        await ws.close(p.CLOSE_ROOM_NOT_OPEN, f"room {room_id} is {lr.room.state.value}")
+        return
+    conn = Connection(ws, lr, rooms)
+    sub = lr.events.subscribe()
+    rooms.attach(lr)
+    conn.send({"type": "room", "room": lr.room.to_public()})
+    tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)),
+             asyncio.create_task(conn.writer())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if not tasks[2].done() and conn.close_code is not None:
+            # let the writer deliver what precedes the close (room_closed, errors), briefly
+            await asyncio.wait([tasks[2]], timeout=2)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sub.close()
+        rooms.detach(lr)
+        for task in [*tasks, *conn.pending]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
+                await task
+        if conn.close_code is not None:
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason), timeout=2)
+        log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
