@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.schemas import SchemaGenerator
 
 from . import api
@@ -29,6 +32,7 @@ from .store import open_store
 log = logging.getLogger("bridge")
 
 SIMULATOR_MOUNT = "/_a2e"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
 
@@ -59,6 +63,10 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 async def openapi(request: Request) -> Response:
     return schemas.OpenAPIResponse(request=request)
+
+
+async def kiosk_page(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def simulator_config(settings: Settings) -> SimConfig:
@@ -115,7 +123,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             if sim_server is not None:
                 await sim_server.stop()
 
-    routes: list[Any] = [*api.routes, Route("/openapi.json", openapi, include_in_schema=False)]
+    routes: list[Any] = [
+        *api.routes,
+        Route("/openapi.json", openapi, include_in_schema=False),
+        Route("/", kiosk_page, include_in_schema=False),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
+    ]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator))
     app = Starlette(
