@@ -11,14 +11,14 @@ import uvicorn
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, timeout: float = 10.0) -> AsyncIterator[str]:
+async def serve(app: Any, limit_s: float = 10.0) -> AsyncIterator[str]:
     """Yield ``http://127.0.0.1:<port>`` while the server runs; stop it on exit."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
                             ws="websockets-sansio")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             while not server.started:
                 if task.done():
                     task.result()
@@ -28,4 +28,5 @@ async def serve(app: Any, timeout: float = 10.0) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout)
+        async with asyncio.timeout(limit_s):
+            await task

@@ -9,7 +9,6 @@ import ssl
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -50,13 +49,13 @@ def isolated_sdk_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     fake = sys.modules.get("agora._fake")
     if fake is not None:
-        fake.reset_for_tests()  # type: ignore[attr-defined]
+        fake.reset_for_tests()
     _purge_agora()
     ssl._create_default_https_context = saved_tls
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(FAKES))
     load_agora_sdk()
     import agora._fake as fake_mod  # type: ignore[import-not-found]
@@ -65,13 +64,14 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 
 @pytest.fixture
-async def observer(fake: ModuleType) -> AsyncIterator[AgoraObserver]:
+async def observer(fake: Any) -> AsyncIterator[AgoraObserver]:
     obs = AgoraObserver(connect_timeout=TIMEOUT, close_timeout=TIMEOUT, silence_s=0.05)
     yield obs
     await obs.aclose()
 
 
-def target(channel: str = "room1", uid: int = 42, avatar_uid: int | None = None, token: str | None = "tok") -> ObserveTarget:
+def target(channel: str = "room1", uid: int = 42, avatar_uid: int | None = None,
+           token: str | None = "tok") -> ObserveTarget:
     return ObserveTarget(app_id=APP_ID, channel=channel, token=token, uid=uid, avatar_uid=avatar_uid)
 
 
@@ -82,7 +82,7 @@ async def take(sub: Subscription, n: int) -> list[ChannelEvent]:
     return await asyncio.wait_for(go(), TIMEOUT)
 
 
-def conn_of(fake: ModuleType, i: int = 0) -> Any:
+def conn_of(fake: Any, i: int = 0) -> Any:
     return fake.connections[i]
 
 
@@ -140,7 +140,7 @@ async def test_observe_raises_unavailable_without_sdk() -> None:
         await AgoraObserver().observe(target())
 
 
-def test_fake_sdk_loads_and_tls_default_is_restored(fake: ModuleType) -> None:
+def test_fake_sdk_loads_and_tls_default_is_restored(fake: Any) -> None:
     assert agora_available() is True
     assert ssl._create_default_https_context is not ssl._create_unverified_context
 
@@ -154,7 +154,7 @@ async def test_observer_satisfies_protocols(observer: AgoraObserver) -> None:
         assert isinstance(sub, Subscription)
 
 
-async def test_receive_only_setup(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_receive_only_setup(observer: AgoraObserver, fake: Any) -> None:
     sub = await observer.observe(target(uid=42, token="tok-1"))
     assert sub.local_uid == "42"
     conn = conn_of(fake)
@@ -174,7 +174,7 @@ async def test_receive_only_setup(observer: AgoraObserver, fake: ModuleType) -> 
     assert fake.callback_errors == []  # e.g. the aiqos TypeError pitfall
 
 
-async def test_events_from_foreign_thread_arrive_in_order(observer: AgoraObserver, fake: ModuleType,
+async def test_events_from_foreign_thread_arrive_in_order(observer: AgoraObserver, fake: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     seen_threads: set[int] = set()
     original = AgoraSubscription._on_sdk
@@ -198,7 +198,7 @@ async def test_events_from_foreign_thread_arrive_in_order(observer: AgoraObserve
     await sub.aclose()
 
 
-async def test_speaking_from_volume_indications(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_speaking_from_volume_indications(observer: AgoraObserver, fake: Any) -> None:
     sub = await observer.observe(target(uid=42))
     remote = conn_of(fake).remote
     remote.volume([("0", 200), ("42", 200)])  # ourselves: never reported
@@ -214,7 +214,7 @@ async def test_speaking_from_volume_indications(observer: AgoraObserver, fake: M
     await sub.aclose()
 
 
-async def test_avatar_uid_filters_other_users(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_avatar_uid_filters_other_users(observer: AgoraObserver, fake: Any) -> None:
     sub = await observer.observe(target(avatar_uid=AVATAR))
     remote = conn_of(fake).remote
     remote.send_stream_message("7", b"other")
@@ -226,7 +226,7 @@ async def test_avatar_uid_filters_other_users(observer: AgoraObserver, fake: Mod
     await sub.aclose()
 
 
-async def test_backpressure_drops_oldest_and_counts(fake: ModuleType) -> None:
+async def test_backpressure_drops_oldest_and_counts(fake: Any) -> None:
     obs = AgoraObserver(queue_size=4, connect_timeout=TIMEOUT)
     sub = await obs.observe(target())
     remote = conn_of(fake).remote
@@ -239,14 +239,14 @@ async def test_backpressure_drops_oldest_and_counts(fake: ModuleType) -> None:
 
 
 async def _until(cond: Any) -> None:
-    while not cond():
+    while not cond():  # noqa: ASYNC110 (set from the fake's thread)
         await asyncio.sleep(0.005)
 
 
 # --- teardown and lifecycle ---------------------------------------------------------------
 
 
-async def test_close_disconnects_then_releases_once(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_close_disconnects_then_releases_once(observer: AgoraObserver, fake: Any) -> None:
     sub = await observer.observe(target())
     conn = conn_of(fake)
     handle = conn.conn_handle
@@ -259,14 +259,14 @@ async def test_close_disconnects_then_releases_once(observer: AgoraObserver, fak
     assert sub.end_reason == "closed"
 
 
-async def test_queued_messages_after_close_are_not_delivered(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_queued_messages_after_close_are_not_delivered(observer: AgoraObserver, fake: Any) -> None:
     sub = await observer.observe(target())
     conn_of(fake).remote.send_stream_message(str(AVATAR), b"late")
     await sub.aclose()
     assert [e async for e in sub] == []
 
 
-async def test_observer_close_releases_subscriptions_and_service(fake: ModuleType) -> None:
+async def test_observer_close_releases_subscriptions_and_service(fake: Any) -> None:
     obs = AgoraObserver(connect_timeout=TIMEOUT)
     subs = [await obs.observe(target(channel=f"c{i}")) for i in range(3)]
     await obs.aclose()
@@ -279,7 +279,7 @@ async def test_observer_close_releases_subscriptions_and_service(fake: ModuleTyp
     assert fake.errors_after_release == []
 
 
-async def test_one_service_per_process(fake: ModuleType) -> None:
+async def test_one_service_per_process(fake: Any) -> None:
     a, b = AgoraObserver(connect_timeout=TIMEOUT), AgoraObserver(connect_timeout=TIMEOUT)
     await a.observe(target(channel="x"))
     await b.observe(target(channel="y", uid=43))
@@ -298,7 +298,7 @@ async def test_one_service_per_process(fake: ModuleType) -> None:
     await c.aclose()
 
 
-async def test_invalid_token_raises_join_error_and_releases(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_invalid_token_raises_join_error_and_releases(observer: AgoraObserver, fake: Any) -> None:
     def rule(token: str, channel: str, uid: str) -> bool:
         rtc = parse_token(token)["rtc"]
         return bool(rtc) and rtc["channel"] == channel and rtc["uid"] in ("", uid)
@@ -315,7 +315,7 @@ async def test_invalid_token_raises_join_error_and_releases(observer: AgoraObser
     await sub.aclose()
 
 
-async def test_connect_timeout(fake: ModuleType) -> None:
+async def test_connect_timeout(fake: Any) -> None:
     fake.silent_connect = True
     obs = AgoraObserver(connect_timeout=0.1, close_timeout=0.1)
     with pytest.raises(AgoraJoinError, match="timed out"):
@@ -324,7 +324,7 @@ async def test_connect_timeout(fake: ModuleType) -> None:
     await obs.aclose()
 
 
-async def test_token_expiry_ends_subscription(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_token_expiry_ends_subscription(observer: AgoraObserver, fake: Any) -> None:
     sub = await observer.observe(target())
     conn = conn_of(fake)
     handle = conn.conn_handle
@@ -337,7 +337,7 @@ async def test_token_expiry_ends_subscription(observer: AgoraObserver, fake: Mod
     assert seq[-1] == "release" and "disconnect" not in seq
 
 
-async def test_same_uid_login_kicks_first(observer: AgoraObserver, fake: ModuleType) -> None:
+async def test_same_uid_login_kicks_first(observer: AgoraObserver, fake: Any) -> None:
     first = await observer.observe(target(uid=42))
     second = await observer.observe(target(uid=42))
     assert [e async for e in first] == []

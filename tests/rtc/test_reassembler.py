@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +46,7 @@ def make(**kw: object) -> Reassembler:
     return Reassembler(**kw)  # type: ignore[arg-type]
 
 
-def run(r: Reassembler, events: list[ChannelEvent], source: Hashable | None = None) -> list[RoomEvent]:
+def run(r: Reassembler, events: Sequence[ChannelEvent], source: Hashable | None = None) -> list[RoomEvent]:
     out: list[RoomEvent] = []
     for e in events:
         out.extend(r.feed(e, source))

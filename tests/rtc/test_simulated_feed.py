@@ -101,6 +101,7 @@ def test_wire_round_trip() -> None:
     for ev in (StreamMessage(5, b"\x00\xffbytes", 3), AudioStarted(5), AudioStopped(5)):
         assert frame_to_event(json.loads(json.dumps(event_to_frame(ev)))) == ev
     assert event_to_frame(AudioStarted(123)) == {"kind": "audio_started", "uid": 123}
+    bad: object
     for bad in (None, [], {"kind": "audio_started"}, {"kind": "nope", "uid": 1},
                 {"kind": "stream_message", "uid": 1, "data_b64": "!!"}):
         assert frame_to_event(bad) is None
@@ -226,5 +227,5 @@ async def test_unreachable_simulator_raises_join_error() -> None:
 
 
 async def _until(cond: object) -> None:
-    while not cond():  # type: ignore[operator]
+    while not cond():  # type: ignore[operator]  # noqa: ASYNC110
         await asyncio.sleep(0.01)

@@ -61,8 +61,8 @@ class LocalUser:
         self.volume_indication = (interval_in_ms, smooth, report_vad)
         return 0
 
-    def set_audio_scenario(self, scenario) -> int:
-        self._call("set_audio_scenario", scenario)
+    def set_audio_scenario(self, scenario_type) -> int:
+        self._call("set_audio_scenario", scenario_type)
         return 0
 
     def get_user_role(self) -> int:
