@@ -36,8 +36,16 @@ _STOP = frozenset(
 )
 
 
+def _stem(word: str) -> str:
+    """A crude stem so "opens"/"opening" match "open": enough for a deterministic stand-in."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
 def answer_for(question: str, qa_context: str | None) -> str:
