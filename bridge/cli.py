@@ -43,7 +43,9 @@ def serve(host: str | None, port: int | None) -> None:
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=5,
+                ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
+                ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 
 
 @main.command()
