@@ -68,11 +68,10 @@ class RoomEvents:
 
     def subscribe(self, after: int | None = None) -> Subscription:
         """A new subscriber; with ``after``, history newer than that id is queued first."""
-        sub = Subscription(asyncio.Queue(self.subscriber_buffer + self.history.maxlen), _hub=self)
-        if after is not None:
-            for item in self.history:
-                if item[0] > after:
-                    sub.queue.put_nowait(item)
+        backlog = [item for item in self.history if after is not None and item[0] > after]
+        sub = Subscription(asyncio.Queue(self.subscriber_buffer + len(backlog)), _hub=self)
+        for item in backlog:
+            sub.queue.put_nowait(item)
         if self.ended:
             sub.closed = True
             sub.queue.put_nowait(None)

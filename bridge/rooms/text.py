@@ -13,6 +13,9 @@ import re
 _BOUNDARY = re.compile(r"(?<=[.!?\u2026][\"'\u201d\u2019)\]])\s+|(?<=[.!?\u2026])\s+|(?<=[\u3002\uff01\uff1f])")
 
 
+_CJK_STOPS = ("\u3002", "\uff01", "\uff1f")
+
+
 def split_sentences(text: str, max_chars: int) -> list[str]:
     """Split ``text`` into chunks of at most ``max_chars``, preferring sentence boundaries.
 
@@ -35,7 +38,8 @@ def split_sentences(text: str, max_chars: int) -> list[str]:
                 chunks.append(current)
                 current = ""
             chunks.append(head)
-        joined = f"{current} {sentence}".strip() if current else sentence
+        separator = "" if current.endswith(_CJK_STOPS) else " "  # CJK text has no spaces between sentences
+        joined = f"{current}{separator}{sentence}" if current else sentence
         if len(joined) <= max_chars:
             current = joined
         else:

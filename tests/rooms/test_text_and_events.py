@@ -1,0 +1,60 @@
+import asyncio
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.rooms.events import RoomEvents
+from bridge.rooms.text import split_sentences
+
+
+def test_short_text_is_one_chunk() -> None:
+    assert split_sentences("  Hello there.  ", 100) == ["Hello there."]
+    assert split_sentences("   ", 100) == []
+
+
+def test_long_text_splits_at_sentence_boundaries() -> None:
+    text = "First sentence here. Second one is here! Is this the third? Yes."
+    chunks = split_sentences(text, 25)
+    assert chunks == ["First sentence here.", "Second one is here!", "Is this the third? Yes."]
+
+
+def test_cjk_sentences_split_without_spaces() -> None:
+    assert split_sentences("你好。今天天气很好。我们九点开门。", 10) == ["你好。今天天气很好。", "我们九点开门。"]
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=600), st.integers(5, 120))
+def test_chunks_are_bounded_and_keep_every_word(text: str, limit: int) -> None:
+    chunks = split_sentences(text, limit)
+    assert all(0 < len(c) <= limit for c in chunks)
+    assert "".join(text.split()) == "".join("".join(chunks).split())
+
+
+async def test_every_subscriber_gets_every_event_and_history_resumes() -> None:
+    hub = RoomEvents(history=3, subscriber_buffer=10)
+    a, b = hub.subscribe(), hub.subscribe()
+    ids = [hub.publish({"type": "e", "n": n}) for n in range(5)]
+    got_a = [await a.get() for _ in ids]
+    got_b = [await b.get() for _ in ids]
+    assert [e[1]["n"] for e in got_a] == [e[1]["n"] for e in got_b] == list(range(5))
+    late = hub.subscribe(after=ids[2])  # only ids 4 and 5 are newer and still in the history
+    assert [(await late.get())[1]["n"] for _ in range(2)] == [3, 4]
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_alone() -> None:
+    hub = RoomEvents(history=1, subscriber_buffer=2)
+    slow, fast = hub.subscribe(), hub.subscribe()
+    for n in range(3):
+        hub.publish({"n": n})
+        await fast.get()
+    assert slow.overflowed and not fast.overflowed
+    assert hub.subscriber_count == 1
+
+
+async def test_end_delivers_what_is_queued_then_stops() -> None:
+    hub = RoomEvents()
+    sub = hub.subscribe()
+    hub.publish({"type": "room_closed"})
+    hub.end()
+    items = [item async for item in sub]
+    assert [i[1]["type"] for i in items] == ["room_closed"]
+    assert await asyncio.wait_for(hub.subscribe().get(), 1) is None
