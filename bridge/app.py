@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.schemas import SchemaGenerator
 
-from . import api
+from . import api, passthrough
 from .a2e.client import A2EClient
 from .auth import Authenticator
 from .errors import BridgeError
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
 
     routes: list[Any] = [
         *api.routes,
+        *passthrough.routes,
         Route("/openapi.json", openapi, include_in_schema=False),
         Route("/", kiosk_page, include_in_schema=False),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     ticket_secret: SecretStr | None = Field(None, alias="BRIDGE_TICKET_SECRET")
     sweep_interval: float = Field(1.0, gt=0, alias="BRIDGE_SWEEP_INTERVAL")
 
+    passthrough_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                                alias="BRIDGE_PASSTHROUGH_TENANTS")
+
     # per-tenant caps
     max_rooms_per_tenant: int = Field(20, ge=1, alias="BRIDGE_MAX_ROOMS_PER_TENANT")
     max_expire_seconds: int = Field(3600, ge=10, alias="BRIDGE_MAX_EXPIRE_SECONDS")
@@ -89,6 +92,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, value: object) -> dict[str, str]:
         return parse_api_keys(value)  # type: ignore[arg-type]
+
+    @field_validator("passthrough_tenants", mode="before")
+    @classmethod
+    def _parse_tenants(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return list(value)  # type: ignore[call-overload]
 
     @property
     def uses_simulator(self) -> bool:
