@@ -26,14 +26,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class CreateRoom(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: "600" or 1.0 is not an integer
     avatar_id: str | None = Field(None, min_length=1, max_length=128)
     expire_seconds: int | None = Field(None, ge=10, le=86_400)
     qa_context: str | None = None
 
 
 class TextBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     text: str
 
 
@@ -132,9 +132,11 @@ async def new_ticket(request: Request) -> Response:
     summary: A fresh short-lived websocket ticket for a live room (for browsers reconnecting)
     responses:
       201: {description: "{ws_ticket, ws_ticket_expires_in}"}
+      404: {description: Unknown room (or another tenant's)}
+      409: {description: The room is not open}
     """
     who = caller(request)
-    lr = manager(request).get(who.tenant, request.path_params["room_id"])
+    lr = await manager(request).open_room(who.tenant, request.path_params["room_id"])
     view = room_view(request, lr.room, with_ticket=True)
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
@@ -204,7 +206,9 @@ async def flush(request: Request) -> Response:
       200: {description: "{flushed: n}"}
     """
     who = caller(request)
-    return JSONResponse({"flushed": manager(request).flush(who.tenant, request.path_params["room_id"])})
+    rooms = manager(request)
+    await rooms.open_room(who.tenant, request.path_params["room_id"])  # 404 or, for an ended room, 409
+    return JSONResponse({"flushed": rooms.flush(who.tenant, request.path_params["room_id"])})
 
 
 async def avatars(request: Request) -> Response:

@@ -264,7 +264,7 @@ class RoomManager:
 
     async def set_qa_context(self, tenant: str, room_id: str, text: str) -> Room:
         self._check_qa(text)
-        lr = self._open(tenant, room_id)
+        lr = await self.open_room(tenant, room_id)
         try:
             await self.a2e.set_qa_context(lr.room.channel or "", text)
         except A2EError as exc:
@@ -277,7 +277,7 @@ class RoomManager:
 
     async def submit(self, tenant: str, room_id: str, kind: CommandKind, text: str) -> list[Command]:
         """Queue a command (split into sentences if long); the caller awaits the futures."""
-        lr = self._open(tenant, room_id)
+        lr = await self.open_room(tenant, room_id)
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed("text must be a non-empty string")
         if len(text) > self.settings.max_text_chars:
@@ -314,12 +314,23 @@ class RoomManager:
         return from_a2e(exc)
 
     def _open(self, tenant: str, room_id: str) -> LiveRoom:
+        """The open live room, from memory only (a room that ended is not live: NotFound)."""
         lr = self.live.get(room_id)
         if lr is None or lr.room.tenant != tenant:
             raise NotFound(f"no room {room_id}")
         if lr.room.state is not RoomState.OPEN:
             raise RoomNotOpen(f"room {room_id} is {lr.room.state.value}")
         return lr
+
+    async def open_room(self, tenant: str, room_id: str) -> LiveRoom:
+        """Like ``_open``, but a room of ``tenant`` that has ended is RoomNotOpen (409), not NotFound."""
+        try:
+            return self._open(tenant, room_id)
+        except NotFound:
+            room = await self.store.get(room_id)
+            if room is not None and room.tenant == tenant:
+                raise RoomNotOpen(f"room {room_id} is {room.state.value}") from None
+            raise
 
     # -- channel events ----------------------------------------------------------------------
     def deliver_channel_event(self, lr: LiveRoom, event: Any, source: Any) -> None:
