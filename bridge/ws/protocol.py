@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter, ValidationError
 
 __all__ = [
     "CLOSE_FLOOD",
@@ -33,7 +33,8 @@ CLOSE_UNAUTHORIZED = 4401  # missing/bad key, bad or expired ticket
 CLOSE_NOT_FOUND = 4404  # no such room for this tenant
 CLOSE_FLOOD = 4429  # more frames than the rate limit allows
 
-FrameId = Union[Annotated[str, StringConstraints(max_length=128)], int, None]
+# StrictInt: JSON ``true`` is not the id 1 (a bool id would come back as ``1`` and never match).
+FrameId = Union[Annotated[str, StringConstraints(max_length=128)], StrictInt, None]
 Text = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -105,7 +106,9 @@ def parse(text: str, max_bytes: int) -> Any:
         raise ProtocolError("bad_json", "frames must be JSON text") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "a frame must be a JSON object with a 'type'")
-    frame_id = raw.get("id") if isinstance(raw.get("id"), (str, int)) else None
+    frame_id = raw.get("id")
+    if not isinstance(frame_id, (str, int)) or isinstance(frame_id, bool):
+        frame_id = None
     kind = raw.get("type")
     if kind not in CLIENT_TYPES:
         raise ProtocolError("unknown_type", f"unknown frame type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}",
