@@ -81,6 +81,7 @@ class RoomManager:
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
+        self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
         self.room_hooks: list[Callable[[LiveRoom], Any]] = []  # called when a room opens (event sources)
 
     # -- life of the manager -----------------------------------------------------------------
@@ -309,7 +310,9 @@ class RoomManager:
     async def _command_failed(self, lr: LiveRoom, exc: A2EError) -> BridgeError:
         if isinstance(exc, A2ENotFound):
             # A2E no longer has the channel: the room is over upstream.
-            asyncio.create_task(self.close_live(lr, CloseReason.UPSTREAM_GONE, wait=False))
+            task = asyncio.create_task(self.close_live(lr, CloseReason.UPSTREAM_GONE, wait=False))
+            self._background.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._background.discard)
             return RoomNotOpen("the avatar room ended upstream", details={"a2e_code": exc.code})
         return from_a2e(exc)
 

@@ -1,0 +1,210 @@
+"""Every way a room ends, each recorded with its close reason, and each one leaving A2E."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import websockets
+from conftest import bridge_settings
+
+from bridge.a2e.client import A2EClient
+from bridge.app import create_app
+from bridge.rooms.models import CloseReason, Room, RoomState
+from bridge.serving import EmbeddedServer
+from bridge.simulator.state import AVATARS
+from bridge.store.sqlite import SqliteRoomStore
+
+AVATAR = AVATARS[0]["_id"]
+
+
+async def poll(predicate, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def closed(http: httpx.AsyncClient, rid: str) -> dict[str, Any] | None:
+    room = (await http.get(f"/v1/rooms/{rid}")).json()
+    return room if room["state"] == "closed" else None
+
+
+async def stored_rooms(path) -> list[Room]:
+    store = SqliteRoomStore(path)
+    await store.open()
+    try:
+        return await store.list()
+    finally:
+        await store.close()
+
+
+async def create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    r = await http.post("/v1/rooms", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_client_close(bridge_factory):
+    bridge = await bridge_factory()
+    room = await create(bridge.http)
+    r = await bridge.http.delete(f"/v1/rooms/{room['id']}")
+    assert r.json()["state"] == "closed" and r.json()["close_reason"] == "client"
+    assert bridge.sim.state.rooms[room["channel"]].status == "left"
+
+
+async def test_idle_close_only_without_clients(bridge_factory):
+    bridge = await bridge_factory(idle_timeout=0.5)
+    idle = await create(bridge.http)
+    watched = await create(bridge.http)
+    url = f"{watched['ws_url']}?ticket={watched['ws_ticket']}"
+    async with websockets.connect(url) as ws:
+        assert json.loads(await ws.recv())["type"] == "room"
+        room = await poll(lambda: closed(bridge.http, idle["id"]))
+        assert room["close_reason"] == "idle"
+        assert bridge.sim.state.rooms[idle["channel"]].status == "left"
+        await asyncio.sleep(1.0)  # twice the idle timeout: a room with a client is not idle
+        assert (await bridge.http.get(f"/v1/rooms/{watched['id']}")).json()["state"] == "open"
+    room = await poll(lambda: closed(bridge.http, watched["id"]))
+    assert room["close_reason"] == "idle"
+    assert bridge.sim.state.rooms[watched["channel"]].status == "left"
+
+
+async def test_activity_keeps_a_room_from_idling(bridge_factory):
+    bridge = await bridge_factory(idle_timeout=1.0)
+    room = await create(bridge.http)
+    for i in range(6):  # 1.5 s of activity, more than the idle timeout
+        r = await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": f"still talking {i}"})
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(0.25)
+    closed_room = await poll(lambda: closed(bridge.http, room["id"]))
+    assert closed_room["close_reason"] == "idle"
+
+
+async def test_expiry_close(bridge_factory):
+    bridge = await bridge_factory(leave_before_expiry=9)
+    room = await create(bridge.http, expire_seconds=10)
+    closed_room = await poll(lambda: closed(bridge.http, room["id"]))
+    assert closed_room["close_reason"] == "expiry"
+    upstream = bridge.sim.state.rooms[room["channel"]]
+    assert upstream.status == "left"  # left before A2E expired it
+    assert upstream.left_at < upstream.expires_at
+
+
+async def test_upstream_gone(bridge_factory):
+    bridge = await bridge_factory()
+    room = await create(bridge.http)
+    bridge.sim.state.leave(room["channel"])  # A2E forgets the channel behind the bridge's back
+    r = await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "anyone there?"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "room_not_open", r.text
+    closed_room = await poll(lambda: closed(bridge.http, room["id"]))
+    assert closed_room["close_reason"] == "upstream_gone"
+    r = await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "again?"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "room_not_open"
+
+
+async def test_upstream_gone_on_qa_context(bridge_factory):
+    bridge = await bridge_factory()
+    room = await create(bridge.http)
+    bridge.sim.state.leave(room["channel"])
+    r = await bridge.http.put(f"/v1/rooms/{room['id']}/qa-context", json={"text": "context"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "room_not_open", r.text
+    closed_room = await poll(lambda: closed(bridge.http, room["id"]))
+    assert closed_room["close_reason"] == "upstream_gone"
+
+
+async def test_error_when_qa_context_fails_at_create(bridge_factory):
+    bridge = await bridge_factory()
+    r = await bridge.http.post(bridge.sim.url + "/_sim/faults", json={"endpoint": "set_qa_context",
+                                                                       "kind": "http_500"})
+    assert r.status_code == 201
+    r = await bridge.http.post("/v1/rooms", json={"qa_context": "the facts"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "upstream_unavailable", r.text
+    assert "Retry-After" in r.headers
+
+    async def the_room() -> dict[str, Any] | None:
+        rooms = (await bridge.http.get("/v1/rooms")).json()["rooms"]
+        return rooms[0] if rooms and rooms[0]["state"] == "closed" else None
+
+    room = await poll(the_room)
+    assert room["close_reason"] == "error"
+    assert bridge.sim.state.rooms[room["channel"]].status == "left"  # minted, so given back
+
+
+async def test_shutdown_leaves_every_room(tmp_path, sim):
+    settings = bridge_settings(tmp_path)
+    client = A2EClient("test-key", sim.url, timeout=2.0, backoff_max=0.05)
+    server = EmbeddedServer.for_app(create_app(settings, a2e=client))
+    url = await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            rooms = [await create(http) for _ in range(3)]
+            await http.delete(f"/v1/rooms/{rooms[0]['id']}")
+    finally:
+        await server.stop()
+        await client.aclose()
+    assert all(sim.state.rooms[r["channel"]].status == "left" for r in rooms)
+    stored = {r.id: r for r in await stored_rooms(settings.db)}
+    assert stored[rooms[0]["id"]].close_reason is CloseReason.CLIENT
+    for r in rooms[1:]:
+        assert stored[r["id"]].state is RoomState.CLOSED
+        assert stored[r["id"]].close_reason is CloseReason.SHUTDOWN
+
+
+async def test_recovery_at_start(tmp_path, sim, bridge_factory):
+    """Records a crashed bridge left behind: each is resumed, given back, or marked failed."""
+    settings = bridge_settings(tmp_path)
+    now = time.time()
+
+    def minted(expire: int, state: RoomState, **fields: Any) -> Room:
+        token = sim.state.mint(AVATAR, expire)
+        room = Room.new(tenant="dev", avatar_id=AVATAR, expire_seconds=expire, now=now)
+        room.channel, room.token, room.uid = token["channel"], token["token"], token["uid"]
+        room.expires_at = float(token["expire_epoch_timestamp"])
+        room.state = state
+        for k, v in fields.items():
+            setattr(room, k, v)
+        return room
+
+    resumed = minted(600, RoomState.OPEN)
+    near_expiry = minted(8, RoomState.OPEN)  # within leave_before_expiry of its end: left at once
+    closing = minted(600, RoomState.CLOSING, close_reason=CloseReason.CLIENT)  # the leave never finished
+    creating = minted(600, RoomState.CREATING)  # A2E answered, the bridge died before saving 'open'
+    unminted = Room.new(tenant="dev", avatar_id=AVATAR, expire_seconds=600, now=now)  # died while minting
+    store = SqliteRoomStore(settings.db)
+    await store.open()
+    for room in (resumed, near_expiry, closing, creating, unminted):
+        await store.put(room)
+    await store.close()
+
+    bridge = await bridge_factory(leave_before_expiry=10)
+    http = bridge.http
+    live = {r["id"] for r in (await http.get("/v1/rooms", params={"state": "live"})).json()["rooms"]}
+    assert resumed.id in live and creating.id in live
+
+    async def settled() -> dict[str, dict[str, Any]] | None:
+        rooms = {r["id"]: r for r in (await http.get("/v1/rooms")).json()["rooms"]}
+        busy = [r for r in rooms.values() if r["state"] == "closing"]
+        return None if busy else rooms
+
+    rooms = await poll(settled)
+    assert rooms[resumed.id]["state"] == "open"
+    assert rooms[creating.id]["state"] == "open"  # it was minted: resumed, its channel is known
+    assert (rooms[near_expiry.id]["state"], rooms[near_expiry.id]["close_reason"]) == ("closed", "recovery")
+    assert (rooms[closing.id]["state"], rooms[closing.id]["close_reason"]) == ("closed", "client")
+    assert (rooms[unminted.id]["state"], rooms[unminted.id]["close_reason"]) == ("failed", "recovery")
+    assert sim.state.rooms[near_expiry.channel].status == "left"
+    assert sim.state.rooms[closing.channel].status == "left"
+    assert sim.state.rooms[resumed.channel].status == "open"
+    # a resumed room works as before
+    r = await http.post(f"/v1/rooms/{resumed.id}/speak", json={"text": "back again"})
+    assert r.status_code == 200, r.text
+    r = await http.delete(f"/v1/rooms/{resumed.id}")
+    assert r.json()["state"] == "closed" and sim.state.rooms[resumed.channel].status == "left"
