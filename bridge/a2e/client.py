@@ -76,7 +76,9 @@ class A2EClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
         )
-        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._headers = {"Accept": "application/json"}
+        if api_key.strip():  # "Bearer " alone is an illegal header: send none, and A2E answers 401
+            self._headers["Authorization"] = f"Bearer {api_key.strip()}"
         self.max_attempts = max_attempts
         self.backoff_max = backoff_max
 
