@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import uuid
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -114,6 +116,29 @@ async def _run(app: Starlette, row: Endpoint, params: dict[str, Any]) -> Any:
     return data
 
 
+def _route_path(scope: Scope) -> str:
+    """The request path relative to where the simulator is mounted (the bridge mounts it at /_a2e)."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):] or "/"
+    return path
+
+
+async def _stall(seconds: float, receive: Receive) -> bool:
+    """Wait ``seconds`` without answering; True if the client disconnected meanwhile."""
+
+    async def until_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(until_disconnect(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
 class FaultMiddleware:
     """Applies ``/_sim/faults`` rules to A2E routes before they run."""
 
@@ -123,8 +148,10 @@ class FaultMiddleware:
         self.by_path = by_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith("/_sim"):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = _route_path(scope)
+        if path.startswith("/_sim"):
             return await self.app(scope, receive, send)
         fault = self.faults.pick(path, self._operation(scope["method"], path))
         if fault is None:
@@ -132,10 +159,14 @@ class FaultMiddleware:
         log.info("injecting fault %s on %s", fault.kind, path)
         if fault.kind == "http_500":
             response: Response = JSONResponse({"code": 500, "msg": "simulated internal error"}, status_code=500)
+        elif fault.kind == "http_429":
+            response = JSONResponse(error_envelope(429, "too many requests"), status_code=429,
+                                    headers={"Retry-After": str(math.ceil(fault.seconds))})
         elif fault.kind == "code_1001":
             response = JSONResponse(error_envelope(CODE_CAPACITY_BUSY, "hosts are occupied"))
         elif fault.kind == "timeout":
-            await asyncio.sleep(fault.seconds)
+            if await _stall(fault.seconds, receive):
+                return  # the client gave up waiting: nobody to answer
             response = JSONResponse(error_envelope(504, "simulated late answer"), status_code=504)
         else:
             return await _drop(send)
@@ -151,6 +182,19 @@ class FaultMiddleware:
                 if path.startswith(prefix) and "/" not in path[len(prefix):]:
                     return name
         return None
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods get A2E's envelope, not Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    msg = {404: f"no such path: {request.url.path}",
+           405: f"method {request.method} not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse(error_envelope(exc.status_code, msg), status_code=exc.status_code, headers=exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("simulator bug on %s %s", request.method, request.url.path)
+    return JSONResponse(error_envelope(500, f"simulator error: {type(exc).__name__}"), status_code=500)
 
 
 async def sim_state(request: Request) -> Response:
@@ -196,7 +240,8 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
         yield
         await app.state.sim_feed.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: on_http_error, Exception: on_unexpected})
     app.state.sim = SimState(config)
     app.state.sim_feed = ChannelFeed(seconds_per_char=config.seconds_per_char)
     app.state.sim_faults = FaultTable(seed=fault_seed)

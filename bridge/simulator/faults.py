@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-FaultKind = Literal["http_500", "timeout", "code_1001", "drop_connection"]
+FaultKind = Literal["http_500", "http_429", "timeout", "code_1001", "drop_connection"]
 
 
 class FaultSpec(BaseModel):
@@ -19,7 +19,8 @@ class FaultSpec(BaseModel):
     kind: FaultKind
     rate: float = Field(default=1.0, ge=0.0, le=1.0)
     times: int | None = Field(default=None, ge=1)
-    seconds: float = Field(default=30.0, gt=0, le=600, description="how long a timeout fault stalls")
+    seconds: float = Field(default=30.0, gt=0, le=600,
+                           description="how long a timeout fault stalls; the Retry-After of an http_429")
 
 
 @dataclass
