@@ -6,39 +6,29 @@ The tests are parametrized over ``ENDPOINTS``: a new row is covered automaticall
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import ENDPOINTS
 from bridge.a2e.tasks import task_status
-from bridge.serving import EmbeddedServer
-from bridge.simulator.app import create_simulator_app
-from bridge.simulator.state import SimConfig
 
 from .examples import EXAMPLES, OBJECT_ID, Resolver, check_shape
 
-# One simulator (real uvicorn on loopback) for the whole module: starting one per test costs more
-# than the tests. Every test creates what it needs and compares counters before/after.
+# One simulator (real uvicorn on loopback) for the whole module, see tests/a2e/conftest.py.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sim_app() -> AsyncIterator[Any]:
-    app = create_simulator_app(SimConfig(task_step_seconds=0.02, seconds_per_char=0.002), fault_seed=1)
-    server = EmbeddedServer.for_app(app)
-    app.state.url = await server.start()
-    yield app
-    await server.stop()
+@pytest.fixture
+def a2e(module_a2e: A2EClient) -> A2EClient:
+    return module_a2e
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def a2e(sim_app: Any) -> AsyncIterator[A2EClient]:
-    async with A2EClient("test-key", sim_app.state.url, timeout=5.0, backoff_max=0.05) as client:
-        yield client
+@pytest.fixture
+def sim_app(module_sim: Any) -> Any:
+    return module_sim.app
+
 
 # Fields some answers must carry, beyond their shape.
 KEYS: dict[str, set[str]] = {
