@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         *passthrough.routes,
         Route("/openapi.json", openapi, include_in_schema=False),
         Route("/", kiosk_page, include_in_schema=False),
-        Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False, follow_symlink=True), name="static"),
     ]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator))
