@@ -53,6 +53,11 @@ def _check_fields(row: Endpoint, params: dict[str, Any]) -> None:
             raise SimError(400, f"{name} must be of type {kind}", http_status=400)
 
 
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (A2E's parser refuses them); Python's json would accept them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class _DropConnection(Exception):
     """Raised after the response started: the server then aborts the connection mid-reply."""
 
@@ -80,8 +85,8 @@ def _operation_endpoint(row: Endpoint):
             raw = await request.body()
             if raw.strip():
                 try:
-                    body = json.loads(raw)
-                except ValueError:
+                    body = json.loads(raw, parse_constant=_no_constant)
+                except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
                     return JSONResponse(error_envelope(400, "body is not valid JSON"), status_code=400)
                 if not isinstance(body, dict):
                     return JSONResponse(error_envelope(400, "body must be a JSON object"), status_code=400)

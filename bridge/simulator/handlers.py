@@ -30,7 +30,7 @@ def _page(records: list[dict[str, Any]], p: dict[str, Any], page_key: str = "pag
     try:
         page = max(1, int(p.get(page_key) or p.get("current") or 1))
         size = min(100, max(1, int(p.get("pageSize") or 10)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as an infinite float
         raise SimError(400, "pageNum and pageSize must be integers", http_status=400) from None
     return {"rows": records[(page - 1) * size: page * size], "count": len(records)}
 
