@@ -29,6 +29,7 @@ log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
 _CLOSE = object()  # the writer's signal to close after what is queued before it
+CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
 
 
 class TokenBucket:
@@ -62,34 +63,33 @@ class Connection:
         s = rooms.settings
         self.ws, self.lr, self.rooms = ws, lr, rooms
         self.id = next(_connection_ids)
-        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=s.ws_send_buffer)
+        # Bounded by ``send`` (not by the queue) so that the close marker always fits behind the frames.
+        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self.limit = s.ws_send_buffer
         self.max_frame = s.ws_max_frame_bytes
         self.bucket = TokenBucket(s.ws_rate_limit, s.ws_rate_burst)
         self.close_code: int | None = None
         self.close_reason = ""
+        self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
         self.pending: set[asyncio.Task[None]] = set()
 
     def send(self, frame: dict[str, Any]) -> None:
         """Queue a frame; a full buffer means the client is not reading: drop it."""
         if self.close_code is not None:
             return
-        try:
-            self.out.put_nowait(frame)
-        except asyncio.QueueFull:
+        if self.out.qsize() >= self.limit:
             self.shut(p.CLOSE_SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
+            return
+        self.out.put_nowait(frame)
 
     def shut(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            with contextlib.suppress(asyncio.QueueFull):
-                self.out.put_nowait(_CLOSE)
-            if code == p.CLOSE_SLOW_CONSUMER:
-                self._drain_for_close()
-
-    def _drain_for_close(self) -> None:
-        while not self.out.empty():
-            self.out.get_nowait()
-        self.out.put_nowait(_CLOSE)
+            if code == p.CLOSE_SLOW_CONSUMER:  # what it did not read is dropped, the close goes first
+                while not self.out.empty():
+                    self.out.get_nowait()
+            self.out.put_nowait(_CLOSE)
+            self.closing.set()
 
     async def writer(self) -> None:
         while True:
@@ -101,7 +101,9 @@ class Connection:
     async def pump(self, sub: Any) -> None:
         async for _event_id, event in sub:
             self.send(event)
-        if self.close_code is None:
+        if sub.overflowed:  # the room's fan-out cut us off: we fell behind, the room did not end
+            self.shut(p.CLOSE_SLOW_CONSUMER, "event buffer overflow: the client does not read its events")
+        else:
             self.shut(p.CLOSE_ROOM_CLOSED, "room closed")
 
     async def reader(self) -> None:
@@ -125,6 +127,9 @@ class Connection:
                 await self.handle(frame)
             except BridgeError as exc:
                 self.send(p.error_frame(exc.code, exc.message, frame.id, **_details(exc)))
+            # receive() does not yield while frames are already buffered: let the room's event pumps
+            # run between the frames of a burst, or the events they cause pile up unread.
+            await asyncio.sleep(0)
 
     async def handle(self, frame: Any) -> None:
         room = self.lr.room
@@ -185,24 +190,30 @@ async def room_websocket(ws: WebSocket) -> None:
     sub = lr.events.subscribe()
     rooms.attach(lr)
     conn.send({"type": "room", "room": lr.room.to_public()})
-    tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)),
-             asyncio.create_task(conn.writer())]
+    writer = asyncio.create_task(conn.writer())
+    tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
+    closing = asyncio.create_task(conn.closing.wait())
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if not tasks[2].done() and conn.close_code is not None:
+        # shut() may come from a task that goes on (the pump on overflow, the reader's frame handler):
+        # wait for it too, or a client that never reads would stay attached until it sends something.
+        await asyncio.wait([*tasks, closing], return_when=asyncio.FIRST_COMPLETED)
+        if not writer.done() and conn.close_code is not None:
             # let the writer deliver what precedes the close (room_closed, errors), briefly
-            await asyncio.wait([tasks[2]], timeout=2)
+            await asyncio.wait([writer], timeout=CLOSE_GRACE)
     except WebSocketDisconnect:
         pass
     finally:
         sub.close()
         rooms.detach(lr)
-        for task in [*tasks, *conn.pending]:
+        delivered = writer.done() and not writer.cancelled() and writer.exception() is None
+        for task in [*tasks, closing, *conn.pending]:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
                 await task
         if conn.close_code is not None:
+            # If the writer is still stuck, the socket takes nothing: do not wait long for the close.
             with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-                await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason), timeout=2)
+                await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason),
+                                       timeout=CLOSE_GRACE if delivered else 0.1)
         log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
