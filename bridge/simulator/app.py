@@ -139,7 +139,7 @@ async def _stall(seconds: float, receive: Receive) -> bool:
 
     try:
         await asyncio.wait_for(until_disconnect(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True
 

@@ -36,9 +36,6 @@ def _page(records: list[dict[str, Any]], p: dict[str, Any], page_key: str = "pag
 
 
 # -- tokens ---------------------------------------------------------------------------------
-_API_TOKENS: dict[str, dict[str, Any]] = {}
-
-
 @handles("login_token")
 def login_token(s: SimState, p: dict) -> Any:
     return {"token": "sim-login-" + object_id()}
@@ -47,18 +44,18 @@ def login_token(s: SimState, p: dict) -> Any:
 @handles("api_token_generate")
 def api_token_generate(s: SimState, p: dict) -> Any:
     record = {"_id": object_id(), "alias": p["alias"], "token": "sk_sim_" + object_id()}
-    _API_TOKENS[record["_id"]] = record
+    s.assets["api_token"][record["_id"]] = record
     return record
 
 
 @handles("api_token_list")
 def api_token_list(s: SimState, p: dict) -> Any:
-    return [{"_id": r["_id"], "alias": r["alias"]} for r in _API_TOKENS.values()]
+    return [{"_id": r["_id"], "alias": r["alias"]} for r in s.assets["api_token"].values()]
 
 
 @handles("api_token_delete")
 def api_token_delete(s: SimState, p: dict) -> Any:
-    _API_TOKENS.pop(p["_id"], None)
+    s.assets["api_token"].pop(p["_id"], None)
     return {}
 
 

@@ -148,7 +148,7 @@ class SimState:
         self.diamonds = 10
         self.rooms: dict[str, SimRoom] = {}
         self.tasks: dict[str, SimTask] = {}
-        self.assets: dict[str, dict[str, dict[str, Any]]] = {"background": {}, "face_image": {}}
+        self.assets: dict[str, dict[str, dict[str, Any]]] = {"background": {}, "face_image": {}, "api_token": {}}
         self.voice_training_busy_until = 0.0
         self.counters: dict[str, int] = {}
         for bg in ("office", "studio", "beach"):

@@ -7,13 +7,14 @@ They share state, so they create what they need and compare counters before/afte
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+
 import pytest_asyncio
+from conftest import Sim
 
 from bridge.a2e.client import A2EClient
 from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import SimConfig
-from conftest import Sim
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import free_port
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import (
@@ -28,8 +29,6 @@ from bridge.a2e.errors import (
     error_from_reply,
 )
 from bridge.simulator.state import AVATARS
-
-from conftest import free_port
 
 KEY = "sk_CANARY-d0-not-l3ak-9f27c1"
 AVATAR = AVATARS[0]["_id"]

@@ -15,14 +15,20 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from conftest import free_port
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import ENDPOINTS
-from bridge.a2e.errors import A2EError, A2ENotFound, A2ERateLimited, A2ETimeout, A2EUnavailable
+from bridge.a2e.errors import (
+    A2EError,
+    A2ENotFound,
+    A2ERateLimited,
+    A2ETimeout,
+    A2EUnavailable,
+)
 from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import AVATARS, SimConfig
-from conftest import free_port
 
 from .examples import Resolver
 

@@ -9,7 +9,14 @@ import pytest
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import ENDPOINTS
 from bridge.a2e.errors import A2EError
-from bridge.a2e.tasks import TaskFailed, TaskStatus, TaskTimeout, task_id_of, task_status, wait_for
+from bridge.a2e.tasks import (
+    TaskFailed,
+    TaskStatus,
+    TaskTimeout,
+    task_id_of,
+    task_status,
+    wait_for,
+)
 
 from .examples import MEDIA, Resolver
 
