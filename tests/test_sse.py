@@ -1,0 +1,209 @@
+"""``GET /v1/rooms/{id}/events`` (Server-Sent Events) over a real socket with httpx streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.simulator.feed import answer_for
+
+KEYS = {"key-acme": "acme", "key-globex": "globex"}
+ACME = {"Authorization": "Bearer key-acme"}
+GLOBEX = {"Authorization": "Bearer key-globex"}
+CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on the second floor."
+WAIT = 5.0
+
+
+@pytest.fixture
+async def bridge(bridge_factory: Any) -> Any:
+    return await bridge_factory(api_keys=dict(KEYS), headers=ACME)
+
+
+async def create_room(bridge: Any, **body: Any) -> dict[str, Any]:
+    response = await bridge.http.post("/v1/rooms", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+class EventStream:
+    """One open SSE response: ``next()`` gives ``{"id", "event", "data"}`` dicts, bounded in time."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = WAIT) -> dict[str, Any] | None:
+        """The next event, or None when the server ended the stream."""
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> dict[str, Any] | None:
+        fields: dict[str, Any] = {}
+        async for line in self._lines:
+            if not line:
+                if "data" in fields:
+                    fields["data"] = json.loads(fields["data"])
+                    return fields
+                fields = {}  # a comment-only block (keep-alive ping)
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value
+        return None
+
+    async def until(self, kind: str, seen: list[dict[str, Any]] | None = None,
+                    timeout: float = WAIT) -> dict[str, Any]:
+        while True:
+            event = await self.next(timeout)
+            assert event is not None, f"the stream ended before a {kind} event"
+            if seen is not None:
+                seen.append(event)
+            if event["event"] == kind:
+                return event
+
+
+@contextlib.asynccontextmanager
+async def events(bridge: Any, room_id: str, *, headers: dict[str, str] | None = None,
+                 params: dict[str, str] | None = None) -> AsyncIterator[EventStream]:
+    async with bridge.http.stream("GET", f"/v1/rooms/{room_id}/events", headers=headers, params=params) as response:
+        assert response.status_code == 200, (await response.aread()).decode()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield EventStream(response)
+
+
+async def status_of(bridge: Any, room_id: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """The status of a refused stream (it answers with a JSON error body at once)."""
+    response = await asyncio.wait_for(bridge.http.get(f"/v1/rooms/{room_id}/events", **kwargs), WAIT)
+    return response.status_code, response.json()
+
+
+async def wait_observed(bridge: Any, room: dict[str, Any]) -> None:
+    feed = bridge.sim.app.state.sim_feed
+    async with asyncio.timeout(WAIT):
+        while feed.subscribers(room["channel"]) < 1:
+            await asyncio.sleep(0.01)
+
+
+async def test_reply_after_an_ask(bridge: Any) -> None:
+    room = await create_room(bridge, qa_context=CONTEXT)
+    await wait_observed(bridge, room)
+    async with events(bridge, room["id"]) as stream:
+        response = await bridge.http.post(f"/v1/rooms/{room['id']}/ask", json={"text": "How much are tickets?"})
+        assert response.status_code == 200 and response.json()["position"] == 1
+        seen: list[dict[str, Any]] = []
+        await stream.until("speaking_stopped", seen, timeout=10)
+    names = [e["event"] for e in seen]
+    assert names[0] == "command" and seen[0]["data"] == {"type": "command", "kind": "ask", "seq": 1,
+                                                            "text": "How much are tickets?"}
+    assert names.index("speaking_started") < names.index("reply")
+    finals = [e["data"] for e in seen if e["event"] == "reply" and e["data"]["final"]]
+    assert [f["text"] for f in finals] == [answer_for("How much are tickets?", CONTEXT)]
+    assert names[-2:] == ["reply", "speaking_stopped"] and seen[-2]["data"]["final"]
+    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
+    ids = [int(e["id"]) for e in seen]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+async def test_last_event_id_resumes_from_the_buffer(bridge: Any) -> None:
+    room = await create_room(bridge)
+    rid = room["id"]
+    async with events(bridge, rid) as stream:
+        for text in ("One.", "Two."):
+            assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": text})).status_code == 200
+        first = await stream.until("command")
+        second = await stream.until("command")
+    assert [first["data"]["text"], second["data"]["text"]] == ["One.", "Two."]
+    last = int(second["id"])
+    # missed while disconnected
+    for text in ("Three.", "Four."):
+        assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": text})).status_code == 200
+
+    async with events(bridge, rid, headers={"Last-Event-ID": str(last)}) as stream:
+        resumed = [await stream.until("command"), await stream.until("command")]
+        assert [e["data"]["text"] for e in resumed] == ["Three.", "Four."]
+        assert int(resumed[0]["id"]) > last
+        # and it goes on live after the backlog
+        assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "Five."})).status_code == 200
+        live = await stream.until("command")
+        assert live["data"]["text"] == "Five." and int(live["id"]) > int(resumed[1]["id"])
+
+    # the query parameter does the same (EventSource cannot set headers on a first connect)
+    async with events(bridge, rid, params={"last_event_id": str(last)}) as stream:
+        assert (await stream.until("command"))["data"]["text"] == "Three."
+    # Last-Event-ID 0 replays the whole buffer, from the room's opening
+    async with events(bridge, rid, headers={"Last-Event-ID": "0"}) as stream:
+        event = await stream.next()
+        assert event is not None and event["id"] == "1" and event["event"] == "room"
+    # without it, only what happens from now on
+    async with events(bridge, rid) as stream:
+        assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "Six."})).status_code == 200
+        assert (await stream.next())["data"]["text"] == "Six."
+
+    status, body = await status_of(bridge, rid, headers={"Last-Event-ID": "yesterday"})
+    assert status == 400 and body["error"]["code"] == "bad_request"
+
+
+async def test_ticket_auth(bridge: Any) -> None:
+    room = await create_room(bridge)
+    rid = room["id"]
+    anonymous = {"Authorization": ""}
+    async with events(bridge, rid, headers=anonymous, params={"ticket": room["ws_ticket"]}) as stream:
+        assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "Hi."})).status_code == 200
+        assert (await stream.until("command"))["data"]["text"] == "Hi."
+    other = await create_room(bridge)
+    for ticket in (other["ws_ticket"], "garbage", room["ws_ticket"][:-3] + "abc"):
+        status, body = await status_of(bridge, rid, headers=anonymous, params={"ticket": ticket})
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+    expired = bridge.app.state.auth.issue_ticket(rid, "acme", now=1_000_000)
+    status, body = await status_of(bridge, rid, headers=anonymous, params={"ticket": expired})
+    assert status == 401 and body["error"]["message"] == "ticket expired"
+
+
+async def test_refusals(bridge: Any) -> None:
+    room = await create_room(bridge)
+    rid = room["id"]
+    status, body = await status_of(bridge, rid, headers=GLOBEX)  # another tenant's room does not exist for them
+    assert status == 404 and body["error"]["code"] == "not_found"
+    globex_ticket = bridge.app.state.auth.issue_ticket(rid, "globex")
+    assert (await status_of(bridge, rid, headers={"Authorization": ""}, params={"ticket": globex_ticket}))[0] == 404
+    assert (await status_of(bridge, "rm_nope"))[0] == 404
+    assert (await status_of(bridge, rid, headers={"Authorization": ""}))[0] == 401
+    assert (await status_of(bridge, rid, headers={"Authorization": "Bearer nope"}))[0] == 401
+    await bridge.http.delete(f"/v1/rooms/{rid}")
+    assert (await status_of(bridge, rid))[0] == 404  # only live rooms stream
+
+
+async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any) -> None:
+    room = await create_room(bridge)
+    rid = room["id"]
+    lr = bridge.rooms.get("acme", rid)
+    async with events(bridge, rid) as first, events(bridge, rid) as second:
+        assert lr.clients == 2
+        assert (await bridge.http.delete(f"/v1/rooms/{rid}")).status_code == 200
+        for stream in (first, second):
+            seen: list[dict[str, Any]] = []
+            while (event := await stream.next()) is not None:  # None: the server ended the stream
+                seen.append(event)
+            assert [e["event"] for e in seen] == ["room", "room_closed"]
+            assert seen[0]["data"]["room"]["state"] == "closing"
+            assert seen[-1]["data"]["reason"] == "client" and seen[-1]["data"]["room"]["state"] == "closed"
+    assert lr.clients == 0 and lr.events.subscriber_count == 0
+
+
+async def test_a_client_that_goes_away_is_detached(bridge: Any) -> None:
+    room = await create_room(bridge)
+    lr = bridge.rooms.get("acme", room["id"])
+    async with events(bridge, room["id"]) as stream:
+        assert lr.clients == 1 and lr.events.subscriber_count == 1
+        assert (await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "Hi."})).status_code == 200
+        await stream.until("command")
+    async with asyncio.timeout(WAIT):
+        while lr.clients or lr.events.subscriber_count:
+            await asyncio.sleep(0.02)
+    assert lr.room.state.value == "open"
