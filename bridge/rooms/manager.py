@@ -114,12 +114,16 @@ class RoomManager:
         now = self.clock()
         for room in await self.store.list_live():
             lr = LiveRoom(room, self._new_events())
-            if room.state is RoomState.CREATING and not room.channel:
+            if not room.channel:
                 # Crashed between writing the record and A2E's answer: no channel to leave.
                 room.error = "bridge stopped while minting; A2E channel unknown"
-                room.transition(RoomState.FAILED, reason=CloseReason.RECOVERY, now=now)
+                if room.state is RoomState.CREATING:
+                    room.transition(RoomState.FAILED, reason=CloseReason.RECOVERY, now=now)
+                else:  # closing before the mint answered (CLOSING -> FAILED is not a transition)
+                    room.transition(RoomState.CLOSED, reason=CloseReason.RECOVERY, now=now)
                 await self.store.put(room)
-                log.warning("room %s was being minted when the bridge stopped; marked failed", room.id)
+                log.warning("room %s was being minted when the bridge stopped; marked %s", room.id,
+                            room.state.value)
                 continue
             self.live[room.id] = lr
             if room.state is RoomState.CREATING:
@@ -156,26 +160,38 @@ class RoomManager:
         try:
             minted = await self.a2e.agora_token(avatar, expire)
         except A2EError as exc:
-            room.error = str(exc)
-            room.transition(RoomState.FAILED, reason=CloseReason.ERROR, now=self.clock())
-            await self._save(lr)
-            self.live.pop(room.id, None)
+            async with lr.lock:
+                room.error = str(exc)
+                if room.state is RoomState.CREATING:
+                    room.transition(RoomState.FAILED, reason=CloseReason.ERROR, now=self.clock())
+                else:  # closed while A2E was minting, and nothing was minted: nothing to leave
+                    room.transition(RoomState.CLOSED, now=self.clock())
+                await self._save_locked(lr)
+            self._forget(lr)
             raise from_a2e(exc) from None
         now = self.clock()
-        room.channel = str(minted.get("channel") or "")
-        room.app_id = minted.get("appId") or minted.get("app_id")
-        room.token = minted.get("token")
-        room.uid = int(minted["uid"]) if str(minted.get("uid", "")).isdigit() else minted.get("uid")
-        room.expires_at = _epoch_seconds(minted.get("expire_epoch_timestamp"), now + expire)
-        room.transition(RoomState.OPEN, now=now)
-        room.last_activity = now
-        await self._save(lr)  # durable before the token leaves this process
+        async with lr.lock:
+            room.channel = str(minted.get("channel") or "")
+            room.app_id = minted.get("appId") or minted.get("app_id")
+            room.token = minted.get("token")
+            room.uid = int(minted["uid"]) if str(minted.get("uid", "")).isdigit() else minted.get("uid")
+            room.expires_at = _epoch_seconds(minted.get("expire_epoch_timestamp"), now + expire)
+            if room.state is RoomState.CREATING:
+                room.transition(RoomState.OPEN, now=now)
+                room.last_activity = now
+            await self._save_locked(lr)  # durable before the token leaves this process
+        if room.state is not RoomState.OPEN:
+            # Closed (DELETE, shutdown) while A2E was minting: now that the channel is known, leave it.
+            await self.close_live(lr, room.close_reason or CloseReason.CLIENT, wait=False)
+            raise RoomNotOpen(f"room {room.id} was closed while it was being opened")
         if qa_context:
             try:
                 await self.a2e.set_qa_context(room.channel, qa_context)
             except A2EError as exc:
                 await self.close_live(lr, CloseReason.ERROR, wait=False)
                 raise from_a2e(exc) from None
+            if room.state is not RoomState.OPEN:  # closed while its QA context was being set
+                raise RoomNotOpen(f"room {room.id} was closed while it was being opened")
         self._activate(lr)
         log.info("room %s open for tenant %s (channel %s, %ss)", room.id, tenant, room.channel, expire)
         return lr
@@ -218,13 +234,14 @@ class RoomManager:
                 await self._save_locked(lr)
                 lr.events.publish({"type": "room", "room": room.to_public()})
                 log.info("closing room %s: %s", room.id, reason.value)
-            if lr.leave_task is None:
+            if lr.leave_task is None and room.channel:
+                # No channel yet: A2E is still minting; create() leaves the channel once it has it.
                 lr.leave_task = asyncio.create_task(self._leave(lr), name=f"leave-{room.id}")
         if lr.queue is not None:
             await lr.queue.close(RoomNotOpen(f"the room is closing ({room.close_reason.value})"))
         for task in lr.tasks:
             task.cancel()
-        if wait:
+        if wait and lr.leave_task is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(lr.leave_task), timeout=5)
 
@@ -251,9 +268,13 @@ class RoomManager:
             await self._save_locked(lr)
         reason = room.close_reason.value if room.close_reason else "client"
         lr.events.publish({"type": "room_closed", "reason": reason, "room": room.to_public()})
-        lr.events.end()
-        self.live.pop(room.id, None)
+        self._forget(lr)
         log.info("room %s closed (%s)", room.id, reason)
+
+    def _forget(self, lr: LiveRoom) -> None:
+        """The room has ended (closed or failed): end its event stream and drop it from memory."""
+        lr.events.end()
+        self.live.pop(lr.room.id, None)
 
     # -- QA context and commands ---------------------------------------------------------------
     def _check_qa(self, text: Any) -> None:

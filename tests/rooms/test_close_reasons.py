@@ -10,11 +10,16 @@ from typing import Any
 import httpx
 import websockets
 from conftest import bridge_settings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bridge.a2e.client import A2EClient
 from bridge.app import create_app
 from bridge.rooms.models import CloseReason, Room, RoomState
 from bridge.serving import EmbeddedServer
+from bridge.simulator.faults import FaultSpec
 from bridge.simulator.state import AVATARS
 from bridge.store.sqlite import SqliteRoomStore
 
@@ -178,9 +183,11 @@ async def test_recovery_at_start(tmp_path, sim, bridge_factory):
     closing = minted(600, RoomState.CLOSING, close_reason=CloseReason.CLIENT)  # the leave never finished
     creating = minted(600, RoomState.CREATING)  # A2E answered, the bridge died before saving 'open'
     unminted = Room.new(tenant="dev", avatar_id=AVATAR, expire_seconds=600, now=now)  # died while minting
+    unminted_closing = Room.new(tenant="dev", avatar_id=AVATAR, expire_seconds=600, now=now)
+    unminted_closing.transition(RoomState.CLOSING, reason=CloseReason.CLIENT, now=now)  # deleted while minting
     store = SqliteRoomStore(settings.db)
     await store.open()
-    for room in (resumed, near_expiry, closing, creating, unminted):
+    for room in (resumed, near_expiry, closing, creating, unminted, unminted_closing):
         await store.put(room)
     await store.close()
 
@@ -200,6 +207,8 @@ async def test_recovery_at_start(tmp_path, sim, bridge_factory):
     assert (rooms[near_expiry.id]["state"], rooms[near_expiry.id]["close_reason"]) == ("closed", "recovery")
     assert (rooms[closing.id]["state"], rooms[closing.id]["close_reason"]) == ("closed", "client")
     assert (rooms[unminted.id]["state"], rooms[unminted.id]["close_reason"]) == ("failed", "recovery")
+    assert (rooms[unminted_closing.id]["state"], rooms[unminted_closing.id]["close_reason"]) == ("closed", "client")
+    assert set(bridge.rooms.live) == {resumed.id, creating.id}  # nothing stuck in memory
     assert sim.state.rooms[near_expiry.channel].status == "left"
     assert sim.state.rooms[closing.channel].status == "left"
     assert sim.state.rooms[resumed.channel].status == "open"
@@ -208,3 +217,96 @@ async def test_recovery_at_start(tmp_path, sim, bridge_factory):
     assert r.status_code == 200, r.text
     r = await http.delete(f"/v1/rooms/{resumed.id}")
     assert r.json()["state"] == "closed" and sim.state.rooms[resumed.channel].status == "left"
+
+
+class SlowMintProxy:
+    """A2E as seen through a slow network: agora-token requests wait for ``release`` before they are
+    forwarded to the simulator. Everything else passes straight through."""
+
+    def __init__(self, sim_url: str) -> None:
+        self.sim_url = sim_url
+        self.mint_arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.upstream = httpx.AsyncClient(base_url=sim_url, timeout=10)
+
+        async def forward(request: Request) -> Response:
+            if request.url.path.endswith("/agora-token"):
+                self.mint_arrived.set()
+                await self.release.wait()
+            reply = await self.upstream.request(request.method, request.url.path, params=request.query_params,
+                                                content=await request.body(),
+                                                headers={k: v for k, v in request.headers.items()
+                                                         if k.lower() in ("authorization", "content-type")})
+            return Response(reply.content, status_code=reply.status_code,
+                            media_type=reply.headers.get("content-type"))
+
+        self.app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST", "DELETE"])])
+        self.server = EmbeddedServer.for_app(self.app)
+
+    async def __aenter__(self) -> str:
+        return await self.server.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self.server.stop()
+        await self.upstream.aclose()
+
+
+async def start_bridge_via(url: str, tmp_path, **overrides: Any):
+    settings = bridge_settings(tmp_path, **overrides)
+    client = A2EClient("test-key", url, timeout=10, backoff_max=0.05)
+    server = EmbeddedServer.for_app(create_app(settings, a2e=client))
+    base = await server.start()
+
+    async def stop() -> None:
+        await server.stop()
+        await client.aclose()
+
+    return base, stop
+
+
+async def test_closed_while_minting(tmp_path, sim):
+    """DELETE of a room A2E is still minting: once the channel is known, it is given back."""
+    proxy = SlowMintProxy(sim.url)
+    async with proxy as proxy_url:
+        base, stop = await start_bridge_via(proxy_url, tmp_path)
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                creating = asyncio.create_task(http.post("/v1/rooms", json={"expire_seconds": 600}))
+                await asyncio.wait_for(proxy.mint_arrived.wait(), 10)
+                [room] = (await http.get("/v1/rooms")).json()["rooms"]
+                assert room["state"] == "creating"
+                r = await http.delete(f"/v1/rooms/{room['id']}")
+                assert r.status_code == 200 and r.json()["state"] == "closing", r.text
+                proxy.release.set()
+                r = await creating
+                assert r.status_code == 409 and r.json()["error"]["code"] == "room_not_open", r.text
+                final = await poll(lambda: closed(http, room["id"]))
+                assert final["close_reason"] == "client" and final["channel"]
+                assert sim.state.rooms[final["channel"]].status == "left"
+        finally:
+            await stop()
+
+
+async def test_closed_while_a_failing_mint_is_in_flight(tmp_path, sim):
+    """DELETE while A2E is minting, and then the mint fails: nothing to leave, the room just ends."""
+    sim.app.state.sim_faults.add(FaultSpec(endpoint="agora_token", kind="code_1001"))
+    proxy = SlowMintProxy(sim.url)
+    async with proxy as proxy_url:
+        base, stop = await start_bridge_via(proxy_url, tmp_path)
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                creating = asyncio.create_task(http.post("/v1/rooms", json={}))
+                await asyncio.wait_for(proxy.mint_arrived.wait(), 10)
+                [room] = (await http.get("/v1/rooms")).json()["rooms"]
+                r = await http.delete(f"/v1/rooms/{room['id']}")
+                assert r.status_code == 200, r.text
+                proxy.release.set()
+                r = await creating
+                assert r.status_code == 503 and r.json()["error"]["code"] == "no_avatar_host", r.text
+                final = await poll(lambda: closed(http, room["id"]))
+                assert final["close_reason"] == "client" and not final["channel"]
+                assert (await http.get("/v1/rooms", params={"state": "live"})).json()["rooms"] == []
+                assert sim.state.rooms == {}
+        finally:
+            await stop()
