@@ -95,27 +95,33 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
     if not isinstance(params, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--json")
+    row = ENDPOINTS[operation]
+    missing = [p for p in row.path_params if params.get(p) in (None, "")]
+    if missing:  # checked here: the client would raise a bare ValueError (a traceback)
+        raise click.BadParameter(f"{operation} needs {', '.join(missing)} (path parameter)", param_hint="--json")
+    if wait and not row.creates_task:  # before calling: the call may cost credits
+        raise click.UsageError(f"{operation} does not create a task; --wait needs one that does")
     settings = Settings()
     configure_logging(os.environ.get("BRIDGE_LOG_LEVEL", "WARNING"))
     if settings.uses_simulator:
         raise click.ClickException("set A2E_API_KEY (and A2E_BASE_URL or --base-url for a simulator)")
     key = settings.a2e_api_key.get_secret_value()  # type: ignore[union-attr]
     try:
-        result = asyncio.run(_call(key, base_url or settings.a2e_base_url, operation, params, wait, timeout, interval))
+        client = A2EClient(key, base_url or settings.a2e_base_url, timeout=settings.a2e_timeout,
+                           max_attempts=settings.a2e_max_attempts)
+        result = asyncio.run(_call(client, operation, params, wait, timeout, interval))
     except A2EError as exc:
         click.echo(json.dumps({"error": exc.to_dict()}, indent=2), err=True)
         sys.exit(1)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
-async def _call(key: str, base_url: str, operation: str, params: dict[str, Any], wait: bool,
+async def _call(client: A2EClient, operation: str, params: dict[str, Any], wait: bool,
                 timeout: float, interval: float) -> Any:
-    async with A2EClient(key, base_url) as client:
+    async with client:
         data = await client.call(operation, params)
         if not wait:
             return data
-        if not ENDPOINTS[operation].creates_task:
-            raise click.UsageError(f"{operation} does not create a task; --wait needs one that does")
         task_id = task_id_of(data)
         if not task_id:
             raise click.ClickException(f"no task id in the answer: {data!r}")
