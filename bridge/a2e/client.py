@@ -36,17 +36,35 @@ CHINA_BASE_URL = "https://video.a2e.com.cn"
 log = logging.getLogger("bridge.a2e")
 
 
-def _should_retry(row: Endpoint):
-    """Retry transient failures of safe operations, and anything that never reached A2E."""
+def _should_retry(row: Endpoint, backoff_max: float):
+    """Retry transient failures of safe operations, and anything that never reached A2E.
+
+    A rate limit whose Retry-After is longer than one backoff may wait is not retried: the caller
+    gets the A2ERateLimited (with ``retry_after``) at once rather than after hammering A2E.
+    """
 
     def predicate(exc: BaseException) -> bool:
         if not isinstance(exc, A2EError):
             return False
         if not exc.request_sent:
             return True
+        if isinstance(exc, A2ERateLimited) and exc.retry_after is not None and exc.retry_after > backoff_max:
+            return False
         return row.retry_safe and isinstance(exc, (A2EUnavailable, A2ERateLimited))
 
     return retry_if_exception(predicate)
+
+
+def _wait(backoff_max: float):
+    """Jittered exponential backoff, but never shorter than the Retry-After A2E asked for."""
+    jitter = wait_random_exponential(multiplier=0.1, max=backoff_max)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after if isinstance(exc, A2ERateLimited) else None
+        return max(jitter(state), retry_after or 0.0)
+
+    return wait
 
 
 class A2EClient:
@@ -112,8 +130,8 @@ class A2EClient:
         merged = {**(params or {}), **fields}
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=0.1, max=self.backoff_max),
-            retry=_should_retry(row),
+            wait=_wait(self.backoff_max),
+            retry=_should_retry(row, self.backoff_max),
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -125,7 +143,8 @@ class A2EClient:
     @staticmethod
     def _log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("retrying A2E call (attempt %d): %s", state.attempt_number, exc)
+        log.warning("retrying A2E call (attempt %d, again in %.2fs): %s", state.attempt_number,
+                    state.upcoming_sleep, exc)
 
     async def _send(self, row: Endpoint, params: dict[str, Any]) -> dict:
         path = row.render_path(params)

@@ -109,7 +109,7 @@ async def test_one_server_error_is_retried_only_where_safe(operation: str, share
 
 
 @pytest.mark.asyncio(loop_scope="module")
-@pytest.mark.parametrize("kind", ["http_500", "http_429", "drop_connection"])
+@pytest.mark.parametrize("kind", ["http_500", "drop_connection"])
 async def test_safe_operation_gives_up_after_max_attempts(kind: str, shared: tuple[A2EClient, Attempts],
                                                           retry_log: pytest.LogCaptureFixture) -> None:
     a2e, attempts = shared
@@ -138,12 +138,27 @@ async def test_unsafe_operations_are_tried_once(operation: str, kind: str, share
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_safe_operation_succeeds_after_rate_limit(shared: tuple[A2EClient, Attempts]) -> None:
+async def test_long_retry_after_is_not_waited_for(shared: tuple[A2EClient, Attempts],
+                                                  retry_log: pytest.LogCaptureFixture) -> None:
+    """Retry-After longer than one backoff may last: the caller gets the error and its retry_after at once."""
     a2e, attempts = shared
-    await attempts.start("remaining_coins", kind="http_429", times=2, seconds=1)
-    assert "coins" in await a2e.remaining_coins()
-    assert await attempts.hits() == 2 and await attempts.handled() == 1
+    await attempts.start("remaining_coins", kind="http_429", seconds=30)
+    with pytest.raises(A2ERateLimited) as info:
+        await a2e.remaining_coins()
+    assert info.value.retry_after == 30
+    assert await attempts.total() == 1
+    assert retries_logged(retry_log) == 0
     await attempts.http.delete("/_sim/faults")
+
+
+async def test_safe_operation_waits_retry_after_then_succeeds(sim: Any, attempts: Attempts,
+                                                              retry_log: pytest.LogCaptureFixture) -> None:
+    async with A2EClient("k", sim.url, timeout=2.0, max_attempts=3, backoff_max=1.0) as a2e:
+        await attempts.start("remaining_coins", kind="http_429", times=1, seconds=1)  # Retry-After: 1
+        assert "coins" in await a2e.remaining_coins()
+    assert await attempts.hits() == 1 and await attempts.handled() == 1
+    (message,) = [r.getMessage() for r in retry_log.records if "retrying A2E call" in r.getMessage()]
+    assert "again in 1.00s" in message
 
 
 async def test_leave_is_retried_and_refunds_once(sim: Any, a2e: A2EClient, attempts: Attempts) -> None:
