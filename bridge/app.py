@@ -62,7 +62,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return schemas.OpenAPIResponse(request=request)
+    return JSONResponse(schemas.get_schema(routes=request.app.routes))
 
 
 async def kiosk_page(request: Request) -> Response:
