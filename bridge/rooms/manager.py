@@ -146,6 +146,13 @@ class RoomManager:
                                                                       s.max_expire_seconds)
         if expire > s.max_expire_seconds:
             raise CapExceeded("expire_seconds", f"expire_seconds may be at most {s.max_expire_seconds}")
+        if expire <= s.leave_before_expiry:
+            # The sweeper leaves a room leave_before_expiry seconds before its end: such a room would be
+            # paid for and closed at once.
+            minimum = math.floor(s.leave_before_expiry) + 1
+            raise ValidationFailed(f"expire_seconds must be at least {minimum}: rooms are left "
+                                   f"{s.leave_before_expiry:g} s before they expire",
+                                   details={"min": minimum})
         if qa_context is not None:
             self._check_qa(qa_context)
         avatar = avatar_id or s.default_avatar_id or await self._first_avatar()

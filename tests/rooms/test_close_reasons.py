@@ -103,6 +103,15 @@ async def test_expiry_close(bridge_factory):
     assert upstream.left_at < upstream.expires_at
 
 
+async def test_a_room_that_would_expire_at_once_is_refused(bridge_factory):
+    bridge = await bridge_factory(leave_before_expiry=15)
+    r = await bridge.http.post("/v1/rooms", json={"expire_seconds": 15})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input", r.text
+    assert r.json()["error"]["details"] == {"min": 16}
+    assert bridge.sim.state.rooms == {} and "agora_token" not in bridge.sim.state.counters
+    assert (await create(bridge.http, expire_seconds=16))["state"] == "open"
+
+
 async def test_upstream_gone(bridge_factory):
     bridge = await bridge_factory()
     room = await create(bridge.http)

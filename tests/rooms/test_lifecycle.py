@@ -96,6 +96,7 @@ async def test_whole_lifecycle(bridge_factory):
     assert upstream["refunded"] == 9 and upstream["charged"] == 10
     assert bridge.sim.state.coins == coins_before - 1
     leaves = bridge.sim.state.counters["leave"]
+    assert leaves == 1
     r = await http.delete(f"/v1/rooms/{rid}")
     assert r.status_code == 200 and r.json()["state"] == "closed" and r.json()["close_reason"] == "client"
     assert bridge.sim.state.counters["leave"] == leaves
@@ -114,6 +115,16 @@ async def test_whole_lifecycle(bridge_factory):
     assert bridge.sim.state.counters == calls
     # the QA context stays readable after the close
     assert (await http.get(f"/v1/rooms/{rid}/qa-context")).json()["chars"] == 5000
+
+
+async def test_concurrent_deletes_leave_once(bridge_factory):
+    bridge = await bridge_factory()
+    room = (await bridge.http.post("/v1/rooms", json={})).json()
+    replies = await asyncio.gather(*(bridge.http.delete(f"/v1/rooms/{room['id']}") for _ in range(5)))
+    assert [(r.status_code, r.json()["state"], r.json()["close_reason"]) for r in replies] == \
+        [(200, "closed", "client")] * 5
+    assert bridge.sim.state.counters["leave"] == 1
+    assert bridge.sim.state.rooms[room["channel"]].status == "left"
 
 
 async def test_unknown_room_is_404_everywhere(bridge_factory):
