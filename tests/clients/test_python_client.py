@@ -144,6 +144,13 @@ async def test_api_keys_bearer_and_refusals(bridge_factory: Callable[..., Awaita
             assert missing.value.close_code == 4404
 
 
+
+async def test_a_stale_ticket_is_replaced_by_a_fresh_one(bridge: Any) -> None:
+    async with BridgeClient(bridge.url) as client, client.room() as room:
+        info = {**room.info, "ws_ticket": f"{room.id}.ZGV2.1.expired"}  # as if created long ago
+        async with Room(client, info) as late:
+            assert (await within(late.ping()))["type"] == "pong"
+
 # -- command errors -------------------------------------------------------------------------------
 
 async def test_invalid_and_flushed_commands_raise_command_error(bridge: Any) -> None:

@@ -262,12 +262,23 @@ class Room:
     # -- the socket -----------------------------------------------------------------------------
     async def _open_socket(self) -> ClientConnection:
         """Connect and read the bridge's greeting (``room``), or learn why it refused us."""
-        url, headers = self.ws_url, self.client.auth_headers()
-        if not headers:
-            ticket, self._ticket = self._ticket, None
-            if ticket is None:
-                ticket = (await self.client.new_ticket(self.id))["ws_ticket"]
-            url += "?" + urllib.parse.urlencode({"ticket": ticket})
+        if self.client.auth_headers():
+            return await self._handshake(self.ws_url)
+        stored, self._ticket = self._ticket, None
+        if stored is not None:
+            try:
+                return await self._handshake(self._with_ticket(stored))
+            except RoomClosed as exc:
+                if exc.close_code != CLOSE_UNAUTHORIZED:
+                    raise
+                # The ticket from the room's creation has expired (they live two minutes).
+        return await self._handshake(self._with_ticket((await self.client.new_ticket(self.id))["ws_ticket"]))
+
+    def _with_ticket(self, ticket: str) -> str:
+        return f"{self.ws_url}?{urllib.parse.urlencode({'ticket': ticket})}"
+
+    async def _handshake(self, url: str) -> ClientConnection:
+        headers = self.client.auth_headers()
         timeout = self.client.connect_timeout
         try:
             ws = await connect(url, additional_headers=headers, open_timeout=timeout)
