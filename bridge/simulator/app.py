@@ -106,8 +106,7 @@ def _operation_endpoint(row: Endpoint):
 async def _run(app: Starlette, row: Endpoint, params: dict[str, Any]) -> Any:
     sim: SimState = app.state.sim
     feed: ChannelFeed = app.state.sim_feed
-    for room in sim.refresh():
-        feed.close(room.channel)
+    sim.refresh()  # expired rooms close their feed (SimState.on_expire)
     if row.name in ("ask", "speak"):
         room = sim.command(row.name, params["channel"], params["text"])
         if row.name == "ask":
@@ -118,7 +117,21 @@ async def _run(app: Starlette, row: Endpoint, params: dict[str, Any]) -> Any:
     data = HANDLERS[row.name](sim, params)
     if row.name == "leave":
         feed.close(params["channel"])
+    if row.name == "agora_token":
+        _expire_on_time(sim, data["channel"])
     return data
+
+
+def _expire_on_time(sim: SimState, channel: str) -> None:
+    """Expire the room when its time is up, even if no request comes: A2E ends the channel then."""
+    room = sim.rooms.get(channel)
+    if room is None or room.status != "open":
+        return
+    delay = room.expires_at - sim.clock()
+    if delay > 0:
+        asyncio.get_running_loop().call_later(delay + 0.01, _expire_on_time, sim, channel)
+    else:
+        sim.refresh()
 
 
 def _route_path(scope: Scope) -> str:
@@ -249,6 +262,7 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
                     exception_handlers={HTTPException: on_http_error, Exception: on_unexpected})
     app.state.sim = SimState(config)
     app.state.sim_feed = ChannelFeed(seconds_per_char=config.seconds_per_char)
+    app.state.sim.on_expire.append(lambda room: app.state.sim_feed.close(room.channel))
     app.state.sim_faults = FaultTable(seed=fault_seed)
     by_path = {(r.method, r.path): r.name for r in rows}
     app.add_middleware(FaultMiddleware, faults=app.state.sim_faults, by_path=by_path)

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.a2e.errors import CODE_CAPACITY_BUSY, CODE_INSUFFICIENT_CREDITS
@@ -62,7 +62,7 @@ def object_id() -> str:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -151,6 +151,8 @@ class SimState:
         self.assets: dict[str, dict[str, dict[str, Any]]] = {"background": {}, "face_image": {}, "api_token": {}}
         self.voice_training_busy_until = 0.0
         self.counters: dict[str, int] = {}
+        # called with each room when it is found expired, by whichever call notices it first
+        self.on_expire: list[Callable[[SimRoom], None]] = []
         for bg in ("office", "studio", "beach"):
             self.assets["background"][object_id()] = {"img_url": f"https://sim.a2e.invalid/bg/{bg}.jpg",
                                                        "type": "default"}
@@ -164,6 +166,9 @@ class SimState:
             if room.status == "open" and now >= room.expires_at:
                 room.status = "expired"
                 expired.append(room)
+        for room in expired:
+            for callback in self.on_expire:
+                callback(room)
         return expired
 
     def open_rooms(self) -> list[SimRoom]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedOK
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EBadRequest, A2ECapacityBusy, A2ENotFound
@@ -18,6 +21,7 @@ from bridge.rtc.accesstoken import (
     parse_token,
     verify_token,
 )
+from bridge.rtc.simulated import feed_url
 from bridge.simulator.state import AVATARS, QA_CONTEXT_LIMIT, SimConfig
 
 AVATAR = AVATARS[0]["_id"]
@@ -149,6 +153,55 @@ async def test_rooms_expire_at_their_expiry(sim_factory: Any) -> None:
         room = await room_of(sim, channel)
         assert room["status"] == "expired" and room["refunded"] == 0
         assert (await a2e.remaining_coins())["coins"] == start - room["charged"]
+
+
+async def frames_until_closed(sim: Any, channel: str, during: Any = None) -> list[dict[str, Any]]:
+    """Every frame of the channel's event feed (the simulated Agora channel) until the feed ends."""
+    frames = []
+    async with connect(feed_url(sim.url, channel)) as ws:
+        if during is not None:
+            await during()
+        async with asyncio.timeout(10):
+            with pytest.raises(ConnectionClosedOK):
+                while True:
+                    frames.append(json.loads(await ws.recv()))
+    return frames
+
+
+async def test_feed_ends_at_expiry_without_any_request(sim: Any, a2e: A2EClient) -> None:
+    channel = (await a2e.agora_token(AVATAR, 1))["channel"]
+    await frames_until_closed(sim, channel)
+    assert (await room_of(sim, channel))["status"] == "expired"
+
+
+async def test_feed_ends_at_expiry_seen_through_sim_state(sim: Any, a2e: A2EClient) -> None:
+    channel = (await a2e.agora_token(AVATAR, 1))["channel"]
+
+    async def poll_state_until_expired() -> None:
+        async with asyncio.timeout(10):
+            while (await room_of(sim, channel))["status"] != "expired":
+                await asyncio.sleep(0.05)
+
+    await frames_until_closed(sim, channel, poll_state_until_expired)
+
+
+async def test_feed_plays_answers_and_ends_on_leave(sim: Any, a2e: A2EClient) -> None:
+    room = await a2e.agora_token(AVATAR, 60)
+    channel = room["channel"]
+    await a2e.set_qa_context(channel, "The shop opens at nine.")
+    async with connect(feed_url(sim.url, channel)) as ws:
+        await a2e.ask(channel, "When does the shop open?")
+        kinds = []
+        async with asyncio.timeout(10):
+            while not kinds or kinds[-1] != "audio_stopped":
+                frame = json.loads(await ws.recv())
+                assert frame["uid"] == room["uid"] + 1  # the avatar, not the viewer
+                kinds.append(frame["kind"])
+        assert kinds[0] == "audio_started" and "stream_message" in kinds
+        await a2e.leave(channel)
+        async with asyncio.timeout(10):
+            with pytest.raises(ConnectionClosedOK):
+                await ws.recv()
 
 
 async def test_capacity_counts_open_rooms_only(sim_factory: Any) -> None:
