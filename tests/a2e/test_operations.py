@@ -108,6 +108,11 @@ async def test_new_tasks_appear_in_their_lists(operation: str, a2e: A2EClient) -
     assert any(r.get("_id") == data["_id"] for r in rows), f"{operation} task {data['_id']} not in {lister}"
 
 
+async def test_unknown_operation_names_the_known_ones(a2e: A2EClient) -> None:
+    with pytest.raises(KeyError, match="unknown A2E operation 'speek'.*speak"):
+        await a2e.call("speek", channel="x", text="y")
+
+
 async def test_deleted_records_are_gone(a2e: A2EClient) -> None:
     resolver = Resolver(a2e)
     video = await resolver.make("video_generate")

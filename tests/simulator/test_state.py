@@ -68,3 +68,28 @@ async def test_simulators_do_not_share_state(sim_factory: Any) -> None:
         assert await b.call("api_token_list") == []
         assert len(await b.call("background_list")) == len(await a.call("background_list")) - 1
         assert second.state.rooms == {} and second.state.coins == second.state.config.coins
+
+
+def test_running_tasks_cannot_be_deleted_but_settled_ones_can() -> None:
+    clock = Clock()
+    state = SimState(SimConfig(task_step_seconds=10), clock=clock)
+    task_id = state.create_task("dubbing", {"source_url": "https://media.example.com/x.mp4"})["_id"]
+    clock.now += 15  # "processing"
+    with pytest.raises(SimError, match="processing") as info:
+        state.delete_task("dubbing", task_id, only_settled=True)
+    assert info.value.http_status == 400
+    clock.now += 100  # completed
+    state.delete_task("dubbing", task_id, only_settled=True)
+    with pytest.raises(SimError) as info:
+        state.task("dubbing", task_id)
+    assert info.value.code == 404
+
+
+def test_system_backgrounds_cannot_be_deleted() -> None:
+    state = SimState(SimConfig(), clock=Clock())
+    system = next(b for b in state.list_assets("background") if b["type"] == "default")
+    with pytest.raises(SimError, match="system backgrounds"):
+        state.delete_asset("background", system["_id"])
+    custom = state.add_asset("background", {"img_url": "https://media.example.com/bg.jpg", "type": "custom"})
+    state.delete_asset("background", custom["_id"])
+    assert custom["_id"] not in {b["_id"] for b in state.list_assets("background")}
