@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,12 @@ class Simulator:
         assert "Traceback" not in done.stderr, done.stderr
         return Result(done.returncode, done.stdout, done.stderr)
 
+    def calls(self, *commands: tuple[str, ...], envs: list[dict[str, str] | None] | None = None) -> list[Result]:
+        """Several independent ``call`` commands at once (each is a separate process)."""
+        with ThreadPoolExecutor(len(commands)) as pool:
+            return list(pool.map(lambda args, env: self.call(*args, env=env), commands,
+                                 envs or [None] * len(commands)))
+
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
@@ -86,40 +93,46 @@ def test_call_list_shows_the_table(simulator: Simulator) -> None:
 
 
 def test_streaming_session(simulator: Simulator) -> None:
-    avatars = simulator.call("streaming_avatars")
-    assert avatars.code == 0
+    avatars, coins = simulator.calls(("streaming_avatars",), ("remaining_coins",))
+    assert avatars.code == 0 and coins.code == 0
     avatar = avatars.json()[0]["_id"]
     assert avatar == AVATARS[0]["_id"]
-    coins_before = simulator.call("remaining_coins").json()["coins"]
+    coins_before = coins.json()["coins"]
 
     minted = simulator.call("agora_token", "--json", json.dumps({"avatar_id": avatar, "expire_seconds": 600}))
     assert minted.code == 0, minted.err
     room = minted.json()
-    channel = room["channel"]
+    channel = room["channel"]  # taken from the printed JSON
     assert room["token"].startswith("007") and room["uid"]
-    assert simulator.call("remaining_coins").json()["coins"] == coins_before - 10
 
-    accepted = simulator.call("set_qa_context", "--json", json.dumps({"channel": channel, "text": "a" * 5000}))
+    def on_channel(op: str, **fields: Any) -> tuple[str, ...]:
+        return (op, "--json", json.dumps({"channel": channel, **fields}))
+
+    coins, accepted, refused, asked, spoken = simulator.calls(
+        ("remaining_coins",),
+        on_channel("set_qa_context", text="a" * 5000),
+        on_channel("set_qa_context", text="a" * 5001),
+        on_channel("ask", text="What do you sell?"),
+        on_channel("speak", text="Welcome!"),
+    )
+    assert coins.json()["coins"] == coins_before - 10  # 600 s at a coin a minute, paid up front
     assert accepted.code == 0 and accepted.json() == {}
-    refused = simulator.call("set_qa_context", "--json", json.dumps({"channel": channel, "text": "a" * 5001}))
     assert refused.code == 1 and refused.out == ""
     error = refused.error()
     assert error["kind"] == "A2EBadRequest" and error["code"] == 400 and "5000" in error["msg"]
     assert error["operation"] == "set_qa_context" and error["trace_id"]
-
-    for op, text in (("ask", "What do you sell?"), ("speak", "Welcome!")):
-        done = simulator.call(op, "--json", json.dumps({"channel": channel, "text": text}))
+    for done in (asked, spoken):
         assert done.code == 0 and done.json() == {}, done.err
-    assert simulator.call("leave", "--json", json.dumps({"channel": channel})).code == 0
 
-    late = simulator.call("speak", "--json", json.dumps({"channel": channel, "text": "anyone?"}))
+    assert simulator.call(*on_channel("leave")).code == 0
+
+    late, coins = simulator.calls(on_channel("speak", text="anyone?"), ("remaining_coins",))
     assert late.code == 1
     assert late.error()["kind"] == "A2ENotFound" and "left" in late.error()["msg"]
-
     (record,) = [r for r in simulator.state()["rooms"] if r["channel"] == channel]
-    assert record["status"] == "left" and record["commands"] == 2 and record["refunded"] > 0
-    coins_after = simulator.call("remaining_coins").json()["coins"]
-    assert coins_after == coins_before - 10 + record["refunded"]
+    assert record["status"] == "left" and record["commands"] == 2 and record["qa_context_chars"] == 5000
+    assert record["refunded"] > 0
+    assert coins.json()["coins"] == coins_before - 10 + record["refunded"]
 
 
 def test_media_task_with_wait(simulator: Simulator) -> None:
@@ -144,31 +157,29 @@ def test_failing_task_with_wait(simulator: Simulator) -> None:
 
 def test_usage_errors_fail_clearly_without_calling(simulator: Simulator) -> None:
     calls_before = simulator.state()["calls"]
-    nope = simulator.call("nope")
-    assert nope.code == 2 and "unknown operation 'nope'" in nope.err and "call list" in nope.err
-    for args, message in [
+    cases = [
+        (("nope",), "unknown operation 'nope'; run 'a2e-bridge call list'"),
         (("video_delete",), "needs _id"),
         (("agora_token", "--json", json.dumps({"avatar_id": AVATARS[0]["_id"]}), "--wait"), "does not create a task"),
         (("remaining_coins", "--json", "{oops"), "not JSON"),
         (("remaining_coins", "--json", "[1]"), "must be a JSON object"),
-    ]:
-        done = simulator.call(*args)
+    ]
+    for (args, message), done in zip(cases, simulator.calls(*(args for args, _ in cases)), strict=True):
         assert done.code == 2, (args, done)
         assert message in done.err, (args, done.err)
     assert simulator.state()["calls"] == calls_before  # none of them reached the simulator
 
 
 def test_no_key_and_unreachable_a2e(simulator: Simulator) -> None:
-    no_key = simulator.call("remaining_coins", env={"A2E_API_KEY": ""})
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    no_key, down, retried, redirected = simulator.calls(
+        ("remaining_coins",), ("remaining_coins",), ("remaining_coins",),
+        ("remaining_coins", "--base-url", simulator.url),  # --base-url wins over A2E_BASE_URL
+        envs=[{"A2E_API_KEY": ""}, {"A2E_BASE_URL": nowhere, "A2E_MAX_ATTEMPTS": "1"},
+              {"A2E_BASE_URL": nowhere, "A2E_MAX_ATTEMPTS": "2"}, {"A2E_BASE_URL": nowhere}],
+    )
     assert no_key.code == 1 and "A2E_API_KEY" in no_key.err
-    down = simulator.call("remaining_coins", env={"A2E_BASE_URL": f"http://127.0.0.1:{free_port()}",
-                                                   "A2E_MAX_ATTEMPTS": "1"})
     assert down.code == 1 and down.error()["kind"] == "A2EUnavailable"
     assert "retrying" not in down.err  # A2E_MAX_ATTEMPTS reaches the client
-    retried = simulator.call("remaining_coins", env={"A2E_BASE_URL": f"http://127.0.0.1:{free_port()}",
-                                                      "A2E_MAX_ATTEMPTS": "2"})
     assert retried.code == 1 and retried.err.count("retrying A2E call") == 1
-    # --base-url wins over A2E_BASE_URL
-    redirected = simulator.call("remaining_coins", "--base-url", simulator.url,
-                                env={"A2E_BASE_URL": f"http://127.0.0.1:{free_port()}"})
     assert redirected.code == 0 and "coins" in redirected.json()
