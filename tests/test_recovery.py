@@ -20,7 +20,7 @@ from bridge.rooms.models import CloseReason, Room, RoomState
 from bridge.store.sqlite import SqliteRoomStore
 
 KEY = {"Authorization": "Bearer k"}
-SHUTDOWN_TIMEOUT = 3.0
+SHUTDOWN_TIMEOUT = 2.0
 EXIT_BOUND = SHUTDOWN_TIMEOUT + 5 + 5  # + uvicorn's graceful timeout for open connections + start slack
 
 

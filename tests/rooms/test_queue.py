@@ -85,7 +85,7 @@ async def test_queue_full_then_flush(bridge_factory):
     sim = bridge.sim
     # A2E stalls on the next speak, so one command stays in flight while others queue behind it
     r = await bridge.http.post(sim.url + "/_sim/faults",
-                               json={"endpoint": "speak", "kind": "timeout", "seconds": 3, "times": 1})
+                               json={"endpoint": "speak", "kind": "timeout", "seconds": 2, "times": 1})
     assert r.status_code == 201
     queue = bridge.rooms.live[rid].queue
     in_flight = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "stalled"}))
@@ -122,7 +122,7 @@ async def test_close_fails_pending_commands(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=10)
     rid, channel = await open_room(bridge)
     await bridge.http.post(bridge.sim.url + "/_sim/faults",
-                           json={"endpoint": "speak", "kind": "timeout", "seconds": 3, "times": 1})
+                           json={"endpoint": "speak", "kind": "timeout", "seconds": 2, "times": 1})
     queue = bridge.rooms.live[rid].queue
     first = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "stalled"}))
     await poll(lambda: queue.in_flight is not None)
