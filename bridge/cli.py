@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -42,6 +43,9 @@ def serve(host: str | None, port: int | None) -> None:
         app = create_app(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to
+    # the previous handler: make that a clean exit so SIGTERM ends with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
                 log_level=settings.log_level.lower(), timeout_graceful_shutdown=5,
                 ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,

@@ -129,10 +129,6 @@ def stored(db: Path) -> dict[str, Room]:
 
 def assert_clean_exit(code: int, child: Child) -> None:
     """SIGTERM must end in exit status 0 once every room was given back (checked last, after the rooms)."""
-    if code == -signal.SIGTERM:
-        # uvicorn (>= 0.29) re-raises the signal it handled after its graceful shutdown, so the process
-        # dies "by SIGTERM" although it shut down cleanly; bridge/cli.py (not ours) must swallow it.
-        pytest.xfail("a2e-bridge serve re-raises SIGTERM after its graceful shutdown (exit -15, not 0)")
     assert code == 0, child.output
 
 
