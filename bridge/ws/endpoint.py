@@ -18,7 +18,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.auth import Authenticator, Caller
-from bridge.errors import BridgeError, NotFound, Unauthorized
+from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
 from bridge.rooms.commands import Command
 from bridge.rooms.manager import LiveRoom, RoomManager
 from bridge.rooms.models import RoomState
@@ -71,11 +71,11 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
-        self.pending: set[asyncio.Task[None]] = set()
+        self.finished = False  # the connection is over: late acks go nowhere
 
     def send(self, frame: dict[str, Any]) -> None:
         """Queue a frame; a full buffer means the client is not reading: drop it."""
-        if self.close_code is not None:
+        if self.close_code is not None or self.finished:
             return
         if self.out.qsize() >= self.limit:
             self.shut(p.CLOSE_SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
@@ -137,9 +137,7 @@ class Connection:
             self.send({"type": "pong", "id": frame.id})
         elif isinstance(frame, (p.Speak, p.Ask)):
             commands = await self.rooms.submit(room.tenant, room.id, frame.type, frame.text)
-            task = asyncio.create_task(self.ack_when_accepted(frame, commands))
-            self.pending.add(task)
-            task.add_done_callback(self.pending.discard)
+            self.ack_when_accepted(frame, commands)
         elif isinstance(frame, p.Flush):
             dropped = self.rooms.flush(room.tenant, room.id)
             self.send({"type": "ack", "id": frame.id, "kind": "flush", "flushed": dropped})
@@ -149,16 +147,35 @@ class Connection:
         elif isinstance(frame, p.RtcEvent):
             self.rooms.forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    async def ack_when_accepted(self, frame: Any, commands: list[Command]) -> None:
-        results = await asyncio.gather(*(asyncio.shield(c.future) for c in commands), return_exceptions=True)
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if isinstance(failure, BridgeError):
-            self.send(p.error_frame(failure.code, failure.message, frame.id, **_details(failure)))
-        elif failure is not None:
-            self.send(p.error_frame("internal_error", "internal error", frame.id))
-        else:
-            seqs = [c.seq for c in commands]
-            self.send({"type": "ack", "id": frame.id, "kind": frame.type, "position": seqs[0], "positions": seqs})
+    def ack_when_accepted(self, frame: Any, commands: list[Command]) -> None:
+        """Answer ``frame`` once A2E accepted all its commands, or one failed.
+
+        Done-callbacks on the commands' futures rather than a task per frame gathering shielded
+        futures: this is on every speak's path (a task, a gather and a shield per command fewer).
+        """
+        left = len(commands)
+
+        def settled(_: asyncio.Future[int]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                self._answer(frame, commands)
+
+        for command in commands:
+            command.future.add_done_callback(settled)
+
+    def _answer(self, frame: Any, commands: list[Command]) -> None:
+        for command in commands:
+            failure = (RoomNotOpen("the command was cancelled") if command.future.cancelled()
+                       else command.future.exception())
+            if isinstance(failure, BridgeError):
+                self.send(p.error_frame(failure.code, failure.message, frame.id, **_details(failure)))
+                return
+            if failure is not None:
+                self.send(p.error_frame("internal_error", "internal error", frame.id))
+                return
+        seqs = [c.seq for c in commands]
+        self.send({"type": "ack", "id": frame.id, "kind": frame.type, "position": seqs[0], "positions": seqs})
 
 
 def _details(exc: BridgeError) -> dict[str, Any]:
@@ -206,7 +223,8 @@ async def room_websocket(ws: WebSocket) -> None:
         sub.close()
         rooms.detach(lr)
         delivered = writer.done() and not writer.cancelled() and writer.exception() is None
-        for task in [*tasks, closing, *conn.pending]:
+        conn.finished = True
+        for task in [*tasks, closing]:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
