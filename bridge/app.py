@@ -21,6 +21,7 @@ from . import api, passthrough
 from .a2e.client import A2EClient
 from .auth import Authenticator
 from .errors import BridgeError
+from .metrics import metrics_endpoint
 from .rooms.manager import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .serving import EmbeddedServer
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         *api.routes,
         *passthrough.routes,
         Route("/openapi.json", openapi, include_in_schema=False),
+        Route("/metrics", metrics_endpoint, include_in_schema=False),
         Route("/", kiosk_page, include_in_schema=False),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False, follow_symlink=True), name="static"),
     ]

@@ -8,6 +8,7 @@ translated to :mod:`bridge.a2e.errors` here and nowhere else.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+
+from bridge.metrics import A2E_REQUESTS, A2E_SECONDS
 
 from .endpoints import Endpoint, endpoint
 from .errors import (
@@ -135,9 +138,18 @@ class A2EClient:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._send(row, merged)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send(row, merged)
+        except A2EError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            A2E_REQUESTS.labels(operation, outcome).inc()
+            A2E_SECONDS.labels(operation).observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

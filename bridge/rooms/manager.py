@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
+from bridge import metrics
 from bridge.errors import (
     BadRequest,
     BridgeError,
@@ -83,6 +84,7 @@ class RoomManager:
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
         self.room_hooks: list[Callable[[LiveRoom], Any]] = []  # called when a room opens (event sources)
+        metrics.ROOMS_LIVE.set_function(lambda: len(self.live))
 
     # -- life of the manager -----------------------------------------------------------------
     async def start(self) -> None:
@@ -200,6 +202,7 @@ class RoomManager:
             if room.state is not RoomState.OPEN:  # closed while its QA context was being set
                 raise RoomNotOpen(f"room {room.id} was closed while it was being opened")
         self._activate(lr)
+        metrics.ROOMS_OPENED.inc()
         log.info("room %s open for tenant %s (channel %s, %ss)", room.id, tenant, room.channel, expire)
         return lr
 
@@ -269,11 +272,13 @@ class RoomManager:
                         pass  # A2E no longer knows the channel: nothing is being charged
         except A2EError as exc:
             room.error = f"leave never confirmed, room has expired upstream: {exc}"
+            metrics.LEAVES_UNCONFIRMED.inc()
             log.error("room %s: %s", room.id, room.error)
         async with lr.lock:
             room.transition(RoomState.CLOSED, now=self.clock())
             await self._save_locked(lr)
         reason = room.close_reason.value if room.close_reason else "client"
+        metrics.ROOMS_CLOSED.labels(reason).inc()
         lr.events.publish({"type": "room_closed", "reason": reason, "room": room.to_public()})
         self._forget(lr)
         log.info("room %s closed (%s)", room.id, reason)
@@ -331,7 +336,9 @@ class RoomManager:
         try:
             await call(lr.room.channel or "", command.text)
         except A2EError as exc:
+            metrics.COMMANDS.labels(command.kind, type(exc).__name__).inc()
             raise await self._command_failed(lr, exc) from None
+        metrics.COMMANDS.labels(command.kind, "ok").inc()
         self.touch(lr)
         lr.events.publish({"type": "command", "kind": command.kind, "seq": command.seq, "text": command.text})
 

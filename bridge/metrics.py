@@ -1,0 +1,24 @@
+"""Prometheus metrics (prometheus-client), served at ``/metrics``. Labels never carry tenants,
+channels or text: only bounded sets (operation names, reasons, outcomes)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+A2E_REQUESTS = Counter("a2e_bridge_a2e_requests_total", "A2E calls by operation and outcome",
+                       ["operation", "outcome"])
+A2E_SECONDS = Histogram("a2e_bridge_a2e_request_seconds", "A2E call time, retries included", ["operation"],
+                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+ROOMS_OPENED = Counter("a2e_bridge_rooms_opened_total", "Rooms minted")
+ROOMS_CLOSED = Counter("a2e_bridge_rooms_closed_total", "Rooms closed, by reason", ["reason"])
+ROOMS_LIVE = Gauge("a2e_bridge_rooms_live", "Rooms A2E may be charging for (creating, open, closing)")
+LEAVES_UNCONFIRMED = Counter("a2e_bridge_leaves_unconfirmed_total",
+                             "Rooms whose leave A2E never confirmed before their expiry")
+COMMANDS = Counter("a2e_bridge_commands_total", "Commands by kind and outcome", ["kind", "outcome"])
+WS_CONNECTIONS = Gauge("a2e_bridge_ws_connections", "Open websocket clients")
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
