@@ -7,19 +7,8 @@ import json
 import time
 from typing import Any
 
-import httpx
 import websockets
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
+from conftest import assert_error
 
 
 async def add_fault(bridge, **fault: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from conftest import assert_error
 
 from bridge.app import ConfigurationError, create_app
 from bridge.settings import Settings
@@ -15,14 +16,6 @@ from bridge.settings import Settings
 ACME = {"Authorization": "Bearer k1"}
 GLOBEX = {"Authorization": "Bearer k2"}
 KEYS = {"k1": "acme", "k2": "globex"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def assert_cap(response: httpx.Response, cap: str) -> None:

@@ -7,18 +7,10 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
+from conftest import assert_error
 
 from bridge.rooms.models import RoomState
 from bridge.simulator.state import AVATARS
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 async def add_fault(bridge, **fault: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import websockets
-from conftest import bridge_settings
+from conftest import bridge_settings, poll
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,17 +24,6 @@ from bridge.simulator.state import AVATARS
 from bridge.store.sqlite import SqliteRoomStore
 
 AVATAR = AVATARS[0]["_id"]
-
-
-async def poll(predicate, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        await asyncio.sleep(interval)
 
 
 async def closed(http: httpx.AsyncClient, rid: str) -> dict[str, Any] | None:

@@ -3,33 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-import httpx
-
-ERROR_KEYS = {"code", "message"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert ERROR_KEYS <= set(body["error"]) <= ERROR_KEYS | {"details"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
-
-
-async def poll(predicate, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        await asyncio.sleep(interval)
+from conftest import assert_error
 
 
 async def sim_room(bridge, channel: str) -> dict[str, Any]:

@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
-import httpx
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
-    assert body["error"]["code"] == code, body
-    return body["error"]
-
-
-async def poll(predicate, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-    return value
+from conftest import assert_error, poll
 
 
 async def open_room(bridge) -> tuple[str, str]:
