@@ -1,0 +1,300 @@
+"""speak→ack latency through the bridge's websocket versus a minimal relay, against one simulator.
+
+Three child processes on 127.0.0.1, each a real server: the A2E simulator (``a2e-bridge simulate``,
+uvicorn), the bridge (``a2e-bridge serve``, uvicorn, talking to that simulator as its A2E) and
+``bench/minimal_relay.py`` (websockets server in, httpx out to the same simulator). This process is
+only the load generator: it opens ``--concurrency`` rooms per relay, one websocket each, and sends
+sequential speaks, interleaving the two relays round by round (alternating which goes first) so
+that drift and warm-up hit both alike. Latency is measured client-side, from just before the send
+to the ack with the same id.
+
+    python bench/relay_latency.py                     # 30 warm-up + 300 measured rounds, 1 room each
+    python bench/relay_latency.py --concurrency 8     # 8 rooms per relay, 8 speaks in flight per round
+
+Exit status: 0 when every speak was acked (whatever the ratio), 1 on any error or timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+A2E_KEY = "bench-a2e-key"
+CLIENT_KEY = "bench-client-key"
+SPEAK_PATH = "/api/v1/streaming-avatar/speak"
+TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}:\n"
+                               + self.log.read_text()[-2000:])
+
+
+@contextlib.contextmanager
+def children(workdir: Path) -> Iterator[list[Child]]:
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in started:
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        for child in started:
+            try:
+                child.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
+
+def spawn(started: list[Child], workdir: Path, name: str, args: list[str], env: dict[str, str]) -> Child:
+    log = workdir / f"{name}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("A2E_", "BRIDGE_", "SIM_"))}
+    full_env.update(env, PYTHONUNBUFFERED="1")
+    # cwd: a scratch directory, so that no developer .env leaks into the settings
+    proc = subprocess.Popen([sys.executable, *args], cwd=workdir, env=full_env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    child = Child(name, proc, log)
+    started.append(child)
+    return child
+
+
+async def wait_ready(child: Child, url: str | None = None, port: int | None = None) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(timeout=1) as http:
+        while time.monotonic() < deadline:
+            child.check()
+            try:
+                if url is not None:
+                    if (await http.get(url)).status_code == 200:
+                        return
+                else:
+                    _, writer = await asyncio.open_connection(HOST, port)
+                    writer.close()
+                    return
+            except (httpx.TransportError, OSError):
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{child.name} did not become ready within 30 s")
+
+
+@dataclass
+class Relay:
+    name: str
+    conns: list[ClientConnection] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sent: int = 0
+
+
+async def speak(relay: Relay, ws: ClientConnection, frame_id: int, record: bool) -> None:
+    frame = json.dumps({"type": "speak", "id": frame_id, "text": f"Welcome, visitor number {frame_id}."})
+    relay.sent += 1
+    start = time.perf_counter()
+    try:
+        await ws.send(frame)
+        while True:  # the bridge also sends room events (the command itself): skip them
+            answer = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            if answer.get("id") == frame_id and answer.get("type") in ("ack", "error"):
+                break
+    except (TimeoutError, ConnectionClosed, OSError, ValueError) as exc:  # an error, not a latency
+        relay.errors.append(f"speak {frame_id}: {type(exc).__name__}: {exc}")
+        return
+    elapsed = time.perf_counter() - start
+    if answer["type"] != "ack":
+        relay.errors.append(f"speak {frame_id}: {answer}")
+    elif record:
+        relay.latencies.append(elapsed)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User+system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each target for the measured rounds: collapsed stacks in OUT_DIR/<name>.raw."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([str(shutil.which("py-spy")), "record", "--pid", str(t.proc.pid), "--rate", "250",
+                              "--format", "raw", "--nonblocking", "-o", str(out_dir / f"{t.name}.raw")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for t in targets]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+async def run(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    sim_port, bridge_port, minimal_port = free_port(), free_port(), free_port()
+    sim_url, bridge_url = f"http://{HOST}:{sim_port}", f"http://{HOST}:{bridge_port}"
+    with children(workdir) as started:
+        sim = spawn(started, workdir, "simulator", ["-m", "bridge", "simulate", "--host", HOST, "--port", str(sim_port)],
+                    {"BRIDGE_LOG_LEVEL": "WARNING"})
+        bridge = spawn(started, workdir, "bridge", ["-m", "bridge", "serve", "--host", HOST, "--port", str(bridge_port)], {
+            "A2E_API_KEY": A2E_KEY, "A2E_BASE_URL": sim_url, "BRIDGE_API_KEYS": f"bench:{CLIENT_KEY}",
+            "BRIDGE_DB": str(workdir / "bridge.db"), "BRIDGE_LOG_LEVEL": "WARNING",
+            "BRIDGE_EVENT_SOURCE": args.event_source,
+            # the flood limit guards against abusive clients; this client is one on purpose
+            "BRIDGE_WS_RATE_LIMIT": "1000000", "BRIDGE_WS_RATE_BURST": "1000000",
+            "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, args.concurrency)),
+        })
+        minimal = spawn(started, workdir, "minimal", [str(HERE / "minimal_relay.py"), "--host", HOST, "--port",
+                                                      str(minimal_port), "--speak-url", sim_url + SPEAK_PATH,
+                                                      "--key", A2E_KEY], {})
+        await wait_ready(sim, url=sim_url + "/_sim/health")
+        await wait_ready(bridge, url=bridge_url + "/healthz")
+        await wait_ready(minimal, port=minimal_port)
+
+        relays = [Relay("bridge"), Relay("minimal")]
+        auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            for _ in range(args.concurrency):
+                room = await http.post(bridge_url + "/v1/rooms", json={"expire_seconds": 3600}, headers=auth)
+                room.raise_for_status()
+                ws = await connect(f"ws://{HOST}:{bridge_port}/v1/rooms/{room.json()['id']}/ws",
+                                   additional_headers=auth, max_size=2**22)
+                assert json.loads(await ws.recv())["type"] == "room"
+                relays[0].conns.append(ws)
+                minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
+                                         json={"avatar_id": room.json()["avatar_id"],
+                                               "expire_seconds": 3600},
+                                         headers={"Authorization": f"Bearer {A2E_KEY}"})
+                channel = minted.json()["data"]["channel"]
+                relays[1].conns.append(await connect(f"ws://{HOST}:{minimal_port}/?channel={channel}",
+                                                     max_size=2**22))
+
+            frame_id = 0
+            started_at = time.monotonic()
+            cpu_before: dict[str, float | None] = {}
+            profilers: list[subprocess.Popen[bytes]] = []
+            for round_no in range(args.warmup + args.requests):
+                if round_no == args.warmup:
+                    cpu_before = {c.name: cpu_seconds(c.proc.pid) for c in started}
+                    if args.py_spy:
+                        profilers = start_profilers(args.py_spy, [bridge, minimal])
+                order = relays if round_no % 2 == 0 else relays[::-1]
+                for relay in order:
+                    batch = []
+                    for ws in relay.conns:
+                        frame_id += 1
+                        batch.append(speak(relay, ws, frame_id, record=round_no >= args.warmup))
+                    await asyncio.gather(*batch)
+                if any(r.errors for r in relays) and not args.keep_going:
+                    break
+            wall = time.monotonic() - started_at
+            for profiler in profilers:  # py-spy writes its file on SIGINT
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=30)
+            cpu = {c.name: (now - cpu_before[c.name]) if (now := cpu_seconds(c.proc.pid)) is not None
+                   and cpu_before.get(c.name) is not None else None for c in started}
+
+            calls = (await http.get(sim_url + "/_sim/state")).json()["calls"]
+            for relay in relays:
+                for ws in relay.conns:
+                    await ws.close()
+        for child in started:
+            child.check()
+
+    sent = sum(r.sent for r in relays)
+    print(f"# {platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"# {args.requests} measured rounds after {args.warmup} warm-up, concurrency {args.concurrency} "
+          f"(rooms per relay), event source {args.event_source}, {wall:.1f} s")
+    print(f"{'relay':<10}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'max ms':>10}{'errors':>8}")
+    stats = {}
+    for relay in relays:
+        lat = [x * 1000 for x in relay.latencies]
+        if not lat:
+            print(f"{relay.name:<10}{0:>7}{'-':>10}{'-':>10}{'-':>10}{'-':>10}{len(relay.errors):>8}")
+            continue
+        stats[relay.name] = (percentile(lat, 50), percentile(lat, 99))
+        print(f"{relay.name:<10}{len(lat):>7}{stats[relay.name][0]:>10.2f}{stats[relay.name][1]:>10.2f}"
+              f"{statistics.fmean(lat):>10.2f}{max(lat):>10.2f}{len(relay.errors):>8}")
+    if len(stats) == 2:
+        (b50, b99), (m50, m99) = stats["bridge"], stats["minimal"]
+        print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   (bridge / minimal; goal <= 1.30)")
+    measured = args.requests * args.concurrency
+    if all(v is not None for v in cpu.values()):
+        print(f"# CPU per measured speak: bridge {cpu['bridge'] * 1000 / measured:.2f} ms, "
+              f"minimal relay {cpu['minimal'] * 1000 / measured:.2f} ms, "
+              f"simulator {cpu['simulator'] * 1000 / (2 * measured):.2f} ms")
+    errors = [e for r in relays for e in r.errors]
+    if calls.get("speak", 0) != sent - len(errors):
+        errors.append(f"the simulator saw {calls.get('speak', 0)} speaks; {sent} were sent, {len(errors)} failed")
+    for error in errors[:10]:
+        print("error:", error, file=sys.stderr)
+    if errors:
+        print(f"server logs kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps({name: {"p50_ms": s[0], "p99_ms": s[1]} for name, s in stats.items()}))
+    return 1 if errors else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="speak→ack latency: bridge websocket vs a minimal relay")
+    parser.add_argument("--requests", "-n", type=int, default=300, help="measured rounds (default 300)")
+    parser.add_argument("--warmup", type=int, default=30, help="unmeasured rounds first (default 30)")
+    parser.add_argument("--concurrency", "-c", type=int, default=1,
+                        help="rooms (one websocket each) per relay; each round sends one speak per room at once")
+    parser.add_argument("--event-source", default="browser", choices=["browser", "simulator", "none"],
+                        help="the bridge's BRIDGE_EVENT_SOURCE (browser: what a bridge on real A2E without the "
+                             "Agora SDK does; simulator: it also watches the simulator's channel feed)")
+    parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="profile the bridge and the minimal relay with py-spy during the measured rounds "
+                             "(collapsed stacks in DIR/bridge.raw and DIR/minimal.raw)")
+    args = parser.parse_args()
+    if args.requests < 1 or args.warmup < 0 or args.concurrency < 1:
+        parser.error("--requests and --concurrency must be positive, --warmup not negative")
+    if args.py_spy and not shutil.which("py-spy"):
+        parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
+    sys.exit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()
