@@ -54,7 +54,7 @@ class EventStream:
             if line.startswith(":"):
                 continue
             name, _, value = line.partition(":")
-            fields[name] = value[1:] if value.startswith(" ") else value
+            fields[name] = value.removeprefix(" ")
         return None
 
     async def until(self, kind: str, seen: list[dict[str, Any]] | None = None,

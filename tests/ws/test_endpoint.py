@@ -475,8 +475,8 @@ async def test_a_slow_reader_is_dropped_with_4008_and_the_room_goes_on(bridge_fa
 async def test_a_client_that_stops_answering_pings_is_dropped(tmp_path: Any, sim: Any) -> None:
     """uvicorn pings every ``ws_ping_interval`` and drops a client that does not answer. The client
     is a raw socket that never answers (a ``websockets`` client answers pings by itself, even with
-    ``ping_interval=None``). The bridge runs here the way ``serve`` should run it: with
-    ``ws_ping_interval`` passed to uvicorn."""
+    ``ping_interval=None``). The bridge runs here the way ``a2e-bridge serve`` runs it: uvicorn
+    with ``ws_ping_interval`` and ``ws_ping_timeout`` both set from ``Settings.ws_ping_interval``."""
     settings = Settings(_env_file=None, db=str(tmp_path / "bridge.db"), a2e_timeout=2.0, ws_ping_interval=0.2)
     async with A2EClient("test-key", sim.url, timeout=2.0) as client:
         app = create_app(settings, a2e=client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from bridge.ws import protocol as p
 
@@ -57,7 +58,7 @@ def test_unknown_fields_are_ignored() -> None:
 
 def test_frames_are_immutable() -> None:
     frame = parse({"type": "speak", "text": "hi"})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         frame.text = "changed"  # type: ignore[misc]
 
 
