@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge.auth import Authenticator, Caller
 from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
+from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms.commands import Command
 from bridge.rooms.manager import LiveRoom, RoomManager
 from bridge.rooms.models import RoomState
@@ -206,6 +207,7 @@ async def room_websocket(ws: WebSocket) -> None:
     conn = Connection(ws, lr, rooms)
     sub = lr.events.subscribe()
     rooms.attach(lr)
+    WS_CONNECTIONS.inc()
     conn.send({"type": "room", "room": lr.room.to_public()})
     writer = asyncio.create_task(conn.writer())
     tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
@@ -222,6 +224,7 @@ async def room_websocket(ws: WebSocket) -> None:
     finally:
         sub.close()
         rooms.detach(lr)
+        WS_CONNECTIONS.dec()
         delivered = writer.done() and not writer.cancelled() and writer.exception() is None
         conn.finished = True
         for task in [*tasks, closing]:
