@@ -81,7 +81,6 @@ class RoomManager:
         self.live: dict[str, LiveRoom] = {}
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
         self.room_hooks: list[Callable[[LiveRoom], Any]] = []  # called when a room opens (event sources)
         metrics.ROOMS_LIVE.set_function(lambda: len(self.live))
@@ -93,7 +92,6 @@ class RoomManager:
 
     async def stop(self) -> None:
         """Leave every open room, within ``BRIDGE_SHUTDOWN_TIMEOUT`` seconds."""
-        self._stopping = True
         if self._sweeper:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
