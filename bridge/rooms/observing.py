@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 
+from bridge.rtc.accesstoken import TokenError, parse_token
 from bridge.rtc.base import ObserveTarget, ObserverError, RoomObserver
 from bridge.rtc.simulated import SimulatorObserver
 
@@ -46,6 +47,17 @@ def make_observer(source: str, *, a2e_base_url: str) -> RoomObserver | None:
     return None  # browser / none: nothing to run on the server
 
 
+def token_bound_uid(token: str | None) -> str | None:
+    """The uid an AccessToken2 is bound to, or None for a wildcard (or unreadable) token."""
+    if not token:
+        return None
+    try:
+        uid = parse_token(token).get("rtc", {}).get("uid")
+    except TokenError:
+        return None
+    return uid if uid not in (None, "", "0") else None
+
+
 class RoomObserving:
     """Runs one observer task per open room and turns channel events into room events."""
 
@@ -62,6 +74,12 @@ class RoomObserving:
     async def _observe(self, lr: LiveRoom) -> None:
         assert self.observer is not None
         room = lr.room
+        if self.source == "agora" and (bound := token_bound_uid(room.token)):
+            # Agora refuses a second uid on a uid-bound token, and joining with the viewer's uid
+            # would kick the viewer out (reason 19): this room's events must come from its kiosks.
+            log.warning("room %s: A2E's token is bound to uid %s, so the bridge cannot join the channel; "
+                        "reply events will come only from browser-forwarded stream-messages", room.id, bound)
+            return
         target = ObserveTarget(app_id=room.app_id or "", channel=room.channel or "", token=room.token,
                                uid=BRIDGE_UID_OFFSET + (room.uid or 0) % 1_000_000, avatar_uid=None)
         delay = 0.2
