@@ -24,6 +24,7 @@ DEV_TENANT = "dev"
 @dataclass(frozen=True)
 class Caller:
     tenant: str
+    ticket_expires: float | None = None  # set when the caller came with a ticket, not a key
 
 
 def _b64(raw: bytes) -> str:
@@ -82,7 +83,7 @@ class Authenticator:
             raise Unauthorized("ticket is for another room")
         if expires < (now or time.time()):
             raise Unauthorized("ticket expired")
-        return Caller(tenant)
+        return Caller(tenant, ticket_expires=expires)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()[:18])

@@ -107,6 +107,16 @@ class Connection:
         else:
             self.shut(p.CLOSE_ROOM_CLOSED, "room closed")
 
+    async def ticketer(self, auth: Authenticator, held_until: float) -> None:
+        """Keep a ticket-authenticated client (a browser: no key) holding a valid ticket, so it can
+        always reconnect: a new one whenever the one it holds is half-way through its life."""
+        while True:
+            await asyncio.sleep(max(0.0, held_until - auth.ticket_ttl / 2 - time.time()))
+            room = self.lr.room
+            self.send({"type": "ticket", "ws_ticket": auth.issue_ticket(room.id, room.tenant),
+                       "expires_in": auth.ticket_ttl})
+            held_until = time.time() + auth.ticket_ttl
+
     async def reader(self) -> None:
         while self.close_code is None:
             message = await self.ws.receive()
@@ -211,6 +221,8 @@ async def room_websocket(ws: WebSocket) -> None:
     conn.send({"type": "room", "room": lr.room.to_public()})
     writer = asyncio.create_task(conn.writer())
     tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
+    if caller.ticket_expires is not None:
+        tasks.append(asyncio.create_task(conn.ticketer(ws.app.state.auth, caller.ticket_expires)))
     closing = asyncio.create_task(conn.closing.wait())
     try:
         # shut() may come from a task that goes on (the pump on overflow, the reader's frame handler):

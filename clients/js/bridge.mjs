@@ -589,6 +589,9 @@ export class Room {
       case "room_closed":
         if (frame.room) this.info = { ...this.info, ...frame.room };
         break;
+      case "ticket": // the bridge keeps ticket-authenticated clients holding a valid ticket
+        this._ticket = { ticket: frame.ws_ticket, until: Date.now() + 1000 * ((frame.expires_in ?? 60) - 5) };
+        return; // not an application event
       default:
         break;
     }

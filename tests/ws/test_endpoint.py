@@ -21,6 +21,7 @@ from bridge.ws import protocol as p
 from .conftest import (
     ACME,
     GLOBEX,
+    KEYS,
     WAIT,
     RawWS,
     closed,
@@ -503,3 +504,36 @@ async def test_a_client_that_stops_answering_pings_is_dropped(tmp_path: Any, sim
             raw.abort()
         finally:
             await server.stop()
+
+
+async def test_ticket_clients_are_kept_holding_a_valid_ticket(bridge_factory: Any) -> None:
+    """A browser has no key: the bridge pushes a new ticket before the one it holds expires, and a
+    reconnect with it works after the original ticket has expired."""
+    bridge = await bridge_factory(api_keys=KEYS, ticket_ttl=3)
+    room = await create_room(bridge)
+    async with await open_ws(bridge, room["id"], headers=None, ticket=room["ws_ticket"]) as ws:
+        pushed = await until(ws, of_type("ticket"))
+        assert pushed["expires_in"] == 3 and pushed["ws_ticket"] != room["ws_ticket"]
+        newer = await until(ws, of_type("ticket"))  # and again, half-way through that one's life
+
+    def expiry(ticket: str) -> int:  # tickets are room.tenant.expiry.signature
+        return int(ticket.split(".")[2])
+
+    assert expiry(newer["ws_ticket"]) > expiry(room["ws_ticket"])
+    await asyncio.sleep(max(0.0, expiry(room["ws_ticket"]) + 0.1 - time.time()))  # let the first one lapse
+    code, _ = await refused(bridge, room["id"], headers=None, ticket=room["ws_ticket"])
+    assert code == p.CLOSE_UNAUTHORIZED
+    async with await open_ws(bridge, room["id"], headers=None, ticket=newer["ws_ticket"]) as ws:
+        assert (await recv(ws))["type"] == "room"
+
+
+async def test_key_clients_get_no_tickets(bridge_factory: Any) -> None:
+    bridge = await bridge_factory(api_keys=KEYS, ticket_ttl=0.2)
+    room = await create_room(bridge)
+    async with await open_ws(bridge, room["id"]) as ws:
+        seen: list[dict[str, Any]] = []
+        await recv(ws)
+        await asyncio.sleep(0.5)  # several ticket lifetimes
+        await send(ws, {"type": "ping", "id": "p"})
+        await until(ws, of_type("pong", id="p"), seen=seen)
+        assert not [f for f in seen if f["type"] == "ticket"]

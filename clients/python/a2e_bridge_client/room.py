@@ -85,7 +85,8 @@ class Room:
         self.info: dict[str, Any] = dict(info)
         self.id: str = str(info["id"])
         self.owned = owned
-        self._ticket: str | None = info.get("ws_ticket")  # single use: reconnects fetch fresh ones
+        # the newest ticket we hold (from creation, then pushed by the bridge); used once, by the next connect
+        self._ticket: str | None = info.get("ws_ticket")
         self._state = ConnectionState.IDLE
         self._ws: ClientConnection | None = None
         self._ready: asyncio.Future[ClientConnection] | None = None
@@ -391,6 +392,10 @@ class Room:
                                                   frame.get("details")))
             else:
                 waiter.set_result(frame)
+            return
+        if kind == "ticket":  # the bridge keeps ticket-authenticated clients holding a valid ticket
+            if isinstance(frame.get("ws_ticket"), str):
+                self._ticket = frame["ws_ticket"]
             return
         if kind in ("room", "room_closed") and isinstance(frame.get("room"), dict):
             self.info.update(frame["room"])
