@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.schemas import SchemaGenerator
+from starlette.staticfiles import StaticFiles
 
 from . import api, passthrough
 from .a2e.client import A2EClient

@@ -20,9 +20,9 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
+from bridge import metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge import metrics
 from bridge.errors import (
     BadRequest,
     BridgeError,

@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 from bridge.rtc.accesstoken import TokenError, parse_token
-from bridge.rtc.base import ObserveTarget, ObserverError, RoomObserver
+from bridge.rtc.base import ObserverError, ObserveTarget, RoomObserver
 from bridge.rtc.simulated import SimulatorObserver
 
 from .manager import LiveRoom, RoomManager

@@ -2,7 +2,7 @@
 
 from agora import _fake
 from agora.rtc.agora_base import *  # noqa: F401,F403  (the real module re-exports agora_base)
-from agora.rtc.agora_base import AgoraServiceConfig, RtcConnectionPublishConfig, RTCConnConfig
+from agora.rtc.agora_base import AgoraServiceConfig, RTCConnConfig, RtcConnectionPublishConfig
 
 
 class AgoraService:

@@ -14,8 +14,8 @@ from agora.rtc.agora_base import (
     AudioScenarioType,
     AudioVolumeInfo,
     ClientRoleType,
-    RtcConnectionPublishConfig,
     RTCConnConfig,
+    RtcConnectionPublishConfig,
     RTCConnInfo,
 )
 from agora.rtc.local_user import LocalUser
