@@ -17,12 +17,8 @@ from .a2e.client import A2EClient
 from .a2e.endpoints import ENDPOINTS, GROUPS
 from .a2e.errors import A2EError
 from .a2e.tasks import TaskStatus, task_id_of
+from .logs import configure_logging, log_config
 from .settings import Settings
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines repeat what we log
 
 
 @click.group()
@@ -47,7 +43,7 @@ def serve(host: str | None, port: int | None) -> None:
     # the previous handler: make that a clean exit so SIGTERM ends with status 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=5,
+                log_config=log_config(settings.log_level), timeout_graceful_shutdown=5,
                 ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
                 ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 
@@ -64,7 +60,7 @@ def simulate(host: str, port: int) -> None:
     configure_logging(settings.log_level)
     logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state)", host, port)
     uvicorn.run(create_simulator_app(simulator_config(settings)), host=host, port=port,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=2)
+                log_config=log_config(settings.log_level), timeout_graceful_shutdown=2)
 
 
 def _list_operations() -> str:

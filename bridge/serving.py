@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+
+class _EmbeddedConfig(uvicorn.Config):
+    def configure_logging(self) -> None:
+        """Leave logging to the process: uvicorn would re-apply its defaults globally (levels and
+        handlers of the uvicorn loggers), silencing the main server's logs."""
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -20,22 +27,40 @@ class EmbeddedServer(uvicorn.Server):
 
     @classmethod
     def for_app(cls, app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> EmbeddedServer:
-        config.setdefault("log_level", "warning")
         config.setdefault("timeout_graceful_shutdown", 2)
-        return cls(uvicorn.Config(app, host=host, port=port, **config))
+        return cls(_EmbeddedConfig(app, host=host, port=port, **config))
 
     async def start(self) -> str:
         """Serve in a background task; return the base URL once the socket listens."""
-        self._task = asyncio.create_task(self.serve())
-        while not self.started:
-            if self._task.done():
-                self._task.result()  # re-raise a failed start-up
-                raise RuntimeError("server stopped during start-up")
-            await asyncio.sleep(0.01)
+        with _quiet_lifecycle():
+            self._task = asyncio.create_task(self.serve())
+            while not self.started:
+                if self._task.done():
+                    self._task.result()  # re-raise a failed start-up
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.01)
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
     async def stop(self) -> None:
         self.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
+        with _quiet_lifecycle(), contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+@contextlib.contextmanager
+def _quiet_lifecycle() -> Iterator[None]:
+    """Hide an embedded server's "Started server process"/"Shutting down" lines, which would read
+    as the main server's (both log to ``uvicorn.error``); errors still pass."""
+    quiet = _BelowWarning()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
