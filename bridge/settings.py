@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -30,6 +30,15 @@ def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
             raise ValueError("BRIDGE_API_KEYS lists the same key twice")
         keys[key.strip()] = tenant.strip()
     return keys
+
+
+class TenantLimits(BaseModel):
+    """One tenant's caps; a field left out falls back to the global setting of the same name."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_rooms_per_tenant: int | None = Field(None, ge=1)
+    max_expire_seconds: int | None = Field(None, ge=10)
+    room_minutes_per_day: float | None = Field(None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -70,6 +79,7 @@ class Settings(BaseSettings):
     max_expire_seconds: int = Field(3600, ge=10, alias="BRIDGE_MAX_EXPIRE_SECONDS")
     room_minutes_per_day: float = Field(24 * 60 * 20, gt=0, alias="BRIDGE_ROOM_MINUTES_PER_DAY")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
+    tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
 
     # websocket relay
     ws_max_frame_bytes: int = Field(64 * 1024, ge=256, alias="BRIDGE_WS_MAX_FRAME_BYTES")
@@ -99,6 +109,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return list(value)  # type: ignore[call-overload]
+
+    def limits_for(self, tenant: str) -> TenantLimits:
+        """The caps that apply to ``tenant``: its own overrides, else the global settings."""
+        own = self.tenant_limits.get(tenant, TenantLimits())
+        return TenantLimits(**{name: getattr(own, name) if getattr(own, name) is not None else getattr(self, name)
+                               for name in TenantLimits.model_fields})
 
     @property
     def uses_simulator(self) -> bool:

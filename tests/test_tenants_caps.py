@@ -192,3 +192,34 @@ async def test_balance_refused_by_a2e_itself(bridge_factory):
     rooms = (await bridge.http.get("/v1/rooms")).json()["rooms"]
     assert [(r["state"], r["close_reason"]) for r in rooms] == [("failed", "error")]
     assert bridge.rooms.live == {}
+
+
+async def test_per_tenant_limits_override_the_global_caps(bridge_factory) -> None:
+    bridge = await bridge_factory(
+        api_keys={"k1": "acme", "k2": "globex"}, max_rooms_per_tenant=1,
+        tenant_limits={"acme": {"max_rooms_per_tenant": 2, "max_expire_seconds": 120}})
+    acme = {"Authorization": "Bearer k1"}
+    globex = {"Authorization": "Bearer k2"}
+    for _ in range(2):
+        assert (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60}, headers=acme)).status_code == 201
+    third = await bridge.http.post("/v1/rooms", json={"expire_seconds": 60}, headers=acme)
+    assert assert_error(third, 429, "cap_exceeded")["details"]["cap"] == "concurrent_rooms"
+    assert (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60}, headers=globex)).status_code == 201
+    second = await bridge.http.post("/v1/rooms", json={"expire_seconds": 60}, headers=globex)
+    assert assert_error(second, 429, "cap_exceeded")["details"]["cap"] == "concurrent_rooms"
+    long_room = await bridge.http.post("/v1/rooms", json={"expire_seconds": 600}, headers=acme)
+    assert assert_error(long_room, 429, "cap_exceeded")["details"]["cap"] == "expire_seconds"
+
+
+def test_tenant_limits_come_from_json_in_the_environment(monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    from bridge.settings import Settings
+
+    monkeypatch.setenv("BRIDGE_TENANT_LIMITS", '{"acme": {"room_minutes_per_day": 90}}')
+    s = Settings(_env_file=None)
+    assert s.limits_for("acme").room_minutes_per_day == 90
+    assert s.limits_for("acme").max_rooms_per_tenant == s.max_rooms_per_tenant
+    monkeypatch.setenv("BRIDGE_TENANT_LIMITS", '{"acme": {"max_rooms": 3}}')  # a typo is refused, not ignored
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)

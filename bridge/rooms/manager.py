@@ -142,10 +142,12 @@ class RoomManager:
     async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
                      qa_context: str | None) -> LiveRoom:
         s = self.settings
+        caps = s.limits_for(tenant)
+        assert caps.max_expire_seconds is not None
         expire = expire_seconds if expire_seconds is not None else min(s.default_expire_seconds,
-                                                                      s.max_expire_seconds)
-        if expire > s.max_expire_seconds:
-            raise CapExceeded("expire_seconds", f"expire_seconds may be at most {s.max_expire_seconds}")
+                                                                      caps.max_expire_seconds)
+        if expire > caps.max_expire_seconds:
+            raise CapExceeded("expire_seconds", f"expire_seconds may be at most {caps.max_expire_seconds}")
         if expire <= s.leave_before_expiry:
             # The sweeper leaves a room leave_before_expiry seconds before its end: such a room would be
             # paid for and closed at once.
@@ -445,14 +447,17 @@ class RoomManager:
 
     async def _check_caps(self, tenant: str, expire: int) -> None:
         s = self.settings
+        caps = s.limits_for(tenant)
+        assert caps.max_rooms_per_tenant is not None and caps.room_minutes_per_day is not None
         live = sum(1 for lr in self.live.values() if lr.room.tenant == tenant)
-        if live >= s.max_rooms_per_tenant:
-            raise CapExceeded("concurrent_rooms", f"tenant has {live} live rooms; the cap is {s.max_rooms_per_tenant}")
+        if live >= caps.max_rooms_per_tenant:
+            raise CapExceeded("concurrent_rooms",
+                              f"tenant has {live} live rooms; the cap is {caps.max_rooms_per_tenant}")
         day_start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         used = await self.store.usage_seconds(tenant, day_start)
-        if (used + expire) / 60 > s.room_minutes_per_day:
+        if (used + expire) / 60 > caps.room_minutes_per_day:
             raise CapExceeded("room_minutes_per_day",
-                              f"tenant used {used / 60:.1f} of {s.room_minutes_per_day:g} room-minutes today; "
+                              f"tenant used {used / 60:.1f} of {caps.room_minutes_per_day:g} room-minutes today; "
                               f"this room would reserve {expire / 60:.1f} more")
         if s.coins_per_minute > 0:
             needed = math.ceil(expire * s.coins_per_minute / 60)
