@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, alias="BRIDGE_PORT")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, alias="BRIDGE_API_KEYS")
     db: str = Field("a2e-bridge.db", alias="BRIDGE_DB")
+    # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
+    retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
 
     # rooms

@@ -45,6 +45,7 @@ from .text import split_sentences
 log = logging.getLogger("bridge.rooms")
 
 QA_CONTEXT_LIMIT = 5000
+PURGE_INTERVAL = 3600  # seconds between purges of old room records
 CHUNK_CHARS = 500  # longest text sent to A2E in one speak; longer text is split at sentences
 
 
@@ -411,11 +412,22 @@ class RoomManager:
             elif lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
                 await self.close_live(lr, CloseReason.IDLE, wait=False)
 
+    async def purge(self) -> int:
+        """Forget ended rooms older than ``BRIDGE_RETENTION_DAYS`` so the registry stays small."""
+        removed = await self.store.delete_closed_before(self.clock() - self.settings.retention_days * 86_400)
+        if removed:
+            log.info("purged %d ended room record(s) older than %g days", removed, self.settings.retention_days)
+        return removed
+
     async def _sweep_forever(self) -> None:
+        next_purge = 0.0
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
                 await self.sweep()
+                if self.clock() >= next_purge:
+                    await self.purge()
+                    next_purge = self.clock() + PURGE_INTERVAL
             except Exception:  # the sweeper must outlive any one bad room
                 log.exception("room sweep failed")
 

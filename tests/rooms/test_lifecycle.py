@@ -159,3 +159,19 @@ async def test_default_expire_and_avatar(bridge_factory):
     assert_error(r, 502, "upstream_error")
     states = sorted(x["state"] for x in (await bridge.http.get("/v1/rooms")).json()["rooms"])
     assert states == ["failed", "open", "open"]
+
+
+async def test_ended_rooms_are_purged_after_the_retention_period(bridge_factory):
+    bridge = await bridge_factory(retention_days=1)
+    old = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
+    await bridge.http.delete(f"/v1/rooms/{old['id']}")
+    live = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
+    assert await bridge.rooms.purge() == 0  # ended just now: kept
+    real_clock = bridge.rooms.clock
+    bridge.rooms.clock = lambda: real_clock() + 86_400 + 60  # a day later
+    try:
+        assert await bridge.rooms.purge() == 1
+    finally:
+        bridge.rooms.clock = real_clock
+    assert (await bridge.http.get(f"/v1/rooms/{old['id']}")).status_code == 404
+    assert (await bridge.http.get(f"/v1/rooms/{live['id']}")).json()["state"] == "open"  # live rooms stay
