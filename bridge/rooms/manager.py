@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
@@ -26,7 +24,6 @@ from bridge.a2e.errors import A2EError, A2ENotFound
 from bridge.errors import (
     BadRequest,
     BridgeError,
-    CapExceeded,
     NotFound,
     RoomNotOpen,
     ValidationFailed,
@@ -37,6 +34,7 @@ from bridge.rtc.simulated import frame_to_event
 from bridge.settings import Settings
 from bridge.store.base import RoomStore
 
+from .caps import SpendCaps
 from .commands import Command, CommandKind, CommandQueue
 from .events import RoomEvents
 from .models import CloseReason, Room, RoomState
@@ -79,6 +77,7 @@ class RoomManager:
         self.a2e = a2e
         self.store = store
         self.clock = clock
+        self.caps = SpendCaps(settings, store, a2e)
         self.live: dict[str, LiveRoom] = {}
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -143,25 +142,14 @@ class RoomManager:
     async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
                      qa_context: str | None) -> LiveRoom:
         s = self.settings
-        caps = s.limits_for(tenant)
-        assert caps.max_expire_seconds is not None
-        expire = expire_seconds if expire_seconds is not None else min(s.default_expire_seconds,
-                                                                      caps.max_expire_seconds)
-        if expire > caps.max_expire_seconds:
-            raise CapExceeded("expire_seconds", f"expire_seconds may be at most {caps.max_expire_seconds}")
-        if expire <= s.leave_before_expiry:
-            # The sweeper leaves a room leave_before_expiry seconds before its end: such a room would be
-            # paid for and closed at once.
-            minimum = math.floor(s.leave_before_expiry) + 1
-            raise ValidationFailed(f"expire_seconds must be at least {minimum}: rooms are left "
-                                   f"{s.leave_before_expiry:g} s before they expire",
-                                   details={"min": minimum})
+        expire = self.caps.room_lifetime(tenant, expire_seconds)
         if qa_context is not None:
             self._check_qa(qa_context)
         avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant
-            await self._check_caps(tenant, expire)
+            live = sum(1 for lr in self.live.values() if lr.room.tenant == tenant)
+            await self.caps.check(tenant, expire, live_rooms=live)
             room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
                             qa_context=qa_context)
             lr = LiveRoom(room, self._new_events())
@@ -456,27 +444,3 @@ class RoomManager:
         if not avatars:
             raise ValidationFailed("avatar_id is required: A2E lists no streaming avatars")
         return str(avatars[0]["_id"])
-
-    async def _check_caps(self, tenant: str, expire: int) -> None:
-        s = self.settings
-        caps = s.limits_for(tenant)
-        assert caps.max_rooms_per_tenant is not None and caps.room_minutes_per_day is not None
-        live = sum(1 for lr in self.live.values() if lr.room.tenant == tenant)
-        if live >= caps.max_rooms_per_tenant:
-            raise CapExceeded("concurrent_rooms",
-                              f"tenant has {live} live rooms; the cap is {caps.max_rooms_per_tenant}")
-        day_start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        used = await self.store.usage_seconds(tenant, day_start)
-        if (used + expire) / 60 > caps.room_minutes_per_day:
-            raise CapExceeded("room_minutes_per_day",
-                              f"tenant used {used / 60:.1f} of {caps.room_minutes_per_day:g} room-minutes today; "
-                              f"this room would reserve {expire / 60:.1f} more")
-        if s.coins_per_minute > 0:
-            needed = math.ceil(expire * s.coins_per_minute / 60)
-            try:
-                coins = (await self.a2e.remaining_coins()).get("coins")
-            except A2EError as exc:  # the mint itself will tell if A2E is really down
-                log.warning("balance check skipped: %s", exc)
-                return
-            if isinstance(coins, (int, float)) and coins < needed:
-                raise CapExceeded("balance", f"the A2E account has {coins} coins; this room needs about {needed}")

@@ -1,0 +1,64 @@
+"""Spend caps: what a tenant may reserve before A2E is asked to mint (and charge for) a room."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timezone
+
+from bridge.a2e.client import A2EClient
+from bridge.a2e.errors import A2EError
+from bridge.errors import CapExceeded, ValidationFailed
+from bridge.settings import Settings
+from bridge.store.base import RoomStore
+
+log = logging.getLogger("bridge.rooms")
+
+
+class SpendCaps:
+    """Per-tenant caps (``Settings.limits_for``) and the A2E balance check."""
+
+    def __init__(self, settings: Settings, store: RoomStore, a2e: A2EClient) -> None:
+        self.settings = settings
+        self.store = store
+        self.a2e = a2e
+
+    def room_lifetime(self, tenant: str, requested: int | None) -> int:
+        """The ``expire_seconds`` a new room gets: the request or the default, within the caps."""
+        s = self.settings
+        most = s.limits_for(tenant).max_expire_seconds
+        assert most is not None
+        expire = requested if requested is not None else min(s.default_expire_seconds, most)
+        if expire > most:
+            raise CapExceeded("expire_seconds", f"expire_seconds may be at most {most}")
+        if expire <= s.leave_before_expiry:
+            # The sweeper leaves a room leave_before_expiry seconds before its end: such a room would
+            # be paid for and closed at once.
+            minimum = math.floor(s.leave_before_expiry) + 1
+            raise ValidationFailed(f"expire_seconds must be at least {minimum}: rooms are left "
+                                   f"{s.leave_before_expiry:g} s before they expire", details={"min": minimum})
+        return expire
+
+    async def check(self, tenant: str, expire: int, *, live_rooms: int) -> None:
+        """Refuse (429, naming the cap) a room ``tenant`` may not open now."""
+        s = self.settings
+        caps = s.limits_for(tenant)
+        assert caps.max_rooms_per_tenant is not None and caps.room_minutes_per_day is not None
+        if live_rooms >= caps.max_rooms_per_tenant:
+            raise CapExceeded("concurrent_rooms",
+                              f"tenant has {live_rooms} live rooms; the cap is {caps.max_rooms_per_tenant}")
+        day_start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        used = await self.store.usage_seconds(tenant, day_start)
+        if (used + expire) / 60 > caps.room_minutes_per_day:
+            raise CapExceeded("room_minutes_per_day",
+                              f"tenant used {used / 60:.1f} of {caps.room_minutes_per_day:g} room-minutes today; "
+                              f"this room would reserve {expire / 60:.1f} more")
+        if s.coins_per_minute > 0:
+            needed = math.ceil(expire * s.coins_per_minute / 60)
+            try:
+                coins = (await self.a2e.remaining_coins()).get("coins")
+            except A2EError as exc:  # the mint itself will tell if A2E is really down
+                log.warning("balance check skipped: %s", exc)
+                return
+            if isinstance(coins, (int, float)) and coins < needed:
+                raise CapExceeded("balance", f"the A2E account has {coins} coins; this room needs about {needed}")
