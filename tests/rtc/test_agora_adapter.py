@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import bridge.rtc.agora as agora_mod
+import bridge.rtc.agora_sdk as agora_sdk_mod
 from bridge.rtc.accesstoken import ROLE_SUBSCRIBER, build_rtc_token, parse_token
 from bridge.rtc.agora import (
     AgoraJoinError,
@@ -44,7 +45,7 @@ def isolated_sdk_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fresh import cache, process service and TLS default for every test."""
     _purge_agora()
     saved_tls = ssl._create_default_https_context
-    monkeypatch.setattr(agora_mod, "_sdk_cache", None)
+    monkeypatch.setattr(agora_sdk_mod, "_sdk_cache", None)
     monkeypatch.setattr(agora_mod, "_service", agora_mod._ProcessService())
     yield
     fake = sys.modules.get("agora._fake")
@@ -110,6 +111,8 @@ def test_import_calling_sys_exit_is_contained(tmp_path: pathlib.Path, monkeypatc
         assert agora_available() is False
     assert ssl._create_default_https_context is before
     assert "restored" in caplog.text
+    # the guard's messages keep the observer module's logger name (log filters rely on it)
+    assert any(r.name == "bridge.rtc.agora" and "restored" in r.getMessage() for r in caplog.records)
     assert "agora" not in sys.modules
     with pytest.raises(AgoraUnavailable, match="SystemExit"):
         load_agora_sdk()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 MODULES = ["bridge.rtc", "bridge.rtc.events", "bridge.rtc.reassembler", "bridge.rtc.base", "bridge.rtc.agora",
-           "bridge.rtc.simulated", "bridge.rtc.accesstoken", "bridge.simulator.feed"]
+           "bridge.rtc.agora_sdk", "bridge.rtc.simulated", "bridge.rtc.accesstoken", "bridge.simulator.feed"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -21,5 +21,13 @@ def test_all_is_sorted_and_resolves(name: str) -> None:
 
 
 def test_importing_rtc_never_imports_agora() -> None:
-    code = "import sys, bridge.rtc, bridge.rtc.agora, bridge.rtc.simulated; assert 'agora' not in sys.modules"
+    code = ("import sys, bridge.rtc, bridge.rtc.agora, bridge.rtc.agora_sdk, bridge.rtc.simulated; "
+            "assert 'agora' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_agora_reexports_the_sdk_loader() -> None:
+    agora = importlib.import_module("bridge.rtc.agora")
+    agora_sdk = importlib.import_module("bridge.rtc.agora_sdk")
+    for attr in agora_sdk.__all__:
+        assert attr in agora.__all__ and getattr(agora, attr) is getattr(agora_sdk, attr), attr

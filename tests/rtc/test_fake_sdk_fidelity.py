@@ -55,8 +55,9 @@ def test_fake_matches_real_sdk(qualname: str, monkeypatch: pytest.MonkeyPatch) -
 def test_adapter_callbacks_have_the_real_arity(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK calls observers positionally: every override must take the real number of arguments."""
     import bridge.rtc.agora as agora_mod
+    import bridge.rtc.agora_sdk as agora_sdk_mod
 
-    monkeypatch.setattr(agora_mod, "_sdk_cache", None)
+    monkeypatch.setattr(agora_sdk_mod, "_sdk_cache", None)
     bridge_cls = agora_mod._bridge_class(agora_mod.load_agora_sdk())
     interfaces = {**SNAPSHOT["agora.rtc.rtc_connection_observer.IRTCConnectionObserver"],
                   **SNAPSHOT["agora.rtc.local_user_observer.IRTCLocalUserObserver"]}
