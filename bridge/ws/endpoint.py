@@ -22,7 +22,6 @@ from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms.commands import Command
 from bridge.rooms.manager import LiveRoom, RoomManager
-from bridge.rooms.models import RoomState
 
 from . import protocol as p
 
@@ -199,20 +198,15 @@ async def room_websocket(ws: WebSocket) -> None:
     await ws.accept()
     try:
         caller = _authenticate(ws)
-        lr = rooms.get(caller.tenant, room_id)
+        lr = await rooms.open_room(caller.tenant, room_id)
     except Unauthorized as exc:
         await ws.close(p.CLOSE_UNAUTHORIZED, exc.message)
         return
-    except NotFound:
-        try:
-            await rooms.find(caller.tenant, room_id)
-        except NotFound:
-            await ws.close(p.CLOSE_NOT_FOUND, f"no room {room_id}")
-            return
-        await ws.close(p.CLOSE_ROOM_NOT_OPEN, f"room {room_id} is not open")
+    except NotFound as exc:
+        await ws.close(p.CLOSE_NOT_FOUND, exc.message)
         return
-    if lr.room.state is not RoomState.OPEN:
-        await ws.close(p.CLOSE_ROOM_NOT_OPEN, f"room {room_id} is {lr.room.state.value}")
+    except RoomNotOpen as exc:
+        await ws.close(p.CLOSE_ROOM_NOT_OPEN, exc.message)
         return
     conn = Connection(ws, lr, rooms)
     sub = lr.events.subscribe()
