@@ -400,9 +400,10 @@ class RoomManager:
             elif lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
                 await self.close_live(lr, CloseReason.IDLE, wait=False)
 
-    async def purge(self) -> int:
+    async def purge(self, now: float | None = None) -> int:
         """Forget ended rooms older than ``BRIDGE_RETENTION_DAYS`` so the registry stays small."""
-        removed = await self.store.delete_closed_before(self.clock() - self.settings.retention_days * 86_400)
+        now = self.clock() if now is None else now
+        removed = await self.store.delete_closed_before(now - self.settings.retention_days * 86_400)
         if removed:
             log.info("purged %d ended room record(s) older than %g days", removed, self.settings.retention_days)
         return removed
