@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from .a2e.errors import A2EError
 from .auth import Authenticator, Caller
 from .errors import BadRequest, ValidationFailed, from_a2e
-from .rooms.manager import LiveRoom, RoomManager
+from .rooms.manager import RoomManager
 from .rooms.models import CloseReason, Room
 from .sse import room_events
 from .ws.endpoint import room_websocket
@@ -253,10 +253,6 @@ async def readyz(request: Request) -> Response:
     checks["live_rooms"] = len(rooms.live)
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                         status_code=200 if ready else 503)
-
-
-def room_of(request: HTTPConnection) -> LiveRoom:
-    return manager(request).get(caller(request).tenant, request.path_params["room_id"])
 
 
 routes = [

@@ -61,6 +61,13 @@ class Authenticator:
             raise Unauthorized("missing Authorization: Bearer <key>")
         raise Unauthorized("unknown API key")
 
+    def authenticate_room(self, conn: HTTPConnection) -> Caller:
+        """For a room's stream (websocket, SSE): a ``?ticket=`` for that room, else the key."""
+        ticket = conn.query_params.get("ticket")
+        if ticket:
+            return self.check_ticket(ticket, conn.path_params["room_id"])
+        return self.authenticate(conn)
+
     # -- tickets ------------------------------------------------------------------------------
     def issue_ticket(self, room_id: str, tenant: str, now: float | None = None) -> str:
         expiry = int((now or time.time()) + self.ticket_ttl)

@@ -26,8 +26,7 @@ async def room_events(request: Request) -> Response:
     """
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
-    ticket = request.query_params.get("ticket")
-    who = auth.check_ticket(ticket, room_id) if ticket else auth.authenticate(request)
+    who = auth.authenticate_room(request)
     lr = request.app.state.rooms.get(who.tenant, room_id)
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     try:

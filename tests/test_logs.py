@@ -6,10 +6,10 @@ import signal
 from pathlib import Path
 
 import httpx
+from conftest import free_port, spawn_cli, wait_http
 from websockets.asyncio.client import connect
 
 from bridge.logs import redact
-from conftest import free_port, spawn_cli, wait_http
 
 
 def test_redact_hides_tickets_and_bearer_keys() -> None:

@@ -37,9 +37,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Agora connection states / reasons used below (agora.md 1.4)
-STATE_CONNECTED, STATE_FAILED = 3, 5
-REASON_INVALID_TOKEN, REASON_TOKEN_EXPIRED, REASON_SAME_UID = 8, 9, 19
+# Agora remote audio states used below (agora.md 1.4)
 AUDIO_TRACK_STOPPED, AUDIO_TRACK_FAILED = 0, 4
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.auth import Authenticator, Caller
+from bridge.auth import Authenticator
 from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms.commands import Command
@@ -48,14 +48,6 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
-
-
-def _authenticate(ws: WebSocket) -> Caller:
-    auth: Authenticator = ws.app.state.auth
-    ticket = ws.query_params.get("ticket")
-    if ticket:
-        return auth.check_ticket(ticket, ws.path_params["room_id"])
-    return auth.authenticate(ws)
 
 
 class Connection:
@@ -197,7 +189,8 @@ async def room_websocket(ws: WebSocket) -> None:
     room_id = ws.path_params["room_id"]
     await ws.accept()
     try:
-        caller = _authenticate(ws)
+        auth: Authenticator = ws.app.state.auth
+        caller = auth.authenticate_room(ws)
         lr = await rooms.open_room(caller.tenant, room_id)
     except Unauthorized as exc:
         await ws.close(p.CLOSE_UNAUTHORIZED, exc.message)
