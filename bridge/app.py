@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
@@ -23,6 +25,7 @@ from .errors import BridgeError
 from .metrics import metrics_endpoint
 from .rooms.manager import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
+from .security_headers import SecurityHeaders
 from .serving import EmbeddedServer
 from .settings import Settings
 from .simulator.app import create_simulator_app
@@ -65,8 +68,23 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(schemas.get_schema(routes=request.app.routes))
 
 
+# index.html carries this empty marker; the page route fills it in from the settings.
+KIOSK_SDK_MARKER = 'data-agora-sdk="" data-agora-sdk-integrity=""'
+
+
+def render_kiosk_page(settings: Settings) -> str:
+    """index.html with the Agora Web SDK's URL and integrity hash as data attributes on <html>: the page
+    learns them from the server (no inline script, nothing taken from its own URL)."""
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    if KIOSK_SDK_MARKER not in page:
+        raise ConfigurationError(f"bridge/static/index.html lost its {KIOSK_SDK_MARKER} marker")
+    filled = (f'data-agora-sdk="{html.escape(settings.agora_sdk_url)}" '
+              f'data-agora-sdk-integrity="{html.escape(settings.agora_sdk_integrity or "")}"')
+    return page.replace(KIOSK_SDK_MARKER, filled, 1)
+
+
 async def kiosk_page(request: Request) -> Response:
-    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(request.app.state.kiosk_page, headers={"Cache-Control": "no-cache"})
 
 
 def simulator_config(settings: Settings) -> SimConfig:
@@ -136,9 +154,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
+                               agora_connect_src=settings.agora_connect_src)],
         exception_handlers={BridgeError: on_bridge_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     app.state.settings = settings
+    app.state.kiosk_page = render_kiosk_page(settings)
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
         ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)

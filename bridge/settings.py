@@ -5,13 +5,66 @@ Settings only hold values; nothing here opens files or sockets.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 EventSource = Literal["auto", "agora", "simulator", "browser", "none"]
+
+# The Agora Web SDK the kiosk page loads: version-pinned (the unversioned AgoraRTC_N.js changes under
+# the page, and could not be pinned with a Subresource Integrity hash).
+DEFAULT_AGORA_SDK_URL = "https://download.agora.io/sdk/release/AgoraRTC_N-4.22.2.js"
+# What the Agora Web SDK 4.x connects to (read from 4.22.2): its access points, gateways
+# (wss://<ip>.edge.agora.io:<port>), stats and log services and cloud proxies all live under these two
+# domains, on varying ports. WebRTC media itself is not governed by CSP.
+DEFAULT_AGORA_CONNECT_SRC = ("https://*.agora.io:* wss://*.agora.io:* "
+                             "https://*.sd-rtn.com:* wss://*.sd-rtn.com:*")
+
+# Characters that would end a CSP source list or an HTML attribute: never allowed in a setting that
+# goes into either.
+_UNSAFE_IN_HEADER = re.compile(r"""[\s;,'"<>\\`]""")
+_SRI = re.compile(r"(sha256|sha384|sha512)-[A-Za-z0-9+/]+={0,2}")
+_CSP_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*)(:(\*|\d{1,5}))?(/\S*)?",
+                         re.IGNORECASE)
+
+
+def check_agora_sdk_url(url: str) -> str:
+    """An absolute https URL with a host and nothing that could break out of a CSP header or an HTML
+    attribute; ``""`` switches the video off."""
+    url = url.strip()
+    if not url:
+        return ""
+    if _UNSAFE_IN_HEADER.search(url):
+        raise ValueError("BRIDGE_AGORA_SDK_URL must not contain spaces, quotes, ';', ',', '<', '>' or backslashes")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.fragment:
+        raise ValueError("BRIDGE_AGORA_SDK_URL must be an https:// URL with a host (no user info, no fragment)")
+    return url
+
+
+def check_integrity(value: str | None) -> str | None:
+    """Subresource Integrity metadata: one or more ``sha256-``/``sha384-``/``sha512-`` base64 digests."""
+    if value is None or not value.strip():
+        return None
+    tokens = value.split()
+    if not all(_SRI.fullmatch(t) for t in tokens):
+        raise ValueError("BRIDGE_AGORA_SDK_INTEGRITY must look like sha384-<base64> "
+                         "(openssl dgst -sha384 -binary FILE | openssl base64 -A)")
+    return " ".join(tokens)
+
+
+def check_connect_src(value: str | list[str] | None) -> list[str]:
+    """CSP source expressions (hosts like ``https://*.agora.io:*`` or schemes like ``https:``); keywords
+    and anything that could end the directive are refused."""
+    tokens = value.replace(",", " ").split() if isinstance(value, str) else list(value or [])
+    for token in tokens:
+        if _UNSAFE_IN_HEADER.search(token) or not _CSP_SOURCE.fullmatch(token):
+            raise ValueError(f"BRIDGE_AGORA_CONNECT_SRC: {token!r} is not a CSP host or scheme source")
+    return tokens
 
 
 def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
@@ -94,6 +147,12 @@ class Settings(BaseSettings):
     event_source: EventSource = Field("auto", alias="BRIDGE_EVENT_SOURCE")
     event_buffer: int = Field(256, ge=1, alias="BRIDGE_EVENT_BUFFER")
 
+    # the kiosk page's Agora Web SDK (a deployment setting, never taken from the page's URL)
+    agora_sdk_url: str = Field(DEFAULT_AGORA_SDK_URL, alias="BRIDGE_AGORA_SDK_URL")
+    agora_sdk_integrity: str | None = Field(None, alias="BRIDGE_AGORA_SDK_INTEGRITY")
+    agora_connect_src: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: DEFAULT_AGORA_CONNECT_SRC.split(), alias="BRIDGE_AGORA_CONNECT_SRC")
+
     # the embedded simulator (used when A2E_API_KEY is unset)
     sim_max_channels: int = Field(200, ge=1, alias="SIM_MAX_CHANNELS")
     sim_coins: int = Field(20_000, ge=0, alias="SIM_COINS")
@@ -111,6 +170,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return list(value)  # type: ignore[call-overload]
+
+    @field_validator("agora_sdk_url")
+    @classmethod
+    def _check_sdk_url(cls, value: str) -> str:
+        return check_agora_sdk_url(value)
+
+    @field_validator("agora_sdk_integrity")
+    @classmethod
+    def _check_integrity(cls, value: str | None) -> str | None:
+        return check_integrity(value)
+
+    @field_validator("agora_connect_src", mode="before")
+    @classmethod
+    def _check_connect_src(cls, value: object) -> list[str]:
+        return check_connect_src(value)  # type: ignore[arg-type]
 
     def limits_for(self, tenant: str) -> TenantLimits:
         """The caps that apply to ``tenant``: its own overrides, else the global settings."""

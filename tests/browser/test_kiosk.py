@@ -7,8 +7,7 @@ test passes client keys). The Agora CDN is blocked: the page must work without v
 from __future__ import annotations
 
 import asyncio
-import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,55 +16,15 @@ import pytest
 from bridge.simulator.feed import answer_for
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Python Playwright is not installed")
-async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLIENT_MODULE = Path(__file__).resolve().parents[2] / "clients" / "js" / "bridge.mjs"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (apt-get install chromium) — browser tests need it")
 
 QA = ("The museum opens at 9am every day except Monday. Tickets cost 12 euros and children enter for free. "
       "The cafe on the top floor serves lunch until 3pm.")
 QUESTION = "When does the museum open?"
 
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Callable[..., Any]:
-    """A page on a bridge, with the Agora CDN blocked and page errors collected (``page.errors``)."""
-
-    async def open_(bridge: Any, path: str = "/") -> Any:
-        context = await browser.new_context(base_url=bridge.url, viewport={"width": 1200, "height": 900})
-        page = await context.new_page()
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-        await page.route("**/download.agora.io/**", lambda route: route.abort())
-        if (await bridge.http.get("/static/bridge.mjs")).status_code == 404:
-            # Known server bug (see test_static_client_module_is_served): serve the canonical file so
-            # the other tests still exercise the page and the client.
-            warnings.warn("/static/bridge.mjs answers 404 (StaticFiles does not follow the symlink); "
-                          "the tests serve clients/js/bridge.mjs themselves", stacklevel=1)
-            await page.route("**/static/bridge.mjs", lambda route: route.fulfill(
-                status=200, content_type="text/javascript", body=CLIENT_MODULE.read_text()))
-        await page.goto(path)
-        return page
-
-    return open_  # the contexts close with the browser
 
 
 async def sim_room(bridge: Any, channel: str) -> dict[str, Any]:
