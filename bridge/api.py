@@ -51,11 +51,16 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if not raw.strip():
         raw = b"{}"
     try:
+        # pydantic's JSON parser (jiter) stops at a nesting depth of 200 with a json_invalid error,
+        # so a deeply nested body is a 400 here, never a RecursionError.
         return model.model_validate_json(raw)
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise BadRequest("the body is not valid JSON") from None
+        invalid = next((e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"), None)
+        if invalid is not None:
+            # jiter's message names the problem and its position, never the input ("Invalid JSON:
+            # recursion limit exceeded at line 1 column 202").
+            raise BadRequest(f"the body is not valid JSON ({invalid['msg']})") from None
         raise ValidationFailed("the body does not match the schema", details=details) from None
 
 
