@@ -7,6 +7,9 @@ Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), ga
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +17,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from .a2e.client import A2EClient
 from .a2e.errors import A2EError
 from .auth import Authenticator, Caller
 from .errors import BadRequest, ValidationFailed, from_a2e
@@ -239,21 +243,62 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+class UpstreamCheck:
+    """A2E's reachability for ``/readyz``, which anyone may call: the answer is kept
+    ``BRIDGE_READY_CACHE_SECONDS`` and concurrent probes share the one call in flight, so a flood
+    of probes costs A2E at most one call per period.
+
+    Hand-written: the async caching libraries (async-lru, aiocache) do not keep failures, and a
+    failing A2E is exactly when it must not be asked on every probe.
+    """
+
+    def __init__(self, a2e: A2EClient, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.a2e, self.ttl, self.clock = a2e, ttl, clock
+        self._result: str | None = None  # None: reachable; else the A2E error's class name
+        self._checked_at = -math.inf
+        self._inflight: asyncio.Future[str | None] | None = None
+
+    async def result(self) -> str | None:
+        if self.clock() - self._checked_at < self.ttl:
+            return self._result
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._check())
+        # shield: a probe that hangs up must not cancel the check the others wait for
+        return await asyncio.shield(self._inflight)
+
+    async def _check(self) -> str | None:
+        try:
+            await self.a2e.remaining_coins()
+            result = None
+        except A2EError as exc:
+            result = type(exc).__name__
+        finally:
+            self._inflight = None
+        self._result, self._checked_at = result, self.clock()
+        return result
+
+
+def upstream_check(request: Request) -> UpstreamCheck:
+    state, client = request.app.state, manager(request).a2e
+    check: UpstreamCheck | None = getattr(state, "upstream_check", None)
+    if check is None or check.a2e is not client:  # made on first use, for the client of this run
+        check = state.upstream_check = UpstreamCheck(client, state.settings.ready_cache_seconds)
+    return check
+
+
 async def readyz(request: Request) -> Response:
     """
-    summary: Upstream reachable and the room store open
+    summary: Upstream reachable and the room store open (A2E is asked at most every BRIDGE_READY_CACHE_SECONDS)
     responses:
       200: {description: ready}
       503: {description: "not ready, with the failing checks"}
     """
     rooms = manager(request)
     checks: dict[str, Any] = {"store": await rooms.store.ping()}
-    try:
-        await rooms.a2e.remaining_coins()
-        checks["a2e"] = True
-    except A2EError as exc:
-        checks["a2e"] = False
-        checks["a2e_error"] = type(exc).__name__
+    a2e_error = await upstream_check(request).result()
+    checks["a2e"] = a2e_error is None
+    if a2e_error is not None:
+        checks["a2e_error"] = a2e_error
     ready = checks["store"] and checks["a2e"]
     checks["live_rooms"] = len(rooms.live)
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
     retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
+    # /readyz asks A2E at most once per this many seconds (it is unauthenticated)
+    ready_cache_seconds: float = Field(5.0, ge=0, alias="BRIDGE_READY_CACHE_SECONDS")
+    # set: /metrics needs "Authorization: Bearer <token>"; unset or empty: /metrics is open
+    metrics_token: SecretStr | None = Field(None, alias="BRIDGE_METRICS_TOKEN")
 
     # rooms
     default_avatar_id: str | None = Field(None, alias="BRIDGE_DEFAULT_AVATAR_ID")
