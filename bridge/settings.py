@@ -39,6 +39,8 @@ class TenantLimits(BaseModel):
     max_rooms_per_tenant: int | None = Field(None, ge=1)
     max_expire_seconds: int | None = Field(None, ge=10)
     room_minutes_per_day: float | None = Field(None, gt=0)
+    room_create_rate: float | None = Field(None, gt=0)
+    room_create_burst: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -84,6 +86,9 @@ class Settings(BaseSettings):
     max_rooms_per_tenant: int = Field(20, ge=1, alias="BRIDGE_MAX_ROOMS_PER_TENANT")
     max_expire_seconds: int = Field(3600, ge=10, alias="BRIDGE_MAX_EXPIRE_SECONDS")
     room_minutes_per_day: float = Field(24 * 60 * 20, gt=0, alias="BRIDGE_ROOM_MINUTES_PER_DAY")
+    # room creations per minute (token bucket of room_create_burst): each attempt may call A2E
+    room_create_rate: float = Field(30.0, gt=0, alias="BRIDGE_ROOM_CREATE_RATE")
+    room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
 
