@@ -7,6 +7,9 @@ Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), ga
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import math
 import time
 from collections.abc import Callable
@@ -101,16 +104,63 @@ async def create_room(request: Request) -> Response:
     return JSONResponse(room_view(request, lr.room, with_ticket=True), status_code=201)
 
 
+LIST_LIMIT, LIST_MAX = 50, 200
+CURSOR_MAX_CHARS = 256
+
+
+def encode_cursor(room: Room) -> str:
+    """The position after ``room`` in a listing: its keyset (created_at, id), opaque to clients.
+    Unsigned on purpose: a forged cursor only moves within the caller's own rooms."""
+    raw = json.dumps([room.created_at, room.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The keyset of a ``next_cursor``; anything else is 422 ``invalid_input``."""
+    bad = ValidationFailed("cursor is not one this server gave out: pass next_cursor from the previous page as it "
+                           "is, or leave it out for the first page", details=[{"loc": ["query", "cursor"]}])
+    if not cursor or len(cursor) > CURSOR_MAX_CHARS or not cursor.isascii():
+        raise bad
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):  # short input: no deep nesting to guard against
+        raise bad from None
+    if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
+            or not isinstance(value[0], (int, float)) or not math.isfinite(value[0])
+            or not isinstance(value[1], str) or not value[1]):
+        raise bad
+    return float(value[0]), value[1]
+
+
+def page_limit(raw: str | None) -> int:
+    if raw is None:
+        return LIST_LIMIT
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_MAX:
+        raise ValidationFailed(f"limit must be an integer from 1 to {LIST_MAX}",
+                               details=[{"loc": ["query", "limit"], "max": LIST_MAX}])
+    return int(raw)
+
+
 async def list_rooms(request: Request) -> Response:
     """
-    summary: The caller's rooms, newest first (?state=live for live rooms only)
+    summary: The caller's rooms, newest first, a page at a time (?state=live for live rooms only)
+    parameters:
+      - {name: state, in: query, schema: {type: string, enum: [live]}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 200, default: 50}}
+      - {name: cursor, in: query, description: "next_cursor of the previous page", schema: {type: string}}
     responses:
-      200: {description: "{rooms: [...]}"}
+      200: {description: "{rooms: [...], next_cursor: string or null (null: no more rooms)}"}
+      422: {description: "Bad limit or cursor"}
     """
     who = caller(request)
-    live_only = request.query_params.get("state") == "live"
-    rooms = await manager(request).list(who.tenant, live_only=live_only)
-    return JSONResponse({"rooms": [room_view(request, r) for r in rooms]})
+    params = request.query_params
+    live_only = params.get("state") == "live"
+    limit = page_limit(params.get("limit"))
+    cursor = params.get("cursor")
+    before = decode_cursor(cursor) if cursor is not None else None
+    rooms, more = await manager(request).list(who.tenant, live_only=live_only, limit=limit, before=before)
+    return JSONResponse({"rooms": [room_view(request, r) for r in rooms],
+                         "next_cursor": encode_cursor(rooms[-1]) if more and rooms else None})
 
 
 async def get_room(request: Request) -> Response:
