@@ -7,6 +7,12 @@ Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), ga
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
+import math
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +20,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from .a2e.client import A2EClient
 from .a2e.errors import A2EError
 from .auth import Authenticator, Caller
 from .errors import BadRequest, ValidationFailed, from_a2e
@@ -51,11 +58,16 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if not raw.strip():
         raw = b"{}"
     try:
+        # pydantic's JSON parser (jiter) stops at a nesting depth of 200 with a json_invalid error,
+        # so a deeply nested body is a 400 here, never a RecursionError.
         return model.model_validate_json(raw)
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise BadRequest("the body is not valid JSON") from None
+        invalid = next((e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"), None)
+        if invalid is not None:
+            # jiter's message names the problem and its position, never the input ("Invalid JSON:
+            # recursion limit exceeded at line 1 column 202").
+            raise BadRequest(f"the body is not valid JSON ({invalid['msg']})") from None
         raise ValidationFailed("the body does not match the schema", details=details) from None
 
 
@@ -92,16 +104,63 @@ async def create_room(request: Request) -> Response:
     return JSONResponse(room_view(request, lr.room, with_ticket=True), status_code=201)
 
 
+LIST_LIMIT, LIST_MAX = 50, 200
+CURSOR_MAX_CHARS = 256
+
+
+def encode_cursor(room: Room) -> str:
+    """The position after ``room`` in a listing: its keyset (created_at, id), opaque to clients.
+    Unsigned on purpose: a forged cursor only moves within the caller's own rooms."""
+    raw = json.dumps([room.created_at, room.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The keyset of a ``next_cursor``; anything else is 422 ``invalid_input``."""
+    bad = ValidationFailed("cursor is not one this server gave out: pass next_cursor from the previous page as it "
+                           "is, or leave it out for the first page", details=[{"loc": ["query", "cursor"]}])
+    if not cursor or len(cursor) > CURSOR_MAX_CHARS or not cursor.isascii():
+        raise bad
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):  # short input: no deep nesting to guard against
+        raise bad from None
+    if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
+            or not isinstance(value[0], (int, float)) or not math.isfinite(value[0])
+            or not isinstance(value[1], str) or not value[1]):
+        raise bad
+    return float(value[0]), value[1]
+
+
+def page_limit(raw: str | None) -> int:
+    if raw is None:
+        return LIST_LIMIT
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_MAX:
+        raise ValidationFailed(f"limit must be an integer from 1 to {LIST_MAX}",
+                               details=[{"loc": ["query", "limit"], "max": LIST_MAX}])
+    return int(raw)
+
+
 async def list_rooms(request: Request) -> Response:
     """
-    summary: The caller's rooms, newest first (?state=live for live rooms only)
+    summary: The caller's rooms, newest first, a page at a time (?state=live for live rooms only)
+    parameters:
+      - {name: state, in: query, schema: {type: string, enum: [live]}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 200, default: 50}}
+      - {name: cursor, in: query, description: "next_cursor of the previous page", schema: {type: string}}
     responses:
-      200: {description: "{rooms: [...]}"}
+      200: {description: "{rooms: [...], next_cursor: string or null (null: no more rooms)}"}
+      422: {description: "Bad limit or cursor"}
     """
     who = caller(request)
-    live_only = request.query_params.get("state") == "live"
-    rooms = await manager(request).list(who.tenant, live_only=live_only)
-    return JSONResponse({"rooms": [room_view(request, r) for r in rooms]})
+    params = request.query_params
+    live_only = params.get("state") == "live"
+    limit = page_limit(params.get("limit"))
+    cursor = params.get("cursor")
+    before = decode_cursor(cursor) if cursor is not None else None
+    rooms, more = await manager(request).list(who.tenant, live_only=live_only, limit=limit, before=before)
+    return JSONResponse({"rooms": [room_view(request, r) for r in rooms],
+                         "next_cursor": encode_cursor(rooms[-1]) if more and rooms else None})
 
 
 async def get_room(request: Request) -> Response:
@@ -234,21 +293,62 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+class UpstreamCheck:
+    """A2E's reachability for ``/readyz``, which anyone may call: the answer is kept
+    ``BRIDGE_READY_CACHE_SECONDS`` and concurrent probes share the one call in flight, so a flood
+    of probes costs A2E at most one call per period.
+
+    Hand-written: the async caching libraries (async-lru, aiocache) do not keep failures, and a
+    failing A2E is exactly when it must not be asked on every probe.
+    """
+
+    def __init__(self, a2e: A2EClient, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.a2e, self.ttl, self.clock = a2e, ttl, clock
+        self._result: str | None = None  # None: reachable; else the A2E error's class name
+        self._checked_at = -math.inf
+        self._inflight: asyncio.Future[str | None] | None = None
+
+    async def result(self) -> str | None:
+        if self.clock() - self._checked_at < self.ttl:
+            return self._result
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._check())
+        # shield: a probe that hangs up must not cancel the check the others wait for
+        return await asyncio.shield(self._inflight)
+
+    async def _check(self) -> str | None:
+        try:
+            await self.a2e.remaining_coins()
+            result = None
+        except A2EError as exc:
+            result = type(exc).__name__
+        finally:
+            self._inflight = None
+        self._result, self._checked_at = result, self.clock()
+        return result
+
+
+def upstream_check(request: Request) -> UpstreamCheck:
+    state, client = request.app.state, manager(request).a2e
+    check: UpstreamCheck | None = getattr(state, "upstream_check", None)
+    if check is None or check.a2e is not client:  # made on first use, for the client of this run
+        check = state.upstream_check = UpstreamCheck(client, state.settings.ready_cache_seconds)
+    return check
+
+
 async def readyz(request: Request) -> Response:
     """
-    summary: Upstream reachable and the room store open
+    summary: Upstream reachable and the room store open (A2E is asked at most every BRIDGE_READY_CACHE_SECONDS)
     responses:
       200: {description: ready}
       503: {description: "not ready, with the failing checks"}
     """
     rooms = manager(request)
     checks: dict[str, Any] = {"store": await rooms.store.ping()}
-    try:
-        await rooms.a2e.remaining_coins()
-        checks["a2e"] = True
-    except A2EError as exc:
-        checks["a2e"] = False
-        checks["a2e_error"] = type(exc).__name__
+    a2e_error = await upstream_check(request).result()
+    checks["a2e"] = a2e_error is None
+    if a2e_error is not None:
+        checks["a2e_error"] = a2e_error
     ready = checks["store"] and checks["a2e"]
     checks["live_rooms"] = len(rooms.live)
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},

@@ -92,6 +92,8 @@ class TenantLimits(BaseModel):
     max_rooms_per_tenant: int | None = Field(None, ge=1)
     max_expire_seconds: int | None = Field(None, ge=10)
     room_minutes_per_day: float | None = Field(None, gt=0)
+    room_create_rate: float | None = Field(None, gt=0)
+    room_create_burst: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -113,6 +115,10 @@ class Settings(BaseSettings):
     # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
     retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
+    # /readyz asks A2E at most once per this many seconds (it is unauthenticated)
+    ready_cache_seconds: float = Field(5.0, ge=0, alias="BRIDGE_READY_CACHE_SECONDS")
+    # set: /metrics needs "Authorization: Bearer <token>"; unset or empty: /metrics is open
+    metrics_token: SecretStr | None = Field(None, alias="BRIDGE_METRICS_TOKEN")
 
     # rooms
     default_avatar_id: str | None = Field(None, alias="BRIDGE_DEFAULT_AVATAR_ID")
@@ -133,6 +139,9 @@ class Settings(BaseSettings):
     max_rooms_per_tenant: int = Field(20, ge=1, alias="BRIDGE_MAX_ROOMS_PER_TENANT")
     max_expire_seconds: int = Field(3600, ge=10, alias="BRIDGE_MAX_EXPIRE_SECONDS")
     room_minutes_per_day: float = Field(24 * 60 * 20, gt=0, alias="BRIDGE_ROOM_MINUTES_PER_DAY")
+    # room creations per minute (token bucket of room_create_burst): each attempt may call A2E
+    room_create_rate: float = Field(30.0, gt=0, alias="BRIDGE_ROOM_CREATE_RATE")
+    room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
 

@@ -37,7 +37,7 @@ from bridge.store.base import RoomStore
 from .caps import SpendCaps
 from .commands import Command, CommandKind, CommandQueue
 from .events import RoomEvents
-from .models import CloseReason, Room, RoomState
+from .models import LIVE_STATES, CloseReason, Room, RoomState
 from .text import split_sentences
 
 log = logging.getLogger("bridge.rooms")
@@ -145,6 +145,8 @@ class RoomManager:
         expire = self.caps.room_lifetime(tenant, expire_seconds)
         if qa_context is not None:
             self._check_qa(qa_context)
+        # Before any A2E call (the avatar lookup, the balance, the mint): a flood costs nothing upstream.
+        self.caps.creation_rate.take(tenant)
         avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant
@@ -209,12 +211,14 @@ class RoomManager:
             raise NotFound(f"no room {room_id}")
         return room
 
-    async def list(self, tenant: str, *, live_only: bool = False) -> list[Room]:
-        if live_only:
-            rooms = [lr.room for lr in self.live.values() if lr.room.tenant == tenant]
-            return sorted(rooms, key=lambda r: r.created_at, reverse=True)
-        stored = await self.store.list(tenant=tenant)
-        return [self.live[r.id].room if r.id in self.live else r for r in stored]
+    async def list(self, tenant: str, *, live_only: bool = False, limit: int = 50,
+                   before: tuple[float, str] | None = None) -> tuple[list[Room], bool]:
+        """One page of ``tenant``'s rooms, newest first, older than the keyset ``before``
+        (created_at, id); and whether more follow. The store reads only this page (plus one row)."""
+        states = LIVE_STATES if live_only else None
+        stored = await self.store.page(tenant=tenant, states=states, before=before, limit=limit + 1)
+        rooms = [self.live[r.id].room if r.id in self.live else r for r in stored[:limit]]
+        return rooms, len(stored) > limit
 
     async def close(self, tenant: str, room_id: str, reason: CloseReason = CloseReason.CLIENT) -> Room:
         """Leave a room; idempotent (a closed room is returned as it is)."""

@@ -112,6 +112,11 @@ def parse(text: str, max_bytes: int) -> Any:
         raw = json.loads(text)
     except ValueError:
         raise ProtocolError("bad_json", "frames must be JSON text") from None
+    except RecursionError:
+        # The stdlib decoder recurses once per nesting level and gives up cleanly at the interpreter's
+        # limit; it is kept over a depth-limited parser (pydantic_core.from_json) because that one
+        # refuses escaped lone surrogates, which browsers' JSON.stringify emits.
+        raise ProtocolError("bad_json", "the frame's JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "a frame must be a JSON object with a 'type'")
     frame_id = raw.get("id")

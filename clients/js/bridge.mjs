@@ -216,12 +216,23 @@ export class BridgeClient {
   }
 
   /**
-   * The caller's rooms, newest first.
-   * @param {{live?: boolean}} [opts]
+   * The caller's rooms, newest first: every page, fetched `pageSize` (1-200) at a time by
+   * following the bridge's `next_cursor`.
+   * @param {{live?: boolean, pageSize?: number}} [opts]
    * @returns {Promise<RoomInfo[]>}
    */
-  async listRooms({ live = false } = {}) {
-    return (await this.request("GET", live ? "/v1/rooms?state=live" : "/v1/rooms")).rooms;
+  async listRooms({ live = false, pageSize = 200 } = {}) {
+    const rooms = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ limit: String(pageSize) });
+      if (live) query.set("state", "live");
+      if (cursor) query.set("cursor", cursor);
+      const page = await this.request("GET", `/v1/rooms?${query}`);
+      rooms.push(...page.rooms);
+      cursor = page.next_cursor; // absent from bridges that did not page
+    } while (cursor);
+    return rooms;
   }
 
   /**
