@@ -37,6 +37,12 @@ class CreateRoom(BaseModel):
     avatar_id: str | None = Field(None, min_length=1, max_length=128)
     expire_seconds: int | None = Field(None, ge=10, le=86_400)
     qa_context: str | None = None
+    forward_events: bool = False  # the room's ws_ticket may forward channel events (a kiosk page)
+
+
+class TicketRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    forward_events: bool = False  # the ticket may forward channel events (rtc_event frames)
 
 
 class TextBody(BaseModel):
@@ -71,7 +77,8 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise ValidationFailed("the body does not match the schema", details=details) from None
 
 
-def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False) -> dict[str, Any]:
+def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
+              forward_events: bool = False) -> dict[str, Any]:
     """A room as clients see it, with what a browser needs to join the channel and the websocket."""
     view = room.to_public()
     scheme = "wss" if request.url.scheme == "https" else "ws"
@@ -79,7 +86,7 @@ def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False)
     view["events_url"] = f"{request.url.scheme}://{request.url.netloc}/v1/rooms/{room.id}/events"
     if with_ticket:
         auth: Authenticator = request.app.state.auth
-        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant)
+        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant, forward=forward_events)
         view["ws_ticket_expires_in"] = auth.ticket_ttl
     return view
 
@@ -91,7 +98,7 @@ async def create_room(request: Request) -> Response:
       content:
         application/json:
           schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
-                   qa_context: {type: string, maxLength: 5000}}}
+                   qa_context: {type: string, maxLength: 5000}, forward_events: {type: boolean}}}
     responses:
       201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
       429: {description: "A cap was hit (details.cap names it)"}
@@ -101,7 +108,8 @@ async def create_room(request: Request) -> Response:
     body = await parse_body(request, CreateRoom)
     lr = await manager(request).create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
                                        qa_context=body.qa_context)
-    return JSONResponse(room_view(request, lr.room, with_ticket=True), status_code=201)
+    return JSONResponse(room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events),
+                        status_code=201)
 
 
 LIST_LIMIT, LIST_MAX = 50, 200
@@ -189,14 +197,20 @@ async def delete_room(request: Request) -> Response:
 async def new_ticket(request: Request) -> Response:
     """
     summary: A fresh short-lived websocket ticket for a live room (for browsers reconnecting)
+    requestBody:
+      required: false
+      content:
+        application/json:
+          schema: {type: object, properties: {forward_events: {type: boolean}}}
     responses:
       201: {description: "{ws_ticket, ws_ticket_expires_in}"}
       404: {description: Unknown room (or another tenant's)}
       409: {description: The room is not open}
     """
     who = caller(request)
+    body = await parse_body(request, TicketRequest)
     lr = await manager(request).open_room(who.tenant, request.path_params["room_id"])
-    view = room_view(request, lr.room, with_ticket=True)
+    view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events)
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
 

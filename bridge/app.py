@@ -162,5 +162,6 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app.state.kiosk_page = render_kiosk_page(settings)
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
+        ticket_max_life=settings.ticket_max_life,
         ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
     return app

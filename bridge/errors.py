@@ -4,6 +4,7 @@
      ├── BadRequest             400 bad_request
      ├── ValidationFailed       422 invalid_input (with details)
      ├── Unauthorized           401 unauthorized
+     ├── Forbidden              403 forbidden (authenticated, but not allowed this action)
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
      ├── Flushed                409 flushed (a pending command dropped by flush)
@@ -54,6 +55,10 @@ class ValidationFailed(BridgeError):
 
 class Unauthorized(BridgeError):
     status, code = 401, "unauthorized"
+
+
+class Forbidden(BridgeError):
+    status, code = 403, "forbidden"
 
 
 class NotFound(BridgeError):

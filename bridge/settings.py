@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(10.0, gt=0, alias="BRIDGE_SHUTDOWN_TIMEOUT")
     ticket_ttl: float = Field(120.0, gt=0, alias="BRIDGE_TICKET_TTL")
     ticket_secret: SecretStr | None = Field(None, alias="BRIDGE_TICKET_SECRET")
+    # a ticket chain (a ticket and the renewals pushed to its socket) ends this long after it began;
+    # 24 h outlasts any room (expire_seconds is at most 86,400)
+    ticket_max_life: float = Field(86_400.0, gt=0, alias="BRIDGE_TICKET_MAX_LIFE")
     sweep_interval: float = Field(1.0, gt=0, alias="BRIDGE_SWEEP_INTERVAL")
 
     passthrough_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list,
@@ -144,6 +147,11 @@ class Settings(BaseSettings):
     room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
+
+    # connected clients (websocket and SSE together)
+    max_clients_per_room: int = Field(50, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_ROOM")
+    max_clients_per_ticket: int = Field(5, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_TICKET")
+    max_clients_per_tenant: int = Field(500, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_TENANT")
 
     # websocket relay
     ws_max_frame_bytes: int = Field(64 * 1024, ge=256, alias="BRIDGE_WS_MAX_FRAME_BYTES")

@@ -10,9 +10,27 @@ from typing import Any
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .auth import Authenticator
 from .errors import BadRequest
+from .rooms.clients import ClientLease
+
+
+class RoomEventStream(EventSourceResponse):
+    """An SSE response that gives its client slot back however it ends. The generator's ``finally``
+    is not enough: a HEAD request, or a client gone before the first event, never starts it."""
+
+    def __init__(self, *args: Any, lease: ClientLease, cleanup: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease, self._cleanup = lease, cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._cleanup()
+            self._lease.release()
 
 
 async def room_events(request: Request) -> Response:
@@ -23,25 +41,28 @@ async def room_events(request: Request) -> Response:
       - {name: ticket, in: query, required: false, schema: {type: string}}
     responses:
       200: {description: "text/event-stream; event name = type, data = the JSON event, id = event id"}
+      401: {description: "Missing or unknown key, bad, expired or malformed ticket"}
+      429: {description: "Too many clients (details.cap: clients_per_room, clients_per_ticket, clients_per_tenant)"}
     """
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
     who = auth.authenticate_room(request)
-    lr = request.app.state.rooms.get(who.tenant, room_id)
+    rooms = request.app.state.rooms
+    lr = rooms.get(who.tenant, room_id)
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     try:
         after = int(last) if last else None
     except ValueError:
         raise BadRequest("Last-Event-ID must be an integer event id") from None
-    sub = lr.events.subscribe(after=after)
-    request.app.state.rooms.attach(lr)
+    lease = rooms.attach(lr, ticket_chain=who.ticket_chain)  # 429 cap_exceeded before anything is counted
+    try:
+        sub = lr.events.subscribe(after=after)
+    except BaseException:
+        lease.release()
+        raise
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        try:
-            async for event_id, event in sub:
-                yield {"id": str(event_id), "event": event["type"], "data": json.dumps(event, ensure_ascii=False)}
-        finally:
-            sub.close()
-            request.app.state.rooms.detach(lr)
+        async for event_id, event in sub:
+            yield {"id": str(event_id), "event": event["type"], "data": json.dumps(event, ensure_ascii=False)}
 
-    return EventSourceResponse(stream(), ping=15)
+    return RoomEventStream(stream(), ping=15, lease=lease, cleanup=sub.close)

@@ -35,6 +35,7 @@ from bridge.settings import Settings
 from bridge.store.base import RoomStore
 
 from .caps import SpendCaps
+from .clients import ClientLease, ClientRegistry
 from .commands import Command, CommandKind, CommandQueue
 from .events import RoomEvents
 from .models import LIVE_STATES, CloseReason, Room, RoomState
@@ -59,6 +60,7 @@ class LiveRoom:
     reassembler: Reassembler = field(default_factory=Reassembler)
     leave_task: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    event_origin: str | None = None  # where the last channel event came from (labels expired replies)
 
 
 def _epoch_seconds(value: Any, fallback: float) -> float:
@@ -78,6 +80,9 @@ class RoomManager:
         self.store = store
         self.clock = clock
         self.caps = SpendCaps(settings, store, a2e)
+        self.clients = ClientRegistry(per_room=settings.max_clients_per_room,
+                                      per_ticket=settings.max_clients_per_ticket,
+                                      per_tenant=settings.max_clients_per_tenant)
         self.live: dict[str, LiveRoom] = {}
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -364,28 +369,44 @@ class RoomManager:
             raise
 
     # -- channel events ----------------------------------------------------------------------
-    def deliver_channel_event(self, lr: LiveRoom, event: Any, source: Any) -> None:
-        """Raw channel events (from an observer or a forwarding client) become room events."""
+    def deliver_channel_event(self, lr: LiveRoom, event: Any, source: Any, *, origin: str | None = None) -> None:
+        """Raw channel events (from an observer or a forwarding client) become room events.
+
+        ``source`` tells forwarders apart (de-duplication); ``origin`` is what the room events say
+        they came from (``"source"``: ``browser``, ``simulator``, ``agora``), by default ``source``.
+        """
+        lr.event_origin = origin or str(source)
         for room_event in lr.reassembler.feed(event, source=source):
-            lr.events.publish(room_event.to_dict())
+            self._publish_derived(lr, room_event.to_dict())
 
     def forward_rtc_event(self, lr: LiveRoom, frame: dict[str, Any], *, source: Any) -> None:
-        """A raw channel event forwarded by a client (a kiosk's Agora Web SDK)."""
+        """A raw channel event forwarded by a client (a kiosk's Agora Web SDK); the caller checked
+        that this client may forward."""
         event = frame_to_event(frame)
         if event is None:
             raise BadRequest("rtc_event.event must be {kind: stream_message|audio_started|audio_stopped, uid, "
                              "data_b64?}")
-        self.deliver_channel_event(lr, event, source)
+        self.deliver_channel_event(lr, event, source, origin="browser")
+
+    def _publish_derived(self, lr: LiveRoom, event: dict[str, Any]) -> None:
+        if lr.event_origin:
+            event["source"] = lr.event_origin
+        lr.events.publish(event)
 
     # -- activity, idle and expiry -----------------------------------------------------------
     def touch(self, lr: LiveRoom) -> None:
         lr.room.last_activity = self.clock()
 
-    def attach(self, lr: LiveRoom) -> None:
+    def attach(self, lr: LiveRoom, *, ticket_chain: str | None = None) -> ClientLease:
+        """Count a new client (websocket or SSE) of the room, or raise CapExceeded before anything
+        is counted or touched. Releasing the lease detaches it."""
+        lease = self.clients.acquire(room_id=lr.room.id, tenant=lr.room.tenant, ticket_chain=ticket_chain)
         lr.clients += 1
         self.touch(lr)
+        lease.on_release(lambda: self._detach(lr))
+        return lease
 
-    def detach(self, lr: LiveRoom) -> None:
+    def _detach(self, lr: LiveRoom) -> None:
         lr.clients = max(0, lr.clients - 1)
         self.touch(lr)
 
@@ -397,7 +418,7 @@ class RoomManager:
             if room.state is not RoomState.OPEN:
                 continue
             for room_event in lr.reassembler.expire():
-                lr.events.publish(room_event.to_dict())
+                self._publish_derived(lr, room_event.to_dict())
             expires = room.expires_at or room.reserved_until
             if now >= expires - self.settings.leave_before_expiry:
                 await self.close_live(lr, CloseReason.EXPIRY, wait=False)

@@ -6,7 +6,9 @@ Three sources (``BRIDGE_EVENT_SOURCE``):
 - ``browser``: kiosk pages forward the stream-messages their Agora Web SDK receives (``rtc_event``
   frames); the reassembler drops the duplicates several forwarders send.
 ``auto`` picks ``simulator`` when running on the simulator, else ``agora`` when its SDK loads,
-else ``browser``. Forwarded events are accepted whatever the source, so a kiosk never hurts.
+else ``browser``. Forwarded events are accepted whatever the source, so a kiosk never hurts, but
+only from clients allowed to forward (a key, or a ticket minted with ``forward_events``); the room
+events they cause say ``"source": "browser"``, the observers' ``"simulator"`` / ``"agora"``.
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ $("setup-form").addEventListener("submit", async (ev) => {
       avatarId: $("avatar-select").value || undefined,
       qaContext: $("qa-context").value.trim() || undefined,
       expireSeconds: expire,
+      forwardEvents: true, // this page forwards the Agora channel's stream-messages (rtc_event)
     });
     await attachRoom(room);
   } catch (err) {
@@ -464,7 +465,7 @@ async function resumeRoom() {
   const id = storage()?.getItem(ROOM_STORAGE);
   if (!id) return;
   try {
-    const room = await kiosk.client.getRoom(id);
+    const room = await kiosk.client.getRoom(id, { forwardEvents: true });
     if (room.state !== "open") {
       storage()?.removeItem(ROOM_STORAGE);
       return;

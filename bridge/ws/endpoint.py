@@ -17,8 +17,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.auth import Authenticator
-from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
+from bridge.auth import Authenticator, Caller
+from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms.commands import Command
 from bridge.rooms.manager import LiveRoom, RoomManager
@@ -51,9 +51,9 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: RoomManager) -> None:
+    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: RoomManager, caller: Caller) -> None:
         s = rooms.settings
-        self.ws, self.lr, self.rooms = ws, lr, rooms
+        self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
         self.id = next(_connection_ids)
         # Bounded by ``send`` (not by the queue) so that the close marker always fits behind the frames.
         self.out: asyncio.Queue[Any] = asyncio.Queue()
@@ -98,15 +98,30 @@ class Connection:
         else:
             self.shut(p.CLOSE_ROOM_CLOSED, "room closed")
 
-    async def ticketer(self, auth: Authenticator, held_until: float) -> None:
+    async def ticketer(self) -> None:
         """Keep a ticket-authenticated client (a browser: no key) holding a valid ticket, so it can
-        always reconnect: a new one whenever the one it holds is half-way through its life."""
+        always reconnect: a new one of the same chain (same scope) whenever the one it holds is
+        half-way through its life, until the chain's ``BRIDGE_TICKET_MAX_LIFE`` is over. A tenant
+        that lost its key gets no renewal, and its socket is closed (4401)."""
+        held_until = self.caller.ticket_expires or 0.0
         while True:
-            await asyncio.sleep(max(0.0, held_until - auth.ticket_ttl / 2 - time.time()))
-            room = self.lr.room
-            self.send({"type": "ticket", "ws_ticket": auth.issue_ticket(room.id, room.tenant),
-                       "expires_in": auth.ticket_ttl})
-            held_until = time.time() + auth.ticket_ttl
+            ttl = self.ws.app.state.auth.ticket_ttl
+            await asyncio.sleep(max(0.0, held_until - ttl / 2 - time.time()))
+            auth: Authenticator = self.ws.app.state.auth  # looked up after the wait: the keys may have changed
+            try:
+                renewed = auth.renew_ticket(self.caller, self.lr.room.id)
+            except Unauthorized as exc:
+                self.shut(p.CLOSE_UNAUTHORIZED, exc.message)
+                return
+            if renewed is not None:
+                ticket, expires_in = renewed
+                self.send({"type": "ticket", "ws_ticket": ticket, "expires_in": expires_in})
+                held_until = time.time() + expires_in
+            if renewed is None or expires_in < auth.ticket_ttl:
+                # The chain is over, or this ticket reaches its end (none can outlive it): the socket
+                # stays, but its next reconnect needs a new ticket from a key holder.
+                await self.closing.wait()
+                return
 
     async def reader(self) -> None:
         while self.close_code is None:
@@ -147,6 +162,9 @@ class Connection:
             updated = await self.rooms.set_qa_context(room.tenant, room.id, frame.text)
             self.send({"type": "ack", "id": frame.id, "kind": "set_qa_context", "chars": len(updated.qa_context or "")})
         elif isinstance(frame, p.RtcEvent):
+            if not self.caller.forward:
+                raise Forbidden("this connection may not forward channel events: connect with a key, or with a "
+                                "ticket minted with forward_events")
             self.rooms.forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
     def ack_when_accepted(self, frame: Any, commands: list[Command]) -> None:
@@ -187,11 +205,13 @@ def _details(exc: BridgeError) -> dict[str, Any]:
 async def room_websocket(ws: WebSocket) -> None:
     rooms: RoomManager = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
-    await ws.accept()
+    await ws.accept()  # accepted first, so that a refusal can carry its close code and reason
     try:
         auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
         lr = await rooms.open_room(caller.tenant, room_id)
+        # checked (and counted) before any work for this client: a refused one never touches the room
+        lease = rooms.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:
         await ws.close(p.CLOSE_UNAUTHORIZED, exc.message)
         return
@@ -201,17 +221,23 @@ async def room_websocket(ws: WebSocket) -> None:
     except RoomNotOpen as exc:
         await ws.close(p.CLOSE_ROOM_NOT_OPEN, exc.message)
         return
-    conn = Connection(ws, lr, rooms)
-    sub = lr.events.subscribe()
-    rooms.attach(lr)
+    except CapExceeded as exc:
+        await ws.close(p.CLOSE_CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {rooms.clients.limits[exc.cap]})")
+        return
+    conn = Connection(ws, lr, rooms, caller)
+    tasks: list[asyncio.Task[Any]] = []
+    writer: asyncio.Task[None] | None = None
+    closing: asyncio.Task[Any] | None = None
+    sub = None
     WS_CONNECTIONS.inc()
-    conn.send({"type": "room", "room": lr.room.to_public()})
-    writer = asyncio.create_task(conn.writer())
-    tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
-    if caller.ticket_expires is not None:
-        tasks.append(asyncio.create_task(conn.ticketer(ws.app.state.auth, caller.ticket_expires)))
-    closing = asyncio.create_task(conn.closing.wait())
     try:
+        sub = lr.events.subscribe()
+        conn.send({"type": "room", "room": lr.room.to_public()})
+        writer = asyncio.create_task(conn.writer())
+        tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
+        if caller.ticket_expires is not None:
+            tasks.append(asyncio.create_task(conn.ticketer()))
+        closing = asyncio.create_task(conn.closing.wait())
         # shut() may come from a task that goes on (the pump on overflow, the reader's frame handler):
         # wait for it too, or a client that never reads would stay attached until it sends something.
         await asyncio.wait([*tasks, closing], return_when=asyncio.FIRST_COMPLETED)
@@ -221,12 +247,14 @@ async def room_websocket(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        sub.close()
-        rooms.detach(lr)
+        if sub is not None:
+            sub.close()
+        lease.release()  # whatever ended the connection: its slots are given back once
         WS_CONNECTIONS.dec()
-        delivered = writer.done() and not writer.cancelled() and writer.exception() is None
+        delivered = (writer is not None and writer.done() and not writer.cancelled()
+                     and writer.exception() is None)
         conn.finished = True
-        for task in [*tasks, closing]:
+        for task in [*tasks, *([closing] if closing else [])]:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):

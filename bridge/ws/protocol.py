@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "CLOSE_CAP_EXCEEDED",
     "CLOSE_FLOOD",
     "CLOSE_NOT_FOUND",
     "CLOSE_ROOM_CLOSED",
@@ -40,6 +41,7 @@ CLOSE_ROOM_NOT_OPEN = 4009  # the room exists but is no longer open
 CLOSE_UNAUTHORIZED = 4401  # missing/bad key, bad or expired ticket
 CLOSE_NOT_FOUND = 4404  # no such room for this tenant
 CLOSE_FLOOD = 4429  # more frames than the rate limit allows
+CLOSE_CAP_EXCEEDED = 4429  # refused at the handshake: too many clients (reason "cap_exceeded: <cap> ...")
 
 # StrictInt: JSON ``true`` is not the id 1 (a bool id would come back as ``1`` and never match).
 FrameId = Union[Annotated[str, StringConstraints(max_length=128)], StrictInt, None]

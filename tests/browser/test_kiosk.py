@@ -160,6 +160,48 @@ async def test_kiosk_with_client_keys_asks_for_one_and_keeps_it_off_the_websocke
     await expect(page.get_by_test_id("room-state")).to_have_text("closed")
 
 
+FORWARD_QA = """async ([first, last]) => {
+  const enc = new TextEncoder();
+  const qa = (message, pos) => enc.encode(JSON.stringify({ type: 'QA', message, pos }));
+  return [kiosk.room.forwardRtcEvent('stream_message', 4242, qa(first, 'start')),
+          kiosk.room.forwardRtcEvent('stream_message', 4242, qa(last, 'end'))];
+}"""
+
+
+async def test_kiosk_page_is_a_forwarder_with_its_forward_ticket(
+        bridge_factory: Callable[..., Any], open_page: Callable[..., Any]) -> None:
+    """BRIDGE_EVENT_SOURCE=browser: the replies come only from what the page forwards. The page asks
+    for the forward scope when it opens a room and when it resumes it after a reload."""
+    key = "kiosk-forward-key-9d1e"
+    bridge = await bridge_factory(api_keys={key: "acme"}, headers={"Authorization": f"Bearer {key}"},
+                                  event_source="browser")
+    page = await open_page(bridge)
+    asked: list[tuple[str, Any]] = []
+    page.on("request", lambda r: asked.append((r.url, r.post_data_json)) if r.method == "POST" else None)
+    await page.get_by_test_id("api-key").fill(key)
+    await page.get_by_test_id("api-key-save").click()
+    await expect(page.get_by_test_id("avatar-select")).to_be_enabled()
+    await page.get_by_test_id("open-room").click()
+    await expect(page.get_by_test_id("conn-status")).to_have_text("connected")
+    room_id = (await page.get_by_test_id("room-id").text_content()).strip()
+    assert [body["forward_events"] for url, body in asked if url.endswith("/v1/rooms")] == [True]
+
+    final = page.locator('[data-testid="reply"][data-final="true"] .reply-text')
+    assert await page.evaluate(FORWARD_QA, ["Forwarded ", "by the kiosk."]) == [True, True]
+    await expect(final).to_have_text("Forwarded by the kiosk.")
+    replies = [e for _, e in bridge.rooms.live[room_id].events.history if e["type"] == "reply"]
+    assert replies and all(e["source"] == "browser" for e in replies)
+
+    await page.reload()  # resumes the room with a fresh ticket, asked for with the forward scope
+    await expect(page.get_by_test_id("conn-status")).to_have_text("connected")
+    assert [body for url, body in asked if url.endswith("/tickets")] == [{"forward_events": True}]
+    assert await page.evaluate(FORWARD_QA, ["Still ", "forwarding."]) == [True, True]
+    await expect(final).to_have_text("Still forwarding.")
+    assert page.errors == []
+    await page.get_by_test_id("end-room").click()
+    await expect(page.get_by_test_id("room-state")).to_have_text("closed")
+
+
 # -- the JS client module -----------------------------------------------------------------------
 
 SETUP = """async ([qa, reconnect]) => {
@@ -168,7 +210,8 @@ SETUP = """async ([qa, reconnect]) => {
   const client = new mod.BridgeClient();
   window.client = client;
   const avatars = await client.avatars();
-  const room = await client.createRoom({ avatarId: avatars[0]._id, qaContext: qa }, { reconnect });
+  // forwardEvents: this page forwards channel events below, so its tickets need the forward scope
+  const room = await client.createRoom({ avatarId: avatars[0]._id, qaContext: qa, forwardEvents: true }, { reconnect });
   window.room = room;
   window.events = [];
   room.on("*", (e) => window.events.push(e));
