@@ -51,15 +51,19 @@ def serve(host: str | None, port: int | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8100, show_default=True, type=int)
-def simulate(host: str, port: int) -> None:
+@click.option("--api-key", "api_keys", multiple=True,
+              help="A key the simulator accepts (repeatable; default SIM_API_KEYS). Unset: any key.")
+def simulate(host: str, port: int, api_keys: tuple[str, ...]) -> None:
     """Run the A2E simulator alone, speaking A2E's REST API."""
     from .app import simulator_config
     from .simulator.app import create_simulator_app
 
     settings = Settings()
     configure_logging(settings.log_level)
-    logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state)", host, port)
-    uvicorn.run(create_simulator_app(simulator_config(settings)), host=host, port=port,
+    keys = tuple(k for k in api_keys if k.strip()) or tuple(settings.sim_api_keys)
+    logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state); %s", host, port,
+                                     f"{len(keys)} accepted key(s), also for /_sim" if keys else "any key accepted")
+    uvicorn.run(create_simulator_app(simulator_config(settings, api_keys=keys)), host=host, port=port,
                 log_config=log_config(settings.log_level), timeout_graceful_shutdown=2)
 
 

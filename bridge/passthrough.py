@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -23,11 +23,13 @@ from .errors import BadRequest, NotFound, Unauthorized, from_a2e
 EXCLUDED_GROUPS = frozenset({"streaming", "tokens"})
 
 
-def _allowed(request: Request) -> None:
-    auth: Authenticator = request.app.state.auth
-    who = auth.authenticate(request)
-    if not auth.dev_mode and who.tenant not in request.app.state.settings.passthrough_tenants:
-        raise Unauthorized("this tenant may not use the A2E pass-through (BRIDGE_PASSTHROUGH_TENANTS)")
+def require_trusted(conn: HTTPConnection, what: str = "the A2E pass-through") -> None:
+    """Only tenants of ``BRIDGE_PASSTHROUGH_TENANTS`` (they act on the whole A2E account); anyone in
+    development mode. Raises :class:`Unauthorized`."""
+    auth: Authenticator = conn.app.state.auth
+    who = auth.authenticate(conn)
+    if not auth.dev_mode and who.tenant not in conn.app.state.settings.passthrough_tenants:
+        raise Unauthorized(f"this tenant may not use {what} (BRIDGE_PASSTHROUGH_TENANTS)")
 
 
 async def list_operations(request: Request) -> Response:
@@ -36,7 +38,7 @@ async def list_operations(request: Request) -> Response:
     responses:
       200: {description: "{operations: [{name, group, method, path, certainty, required, creates_task}]}"}
     """
-    _allowed(request)
+    require_trusted(request)
     rows = [
         {"name": r.name, "group": r.group, "method": r.method, "path": r.path, "certainty": r.certainty.value,
          "required": r.required, "creates_task": r.creates_task, "summary": r.summary}
@@ -52,7 +54,7 @@ async def call_operation(request: Request) -> Response:
       200: {description: "{data: <A2E's data>}"}
       404: {description: Unknown or excluded operation}
     """
-    _allowed(request)
+    require_trusted(request)
     name = request.path_params["operation"]
     row = ENDPOINTS.get(name)
     if row is None or row.group in EXCLUDED_GROUPS:
