@@ -15,7 +15,7 @@ import uvicorn
 
 from .a2e.client import A2EClient
 from .a2e.endpoints import ENDPOINTS, GROUPS
-from .a2e.errors import A2EError
+from .a2e.errors import A2EError, A2EInvalidInput
 from .a2e.tasks import TaskStatus, task_id_of
 from .logs import configure_logging, log_config
 from .settings import Settings
@@ -95,14 +95,17 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
                                  param_hint="OPERATION")
     try:
         params = json.loads(payload)
+    except RecursionError:
+        raise click.BadParameter("not JSON: nested too deeply", param_hint="--json") from None
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
     if not isinstance(params, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--json")
     row = ENDPOINTS[operation]
-    missing = [p for p in row.path_params if params.get(p) in (None, "")]
-    if missing:  # checked here: the client would raise a bare ValueError (a traceback)
-        raise click.BadParameter(f"{operation} needs {', '.join(missing)} (path parameter)", param_hint="--json")
+    try:
+        row.render_path(params)  # a missing or malformed id fails here, before the key is even read
+    except A2EInvalidInput as exc:
+        raise click.BadParameter(str(exc), param_hint="--json") from None
     if wait and not row.creates_task:  # before calling: the call may cost credits
         raise click.UsageError(f"{operation} does not create a task; --wait needs one that does")
     settings = Settings()
@@ -114,6 +117,8 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
         client = A2EClient(key, base_url or settings.a2e_base_url, timeout=settings.a2e_timeout,
                            max_attempts=settings.a2e_max_attempts)
         result = asyncio.run(_call(client, operation, params, wait, timeout, interval))
+    except A2EInvalidInput as exc:  # the client refused the parameters; nothing was sent
+        raise click.BadParameter(str(exc), param_hint="--json") from None
     except A2EError as exc:
         click.echo(json.dumps({"error": exc.to_dict()}, indent=2), err=True)
         sys.exit(1)
