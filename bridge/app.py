@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
@@ -26,9 +26,8 @@ from .metrics import metrics_endpoint
 from .rooms.manager import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .security_headers import SecurityHeaders
-from .serving import EmbeddedServer
 from .settings import Settings
-from .simulator.app import create_simulator_app
+from .simulator.embedded import EmbeddedSimulator
 from .simulator.state import SimConfig
 from .store import open_store
 
@@ -87,10 +86,14 @@ async def kiosk_page(request: Request) -> Response:
     return HTMLResponse(request.app.state.kiosk_page, headers={"Cache-Control": "no-cache"})
 
 
-def simulator_config(settings: Settings) -> SimConfig:
+def simulator_config(settings: Settings, *, api_keys: tuple[str, ...] = ()) -> SimConfig:
     return SimConfig(coins=settings.sim_coins, max_channels=settings.sim_max_channels,
                      task_step_seconds=settings.sim_task_step_seconds,
-                     seconds_per_char=settings.sim_seconds_per_char)
+                     seconds_per_char=settings.sim_seconds_per_char, api_keys=api_keys)
+
+
+def _may_use_simulator_controls(conn: HTTPConnection) -> None:
+    passthrough.require_trusted(conn, "the simulator's controls")
 
 
 def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None) -> Starlette:
@@ -100,22 +103,24 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         raise ConfigurationError(
             "A2E_API_KEY is set but BRIDGE_API_KEYS is empty: refusing to expose a paid A2E account "
             "without client keys (set BRIDGE_API_KEYS=tenant:key,...)")
-    simulator = create_simulator_app(simulator_config(settings)) if settings.uses_simulator and a2e is None else None
+    # its own random key, which only this process holds (see bridge/simulator/embedded.py)
+    simulator = EmbeddedSimulator(simulator_config(settings)) if settings.uses_simulator and a2e is None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sim_server = None
         client = a2e
+        observer_key: str | None = None  # what the simulated event observer presents to the simulator
         if client is None and simulator is not None:
-            sim_server = EmbeddedServer.for_app(simulator)
-            base_url = await sim_server.start()
-            client = A2EClient("simulator-key", base_url, timeout=settings.a2e_timeout,
+            base_url = await simulator.start()
+            observer_key = simulator.key
+            client = A2EClient(simulator.key, base_url, timeout=settings.a2e_timeout,
                                max_attempts=settings.a2e_max_attempts)
             log.warning("A2E_API_KEY is not set: using the built-in A2E simulator at %s (inspect it at %s/_sim/state)",
                         base_url, SIMULATOR_MOUNT)
         elif client is None:
             assert settings.a2e_api_key is not None
-            client = A2EClient(settings.a2e_api_key.get_secret_value(), settings.a2e_base_url,
+            observer_key = settings.a2e_api_key.get_secret_value()  # an external simulator wants the A2E key
+            client = A2EClient(observer_key, settings.a2e_base_url,
                                timeout=settings.a2e_timeout, max_attempts=settings.a2e_max_attempts)
             log.info("using A2E at %s", settings.a2e_base_url)
         if settings.dev_mode:
@@ -124,7 +129,8 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         await store.open()
         rooms = RoomManager(settings, client, store)
         source = choose_source(settings.event_source, on_simulator=settings.uses_simulator)
-        observing = RoomObserving(rooms, make_observer(source, a2e_base_url=client.base_url), source)
+        observing = RoomObserving(rooms, make_observer(source, a2e_base_url=client.base_url,
+                                                          api_key=observer_key), source)
         log.info("room events come from: %s (BRIDGE_EVENT_SOURCE=%s)", source, settings.event_source)
         app.state.rooms = rooms
         app.state.a2e = client
@@ -138,8 +144,8 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             await store.close()
             if a2e is None:
                 await client.aclose()
-            if sim_server is not None:
-                await sim_server.stop()
+            if simulator is not None:
+                await simulator.stop()
 
     routes: list[Any] = [
         *api.routes,
@@ -150,7 +156,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False, follow_symlink=True), name="static"),
     ]
     if simulator is not None:
-        routes.append(Mount(SIMULATOR_MOUNT, app=simulator))
+        routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(_may_use_simulator_controls)))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -160,6 +166,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     )
     app.state.settings = settings
     app.state.kiosk_page = render_kiosk_page(settings)
+    app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
         ticket_max_life=settings.ticket_max_life,

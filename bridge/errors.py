@@ -98,6 +98,9 @@ RETRY_AFTER_BUSY = 10
 
 def from_a2e(exc: a2e.A2EError) -> BridgeError:
     """What a client is told when A2E fails; never includes the A2E key."""
+    if isinstance(exc, a2e.A2EInvalidInput):  # refused by our own client: nothing reached A2E
+        details_ = [{"loc": [exc.field], "msg": exc.msg}] if exc.field else None  # the shape of schema errors
+        return ValidationFailed(exc.msg, details=details_)
     details = {"a2e_code": exc.code, "trace_id": exc.trace_id}
     if isinstance(exc, a2e.A2ECapacityBusy):
         return UpstreamBusy("no avatar host free, retry later", code="no_avatar_host", details=details,

@@ -175,15 +175,17 @@ class Settings(BaseSettings):
     sim_coins: int = Field(20_000, ge=0, alias="SIM_COINS")
     sim_task_step_seconds: float = Field(1.0, ge=0, alias="SIM_TASK_STEP_SECONDS")
     sim_seconds_per_char: float = Field(0.02, ge=0, alias="SIM_SECONDS_PER_CHAR")
+    # keys `a2e-bridge simulate` accepts (empty: any); the embedded simulator has its own random key
+    sim_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="SIM_API_KEYS")
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: object) -> dict[str, str]:
         return parse_api_keys(value)  # type: ignore[arg-type]
 
-    @field_validator("passthrough_tenants", mode="before")
+    @field_validator("passthrough_tenants", "sim_api_keys", mode="before")
     @classmethod
-    def _parse_tenants(cls, value: object) -> list[str]:
+    def _parse_comma_list(cls, value: object) -> list[str]:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return list(value)  # type: ignore[call-overload]

@@ -12,21 +12,40 @@ Sources: ../shared/notes/a2e-api-*.md. ``DOCUMENTED`` means an official A2E page
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
+from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import quote
+
+from .errors import A2EInvalidInput
 
 __all__ = [
     "Certainty",
     "ENDPOINTS",
     "Endpoint",
     "GROUPS",
+    "OBJECT_ID",
+    "PATH_PARAM_SHAPES",
     "endpoint",
 ]
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
+
+# A2E's ids are MongoDB ObjectIds: 24 hex digits (see the notes). Every path parameter must have a
+# shape here; a value outside it never reaches a URL (no "../", no "/", no "%2F", no CR/LF).
+OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+PATH_PARAM_SHAPES: dict[str, re.Pattern[str]] = {"_id": OBJECT_ID}
+_SHAPE_NAMES = {"_id": "a 24-hex-digit A2E id"}
+
+
+def _shown(name: object) -> str:
+    """A caller-chosen name, quoted and cut short, for an error message."""
+    text = repr(name)
+    return text if len(text) <= 66 else text[:60] + "…" + text[-5:]
 
 
 class Certainty(str, Enum):
@@ -41,9 +60,11 @@ class Certainty(str, Enum):
 class Endpoint:
     """One A2E operation.
 
-    ``required`` maps body/query field names to their JSON type ("str", "int", "list", "bool");
-    the simulator enforces it and the CLI shows it. ``retry_safe`` says whether re-sending the
-    request after a failure that may have reached A2E can do no harm (reads, ``leave``).
+    ``required`` and ``optional`` map body/query field names to their JSON type ("str", "int",
+    "number", "bool", "list", "dict", "any"); together with the path parameters they are every
+    field the operation takes (:meth:`check_params`; the pass-through refuses any other). The
+    simulator enforces ``required`` and the CLI shows it. ``retry_safe`` says whether re-sending
+    the request after a failure that may have reached A2E can do no harm (reads, ``leave``).
     ``status_op`` names the operation that reports progress of the task this one creates.
     """
 
@@ -57,6 +78,7 @@ class Endpoint:
     required: dict[str, str] = field(default_factory=dict)
     status_op: str | None = None
     deprecated: bool = False
+    optional: dict[str, str] = field(default_factory=dict)
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -66,12 +88,47 @@ class Endpoint:
     def creates_task(self) -> bool:
         return self.status_op is not None
 
-    def render_path(self, params: dict[str, object]) -> str:
-        """Fill path parameters from ``params`` (which must hold every one of them)."""
-        missing = [p for p in self.path_params if p not in params or params[p] in (None, "")]
-        if missing:
-            raise ValueError(f"{self.name} needs path parameter(s): {', '.join(missing)}")
-        return _PATH_PARAM.sub(lambda m: str(params[m.group(1)]), self.path)
+    @property
+    def fields(self) -> frozenset[str]:
+        """Every field this operation takes: path parameters, required and optional fields."""
+        return frozenset((*self.path_params, *self.required, *self.optional))
+
+    @cached_property
+    def path_pattern(self) -> re.Pattern[str]:
+        """The paths this row may produce: its template with each parameter in its shape."""
+        parts = _PATH_PARAM.split(self.path)  # literal, name, literal, name, ..., literal
+        return re.compile("".join(re.escape(part) if i % 2 == 0 else PATH_PARAM_SHAPES[part].pattern
+                                  for i, part in enumerate(parts)))
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Refuse a bad path parameter, then a field this operation does not take
+        (:class:`A2EInvalidInput` naming it). The client always checks the path; this is for
+        callers that must not pass anything the table does not list (the pass-through)."""
+        self.render_path(params)
+        for name in params:
+            if name not in self.fields:
+                accepted = ", ".join(sorted(self.fields)) or "none"
+                raise A2EInvalidInput(f"takes no field {_shown(name)} (it takes: {accepted})",
+                                      field=str(name), operation=self.name)
+
+    def render_path(self, params: Mapping[str, Any]) -> str:
+        """The path with its parameters filled from ``params``: each checked against its shape,
+        then percent-encoded. Raises :class:`A2EInvalidInput` naming a missing or bad parameter."""
+        values: dict[str, str] = {}
+        for name in self.path_params:
+            value = params.get(name)
+            if value is None or value == "":
+                raise A2EInvalidInput(f"needs {name} (a path parameter)", field=name,
+                                      operation=self.name)
+            if not isinstance(value, str) or not PATH_PARAM_SHAPES[name].fullmatch(value):
+                raise A2EInvalidInput(f"{name} must be {_SHAPE_NAMES[name]}, not {_shown(value)}",
+                                      field=name, operation=self.name)
+            values[name] = quote(value, safe="")
+        path = _PATH_PARAM.sub(lambda m: values[m.group(1)], self.path)
+        if not self.path_pattern.fullmatch(path):  # cannot happen with the shapes above; kept as the invariant
+            raise A2EInvalidInput(f"the path does not fit its template {self.path}",
+                                  operation=self.name)
+        return path
 
 
 D, C, G = Certainty.DOCUMENTED, Certainty.CODE, Certainty.GUESSED
@@ -88,54 +145,77 @@ _ROWS: list[Endpoint] = [
     Endpoint("api_token_delete", "tokens", "POST", f"{V1}/token/delete", G, "Delete an API token",
              retry_safe=True, required={"_id": "str"}),
     # --- TTS and voice clone --------------------------------------------------------------------
-    Endpoint("voice_list", "tts", "POST", f"{V1}/anchor/voice_list", D, "List public TTS voices", retry_safe=True),
+    Endpoint("voice_list", "tts", "POST", f"{V1}/anchor/voice_list", D, "List public TTS voices", retry_safe=True,
+             optional={"country": "str", "region": "str", "voice_map_type": "str"}),
     Endpoint("tts_list", "tts", "POST", f"{V1}/anchor/tts_list", C, "List system TTS presets", retry_safe=True),
     Endpoint("tts_generate", "tts", "POST", f"{V1}/video/send_tts", C, "Generate TTS audio (synchronous)",
-             required={"msg": "str"}),
+             required={"msg": "str"},  # one of tts_id / user_voice_id; the captcha fields are for the web UI only
+             optional={"tts_id": "str", "user_voice_id": "str", "country": "str", "region": "str",
+                       "speechRate": "number"}),
     Endpoint("voice_clone_list", "tts", "GET", f"{V1}/userVoice/completedRecord", D,
              "List completed cloned voices", retry_safe=True),
     Endpoint("voice_clone_train", "tts", "POST", f"{V1}/userVoice/training", C, "Train a cloned voice",
-             required={"name": "str", "voice_urls": "list"}, status_op="voice_get"),
+             required={"name": "str", "voice_urls": "list"}, status_op="voice_get",
+             optional={"gender": "str", "denoise": "bool", "enhance_voice_similarity": "bool", "model": "str",
+                       "language": "str", "webhook_url": "str", "webhook_token": "str"}),
     Endpoint("voice_clone_training_records", "tts", "GET", f"{V1}/userVoice/trainingRecord", C,
              "List voice-training records", retry_safe=True),
     Endpoint("voice_get", "tts", "GET", f"{V1}/userVoice/{{_id}}", C, "Details of one voice", retry_safe=True),
     Endpoint("voice_delete", "tts", "DELETE", f"{V1}/userVoice/{{_id}}", C, "Delete a voice (soft)", retry_safe=True),
     # --- avatar videos --------------------------------------------------------------------------
     Endpoint("video_generate", "video", "POST", f"{V1}/video/generate", D, "Generate an avatar video",
-             required={"anchor_id": "str", "anchor_type": "int", "audioSrc": "str"}, status_op="video_status"),
+             required={"anchor_id": "str", "anchor_type": "int", "audioSrc": "str"}, status_op="video_status",
+             # the documented body and the catalog's extensions; "any" where no source gives the type
+             optional={"title": "str", "back_id": "str", "custom_back_id": "str", "color": "str",
+                       "resolution": "int", "web_bg_width": "int", "web_bg_height": "int",
+                       "web_people_width": "int", "web_people_height": "int", "web_people_x": "int",
+                       "web_people_y": "int", "isSkipRs": "bool", "anchor_background_img": "str",
+                       "anchor_background_color": "str", "isAllowReverse": "str", "isToPublicPool": "bool",
+                       "custom_voice": "str", "face_swap_id": "str", "wl_model": "any",
+                       "web_dist_bg_width": "int", "web_dist_bg_height": "int", "web_dist_bg_x": "int",
+                       "web_dist_bg_y": "int", "msg": "str", "erode_factor": "number", "isSkipGp": "bool",
+                       "isCaptionEnabled": "bool", "captionAlign": "dict", "gp_model": "dict", "lip_model": "any",
+                       "webhook_url": "str", "webhook_token": "str"}),
     Endpoint("video_status", "video", "POST", f"{V1}/video/awsResult", D,
              "Status of one avatar video (data is a one-element array)", retry_safe=True, required={"_id": "str"}),
-    Endpoint("video_list", "video", "POST", f"{V1}/video/awsList", C, "List result videos", retry_safe=True),
+    Endpoint("video_list", "video", "POST", f"{V1}/video/awsList", C, "List result videos", retry_safe=True,
+             optional={"current": "int", "pageSize": "int"}),
     Endpoint("video_delete", "video", "DELETE", f"{V1}/video/{{_id}}", G, "Delete or cancel a video", retry_safe=True),
     Endpoint("character_list", "video", "POST", f"{V1}/anchor/character_list", C,
-             "List one or all avatars (anchors) for videos", retry_safe=True),
+             "List one or all avatars (anchors) for videos", retry_safe=True,
+             optional={"type": "str", "user_video_twin_id": "str"}),
     Endpoint("lipsync_model_list", "video", "GET", f"{V1}/userVideoTwin/lipSyncModels", G,
-             "List personalized lip-sync models", retry_safe=True),
+             "List personalized lip-sync models", retry_safe=True),  # parameters unknown: none accepted
     Endpoint("language_detect", "video", "POST", f"{V1}/video/language_detect", G, "Detect the language of a text",
-             retry_safe=True, required={"text": "str"}),
+             retry_safe=True, required={"text": "str"}),  # body from one third-party summary; nothing else accepted
     Endpoint("public_pool_switch", "video", "POST", f"{V1}/video/toPublicPool", G,
-             "Move a queued video to the public computing pool", retry_safe=True, required={"_id": "str"}),
+             "Move a queued video to the public computing pool", retry_safe=True,
+             required={"_id": "str"}),  # body guessed from the {_id} pattern; nothing else accepted
     # --- custom avatars and lip-sync training ---------------------------------------------------
     Endpoint("avatar_train", "avatars", "POST", f"{V1}/userVideoTwin/startTraining", D,
              "Create a custom avatar from a video or an image", required={"name": "str"},
-             status_op="avatar_training_get"),
+             status_op="avatar_training_get",  # one of video_url / image_url
+             optional={"video_url": "str", "image_url": "str", "video_background_image": "str",
+                       "video_background_color": "str", "gender": "str"}),
     Endpoint("avatar_continue_training", "avatars", "POST", f"{V1}/userVideoTwin/continueTraining", D,
              "Train a personalized lip-sync model", required={"_id": "str"}, status_op="avatar_training_get"),
     Endpoint("avatar_remove", "avatars", "POST", f"{V1}/userVideoTwin/remove", C, "Remove a custom avatar",
              retry_safe=True, required={"_id": "str"}),
     Endpoint("avatar_training_records", "avatars", "GET", f"{V1}/userVideoTwin/records", C,
-             "Status of all avatar tasks", retry_safe=True),
+             "Status of all avatar tasks", retry_safe=True,
+             optional={"pageNum": "int", "pageSize": "int", "status": "str"}),
     Endpoint("avatar_training_processing", "avatars", "GET", f"{V1}/userVideoTwin/trainingRecords", G,
              "Ongoing training tasks", retry_safe=True),
     Endpoint("avatar_training_get", "avatars", "GET", f"{V1}/userVideoTwin/{{_id}}", C,
              "Status of one avatar task", retry_safe=True),
     Endpoint("avatar_clone_voice", "avatars", "POST", f"{V1}/userVideoTwin/cloneVoice", G,
-             "Clone the voice of a custom avatar's video", required={"_id": "str"}, status_op="voice_get"),
+             "Clone the voice of a custom avatar's video", required={"_id": "str"},
+             status_op="voice_get"),  # body guessed from the {_id} pattern; nothing else accepted
     # --- backgrounds ----------------------------------------------------------------------------
     Endpoint("background_list", "backgrounds", "POST", f"{V1}/custom_back/allBackground", C,
              "List system and custom backgrounds", retry_safe=True),
     Endpoint("background_add", "backgrounds", "POST", f"{V1}/custom_back/add", C, "Add a custom background",
-             required={"img_url": "str"}),
+             required={"img_url": "str"}, optional={"name": "str"}),
     Endpoint("background_delete", "backgrounds", "POST", f"{V1}/custom_back/del", C, "Delete a custom background",
              retry_safe=True, required={"_id": "str"}),
     # --- face swap ------------------------------------------------------------------------------
@@ -151,20 +231,24 @@ _ROWS: list[Endpoint] = [
     Endpoint("face_swap_preview_status", "face_swap", "GET", f"{V1}/userFaceSwapPreview/status", C,
              "Status of a face swap preview", retry_safe=True, required={"_id": "str"}),
     Endpoint("face_swap_task_add", "face_swap", "POST", f"{V1}/userFaceSwapTask/add", D, "Start a face swap task",
-             required={"name": "str", "face_url": "str", "video_url": "str"}, status_op="face_swap_task_get"),
+             required={"name": "str", "face_url": "str", "video_url": "str"}, status_op="face_swap_task_get",
+             optional={"cover_url": "str", "model_version": "str", "webhook_url": "str", "webhook_token": "str"}),
     Endpoint("face_swap_task_status", "face_swap", "GET", f"{V1}/userFaceSwapTask/status", D,
              "Status of all current face swap tasks", retry_safe=True),
     Endpoint("face_swap_task_list", "face_swap", "GET", f"{V1}/userFaceSwapTask/records", D,
-             "Face swap task records (paginated)", retry_safe=True),
+             "Face swap task records (paginated)", retry_safe=True,
+             optional={"pageNum": "int", "pageSize": "int"}),  # the docs require both; A2E checks that
     Endpoint("face_swap_task_get", "face_swap", "GET", f"{V1}/userFaceSwapTask/{{_id}}", C,
              "Details of one face swap task", retry_safe=True),
     Endpoint("face_swap_task_delete", "face_swap", "DELETE", f"{V1}/userFaceSwapTask/{{_id}}", C,
              "Delete a face swap task", retry_safe=True),
     # --- AI dubbing -----------------------------------------------------------------------------
     Endpoint("dubbing_start", "dubbing", "POST", f"{V1}/userDubbing/startDubbing", C, "Start dubbing",
-             required={"source_url": "str", "target_lang": "str"}, status_op="dubbing_get"),
+             required={"source_url": "str", "target_lang": "str"}, status_op="dubbing_get",
+             optional={"name": "str", "source_lang": "str", "num_speakers": "int", "drop_background_audio": "bool",
+                       "webhook_url": "str", "webhook_token": "str"}),
     Endpoint("dubbing_list", "dubbing", "GET", f"{V1}/userDubbing/allRecords", C, "List dubbing tasks",
-             retry_safe=True),
+             retry_safe=True, optional={"pageNum": "int", "pageSize": "int"}),
     Endpoint("dubbing_processing", "dubbing", "GET", f"{V1}/userDubbing/allProcessing", C,
              "List dubbing tasks in progress", retry_safe=True),
     Endpoint("dubbing_get", "dubbing", "GET", f"{V1}/userDubbing/{{_id}}", C, "Details of one dubbing task",
@@ -173,19 +257,24 @@ _ROWS: list[Endpoint] = [
              retry_safe=True),
     # --- image to video -------------------------------------------------------------------------
     Endpoint("image_to_video_start", "image_to_video", "POST", f"{V1}/userImage2Video/start", D,
-             "Start an image-to-video task", required={"image_url": "str"}, status_op="image_to_video_get"),
+             "Start an image-to-video task", required={"image_url": "str"}, status_op="image_to_video_get",
+             optional={"name": "str", "prompt": "str", "negative_prompt": "str", "lora": "str", "model_type": "str",
+                       "model_version": "str", "end_image_url": "str", "extend_prompt": "bool",
+                       "number_of_images": "int", "video_time": "int", "video_length": "int",
+                       "skip_face_enhance": "bool", "mask_face": "bool", "minor_suspected_skip": "bool",
+                       "webhook_url": "str", "webhook_token": "str"}),
     Endpoint("image_to_video_get", "image_to_video", "GET", f"{V1}/userImage2Video/{{_id}}", D,
              "Status of one image-to-video task", retry_safe=True),
     Endpoint("image_to_video_list", "image_to_video", "GET", f"{V1}/userImage2Video/allRecords", C,
-             "List image-to-video tasks", retry_safe=True),
+             "List image-to-video tasks", retry_safe=True, optional={"pageNum": "int", "pageSize": "int"}),
     Endpoint("image_to_video_delete", "image_to_video", "DELETE", f"{V1}/userImage2Video/{{_id}}", C,
              "Delete an image-to-video task (not while in progress)", retry_safe=True),
     # --- caption removal ------------------------------------------------------------------------
     Endpoint("caption_removal_start", "caption_removal", "POST", f"{V1}/userCaptionRemoval/start", C,
              "Start caption removal", required={"name": "str", "source_url": "str"},
-             status_op="caption_removal_get"),
+             status_op="caption_removal_get", optional={"webhook_url": "str", "webhook_token": "str"}),
     Endpoint("caption_removal_list", "caption_removal", "GET", f"{V1}/userCaptionRemoval/allRecords", C,
-             "List caption removal tasks", retry_safe=True),
+             "List caption removal tasks", retry_safe=True, optional={"pageNum": "int", "pageSize": "int"}),
     Endpoint("caption_removal_processing", "caption_removal", "GET", f"{V1}/userCaptionRemoval/allProcessing", C,
              "List caption removal tasks in progress", retry_safe=True),
     Endpoint("caption_removal_get", "caption_removal", "GET", f"{V1}/userCaptionRemoval/{{_id}}", C,
@@ -197,7 +286,7 @@ _ROWS: list[Endpoint] = [
              "List streaming avatars", retry_safe=True),
     Endpoint("agora_token", "streaming", "POST", f"{V1}/streaming-avatar/agora-token", D,
              "Mint a room: Agora token and channel (charges expire_seconds up front)",
-             required={"avatar_id": "str"}),
+             required={"avatar_id": "str"}, optional={"expire_seconds": "int"}),
     Endpoint("set_qa_context", "streaming", "POST", f"{V1}/streaming-avatar/set-qa-context", D,
              "Set a room's QA context (at most 5,000 characters)", retry_safe=True,
              required={"channel": "str", "text": "str"}),
@@ -215,11 +304,11 @@ _ROWS: list[Endpoint] = [
     Endpoint("exchange_diamonds", "misc", "POST", f"{V1}/user/exchangeDiamonds", G,
              "Exchange diamonds for coins (deprecated)", required={"diamonds": "int"}, deprecated=True),
     Endpoint("language_list", "misc", "POST", f"{V1}/anchor/language_list", C, "List available languages",
-             retry_safe=True),
+             retry_safe=True, optional={"voice_map_type": "str", "lang": "str"}),
     Endpoint("save_url", "misc", "POST", f"{V1}/tos/transferToStorage", C, "Copy a URL into A2E's storage",
              retry_safe=True, required={"url": "str"}),
     Endpoint("add_user", "misc", "POST", f"{V1}/user/add", G, "Add a user (sub-account)",
-             required={"email": "str"}),
+             required={"email": "str"}),  # body unknown (no source at all): only the guessed field is accepted
 ]
 # fmt: on
 
@@ -228,6 +317,10 @@ GROUPS: tuple[str, ...] = tuple(dict.fromkeys(row.group for row in _ROWS))
 
 assert len(ENDPOINTS) == len(_ROWS), "operation names must be unique"
 assert all(ENDPOINTS[r.status_op].retry_safe for r in _ROWS if r.status_op), "status ops must be reads"
+assert all(p in PATH_PARAM_SHAPES for r in _ROWS for p in r.path_params), "every path parameter needs a shape"
+assert not any(set(r.required) & set(r.optional) for r in _ROWS), "a field is required or optional, not both"
+assert {k for r in _ROWS for k in (*r.required.values(), *r.optional.values())} <= {
+    "str", "int", "number", "bool", "list", "dict", "any"}, "unknown field type"
 
 
 def endpoint(name: str) -> Endpoint:

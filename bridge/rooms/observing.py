@@ -39,9 +39,10 @@ def choose_source(configured: str, *, on_simulator: bool) -> str:
     return "agora" if agora_available() else "browser"
 
 
-def make_observer(source: str, *, a2e_base_url: str) -> RoomObserver | None:
+def make_observer(source: str, *, a2e_base_url: str, api_key: str | None = None) -> RoomObserver | None:
+    """``api_key``: what the simulator's event feed wants (the embedded one has its own key)."""
     if source == "simulator":
-        return SimulatorObserver(a2e_base_url)
+        return SimulatorObserver(a2e_base_url, api_key=api_key)
     if source == "agora":
         from bridge.rtc.agora import AgoraObserver
 

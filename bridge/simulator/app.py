@@ -1,12 +1,17 @@
 """The A2E simulator: A2E's REST API (built from the endpoint table), plus ``/_sim/*`` controls.
 
 Run it alone with ``a2e-bridge simulate`` or in-process under the bridge when no A2E key is set.
+With ``SimConfig.api_keys`` set, A2E routes refuse any other key the way A2E does (HTTP 200, code
+401) and the control routes (``/_sim/state``, ``/_sim/faults``, ``/_sim/rtc/...``; not
+``/_sim/health``) need one of those keys too; empty, any key is accepted and the controls are open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hmac
 import json
 import logging
 import math
@@ -16,10 +21,11 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from bridge.a2e.endpoints import ENDPOINTS, Endpoint
 from bridge.a2e.errors import CODE_CAPACITY_BUSY
@@ -40,6 +46,47 @@ def envelope(data: Any) -> dict[str, Any]:
 
 def error_envelope(code: int, msg: str) -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": None, "trace_id": str(uuid.uuid4())}
+
+
+def bearer_key(conn: HTTPConnection) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header, or ""."""
+    auth = conn.headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+
+
+def key_accepted(config: SimConfig, key: str) -> bool:
+    """Whether ``key`` may use the simulator: any non-empty key when no keys are configured."""
+    if not config.api_keys:
+        return bool(key)
+    return any(hmac.compare_digest(key.encode(), known.encode()) for known in config.api_keys)
+
+
+CLOSE_UNAUTHORIZED = 4401  # the bridge's close code for a missing or unknown key
+
+
+async def refuse_websocket(websocket: WebSocket, message: str) -> None:
+    """Refuse a websocket the way the bridge does (accept, then close 4401 with the reason): a
+    handshake refused with an HTTP answer makes uvicorn log an error for every attempt."""
+    await websocket.accept()
+    await websocket.close(CLOSE_UNAUTHORIZED, message)
+
+
+_CONTROL_REFUSAL = "the simulator's controls need Authorization: Bearer <one of its keys>"
+
+
+def control_route(handler: Any) -> Any:
+    """A ``/_sim`` control route: open without configured keys, else only for one of them."""
+
+    @functools.wraps(handler)
+    async def guarded(conn: Any) -> Any:
+        config: SimConfig = conn.app.state.sim.config
+        if not config.api_keys or key_accepted(config, bearer_key(conn)):
+            return await handler(conn)
+        if isinstance(conn, WebSocket):
+            return await refuse_websocket(conn, _CONTROL_REFUSAL)
+        return JSONResponse({"error": {"code": "unauthorized", "message": _CONTROL_REFUSAL}}, status_code=401)
+
+    return guarded
 
 
 def _check_fields(row: Endpoint, params: dict[str, Any]) -> None:
@@ -73,11 +120,10 @@ def _operation_endpoint(row: Endpoint):
     async def endpoint(request: Request) -> Response:
         sim: SimState = request.app.state.sim
         sim.counters[row.name] = sim.counters.get(row.name, 0) + 1
-        auth = request.headers.get("authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        key = bearer_key(request)
         if not key:
             return JSONResponse(error_envelope(401, "missing Authorization: Bearer <token>"), status_code=401)
-        if sim.config.api_keys and key not in sim.config.api_keys:
+        if not key_accepted(sim.config, key):
             # A2E answers an unknown key with HTTP 200 and a non-zero code (see the notes).
             return JSONResponse(error_envelope(401, "invalid token"), status_code=200)
         params: dict[str, Any] = dict(request.query_params)
@@ -155,6 +201,20 @@ async def _stall(seconds: float, receive: Receive) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+class RequestCounter:
+    """Counts every request and websocket that reaches the simulator (``/_sim/state``: ``requests``),
+    whatever its path, so a test can show that nothing reached it."""
+
+    def __init__(self, app: ASGIApp, sim: SimState) -> None:
+        self.app = app
+        self.sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            self.sim.requests += 1
+        await self.app(scope, receive, send)
 
 
 class FaultMiddleware:
@@ -247,10 +307,10 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     assert not missing, f"simulator has no handler for {missing}"
     routes: list[Any] = [Route(r.path, _operation_endpoint(r), methods=[r.method], name=r.name) for r in rows]
     routes += [
-        Route("/_sim/state", sim_state, methods=["GET"]),
-        Route("/_sim/faults", sim_faults, methods=["GET", "POST", "DELETE"]),
-        Route("/_sim/health", sim_health, methods=["GET"]),
-        WebSocketRoute("/_sim/rtc/{channel}", feed_websocket),
+        Route("/_sim/state", control_route(sim_state), methods=["GET"]),
+        Route("/_sim/faults", control_route(sim_faults), methods=["GET", "POST", "DELETE"]),
+        Route("/_sim/health", sim_health, methods=["GET"]),  # open: a liveness probe that tells nothing
+        WebSocketRoute("/_sim/rtc/{channel}", control_route(feed_websocket)),
     ]
 
     @contextlib.asynccontextmanager
@@ -266,4 +326,5 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     app.state.sim_faults = FaultTable(seed=fault_seed)
     by_path = {(r.method, r.path): r.name for r in rows}
     app.add_middleware(FaultMiddleware, faults=app.state.sim_faults, by_path=by_path)
+    app.add_middleware(RequestCounter, sim=app.state.sim)  # outermost: counts what faults answer too
     return app
