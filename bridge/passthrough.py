@@ -75,8 +75,6 @@ async def call_operation(request: Request) -> Response:
         raise BadRequest("the body is nested too deeply") from None
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
-    except RecursionError:  # the stdlib decoder gives up cleanly at the interpreter's nesting limit
-        raise BadRequest("the body's JSON is nested too deeply") from None
     if not isinstance(params, dict):
         raise BadRequest("the body must be a JSON object of the operation's fields")
     try:
