@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -20,10 +21,11 @@ from . import api, passthrough
 from .a2e.client import A2EClient
 from .auth import Authenticator
 from .errors import BridgeError
+from .limits import BodyLimit
 from .metrics import metrics_endpoint
 from .rooms.manager import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
-from .serving import EmbeddedServer
+from .serving import ConfigurationError, EmbeddedServer
 from .settings import Settings
 from .simulator.app import create_simulator_app
 from .simulator.state import SimConfig
@@ -35,10 +37,6 @@ SIMULATOR_MOUNT = "/_a2e"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
-
-
-class ConfigurationError(RuntimeError):
-    """The settings cannot give a safe service."""
 
 
 def error_response(exc: BridgeError) -> JSONResponse:
@@ -136,6 +134,8 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, default=settings.max_body_bytes,
+                               passthrough=settings.max_passthrough_body_bytes)],
         exception_handlers={BridgeError: on_bridge_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     app.state.settings = settings
