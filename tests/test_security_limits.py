@@ -372,6 +372,9 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
         sockets.connect(port, "kept-alive", head + b"\r\n")
         # served once, then trickles the next request's head: cut at the header deadline
         sockets.connect(port, "slowloris:second-request", head + b"\r\n" + head)
+        # a body that never ends: refused (413) at the body limit, then not drained forever
+        sockets.connect(port, "endless-body", b"POST /v1/rooms HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer k\r\n"
+                                              b"Transfer-Encoding: chunked\r\n\r\n")
         for i in range(258):  # silent ones, and ones that send a head and then a byte at a time
             if i % 2:
                 sockets.connect(port, f"idle-{i}")
@@ -380,6 +383,7 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
 
         async def all_closed() -> bool:
             sockets.trickle("slowloris", b"X")
+            sockets.trickle("endless", b"10000\r\n" + b" " * 0x10000 + b"\r\n")
             sockets.read(0.05)
             return not sockets.open
 
@@ -387,7 +391,9 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
     finally:
         sockets.close_all()
 
-    assert len(sockets.closed) == 260
+    assert len(sockets.closed) == 261
+    assert sockets.closed["endless-body"].startswith(b"HTTP/1.1 413 "), sockets.closed["endless-body"][:200]
+    assert b'"payload_too_large"' in sockets.closed["endless-body"]
     for name in ("kept-alive", "slowloris:second-request"):  # connected first: under the limit, served
         assert sockets.closed[name].startswith(b"HTTP/1.1 200 OK"), sockets.closed[name]
         assert sockets.closed[name].count(b"HTTP/1.1") == 1  # the trickled second request never completed
