@@ -22,10 +22,12 @@ from . import api, passthrough
 from .a2e.client import A2EClient
 from .auth import Authenticator
 from .errors import BridgeError
+from .limits import BodyLimit
 from .metrics import metrics_endpoint
 from .rooms.manager import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .security_headers import SecurityHeaders
+from .serving import ConfigurationError
 from .settings import Settings
 from .simulator.embedded import EmbeddedSimulator
 from .simulator.state import SimConfig
@@ -37,10 +39,6 @@ SIMULATOR_MOUNT = "/_a2e"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
-
-
-class ConfigurationError(RuntimeError):
-    """The settings cannot give a safe service."""
 
 
 def error_response(exc: BridgeError) -> JSONResponse:
@@ -161,7 +159,9 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
-                               agora_connect_src=settings.agora_connect_src)],
+                               agora_connect_src=settings.agora_connect_src),
+                    Middleware(BodyLimit, default=settings.max_body_bytes,
+                               passthrough=settings.max_passthrough_body_bytes)],
         exception_handlers={BridgeError: on_bridge_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     app.state.settings = settings

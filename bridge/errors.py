@@ -8,10 +8,12 @@
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
      ├── Flushed                409 flushed (a pending command dropped by flush)
+     ├── PayloadTooLarge        413 payload_too_large (request body over the configured limit)
      ├── CapExceeded            429 cap_exceeded (names the cap)
      ├── QueueFull              429 queue_full
      ├── UpstreamError          502 upstream_error (A2E refused or failed)
-     └── UpstreamBusy           503 no_avatar_host / upstream_unavailable, with Retry-After
+     ├── UpstreamBusy           503 no_avatar_host / upstream_unavailable, with Retry-After
+     └── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
 
 HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
 as ``error`` frames with the same code and message. :func:`from_a2e` is the one translation of
@@ -73,6 +75,10 @@ class Flushed(BridgeError):
     status, code = 409, "flushed"
 
 
+class PayloadTooLarge(BridgeError):
+    status, code = 413, "payload_too_large"
+
+
 class CapExceeded(BridgeError):
     status, code = 429, "cap_exceeded"
 
@@ -91,6 +97,10 @@ class UpstreamError(BridgeError):
 
 class UpstreamBusy(BridgeError):
     status, code = 503, "upstream_unavailable"
+
+
+class TooManyConnections(BridgeError):
+    status, code = 503, "too_many_connections"
 
 
 RETRY_AFTER_BUSY = 10

@@ -72,7 +72,7 @@ async def call_operation(request: Request) -> Response:
     try:
         params: Any = json.loads(raw, parse_constant=_no_constant) if raw.strip() else {}
     except RecursionError:
-        raise BadRequest("the body is nested too deeply") from None
+        raise BadRequest("the body's JSON is nested too deeply") from None
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(params, dict):

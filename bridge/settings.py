@@ -9,7 +9,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -66,6 +66,17 @@ def check_connect_src(value: str | list[str] | None) -> list[str]:
             raise ValueError(f"BRIDGE_AGORA_CONNECT_SRC: {token!r} is not a CSP host or scheme source")
     return tokens
 
+QA_CONTEXT_CHARS = 5000  # A2E's limit (bridge.rooms.manager.QA_CONTEXT_LIMIT)
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def largest_honest_body(max_text_chars: int) -> int:
+    """Bytes of the largest valid room body: the longest text (a QA context or speak/ask text) plus a
+    128-character avatar id, every character an astral one that ``json.dumps`` (ASCII-safe by default)
+    writes as a 12-byte surrogate pair escape, plus room for field names and whitespace. For the
+    defaults: 12 × (5000 + 128) + 512 = 62,048 bytes, within 64 KiB."""
+    return 12 * (max(max_text_chars, QA_CONTEXT_CHARS) + 128) + 512
+
 
 def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
     """``"acme:key1,globex:key2"`` → ``{"key1": "acme", "key2": "globex"}`` (key → tenant)."""
@@ -119,6 +130,18 @@ class Settings(BaseSettings):
     ready_cache_seconds: float = Field(5.0, ge=0, alias="BRIDGE_READY_CACHE_SECONDS")
     # set: /metrics needs "Authorization: Bearer <token>"; unset or empty: /metrics is open
     metrics_token: SecretStr | None = Field(None, alias="BRIDGE_METRICS_TOKEN")
+
+    # development mode on a non-loopback address must be asked for (every caller would be tenant dev)
+    allow_network_dev_mode: bool = Field(False, alias="BRIDGE_ALLOW_NETWORK_DEV_MODE")
+
+    # connections and request bodies (bridge/serving.py, bridge/limits.py)
+    # unset: 64 KiB, or more if BRIDGE_MAX_TEXT_CHARS needs it (see largest_honest_body)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, alias="BRIDGE_MAX_BODY_BYTES")
+    max_passthrough_body_bytes: int = Field(1024 * 1024, ge=1024, alias="BRIDGE_MAX_PASSTHROUGH_BODY_BYTES")
+    header_timeout: float = Field(10.0, gt=0, alias="BRIDGE_HEADER_TIMEOUT")
+    keepalive_timeout: float = Field(5.0, gt=0, alias="BRIDGE_KEEPALIVE_TIMEOUT")
+    # unset: derived from the descriptor limit (bridge.serving.connection_limit)
+    max_connections: int | None = Field(None, ge=1, alias="BRIDGE_MAX_CONNECTIONS")
 
     # rooms
     default_avatar_id: str | None = Field(None, alias="BRIDGE_DEFAULT_AVATAR_ID")
@@ -204,6 +227,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_connect_src(cls, value: object) -> list[str]:
         return check_connect_src(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _fit_body_limit(self) -> Settings:
+        if "max_body_bytes" not in self.model_fields_set:
+            self.max_body_bytes = max(DEFAULT_MAX_BODY_BYTES, largest_honest_body(self.max_text_chars))
+        return self
 
     def limits_for(self, tenant: str) -> TenantLimits:
         """The caps that apply to ``tenant``: its own overrides, else the global settings."""
