@@ -101,7 +101,7 @@ async def test_bodies_over_the_limit_are_refused_before_parsing(bridge: Any) -> 
     # the server is healthy, the client's connection reusable, and the room untouched
     assert (await bridge.http.get("/healthz")).status_code == 200
     assert (await bridge.http.get(f"/v1/rooms/{room['id']}")).json()["state"] == "open"
-    r = await bridge.http.post("/v1/a2e/voice_list", content=json.dumps({"x": "y" * (PASSTHROUGH_LIMIT - 100)}))
+    r = await bridge.http.post("/v1/a2e/voice_list", content=json.dumps({"region": "y" * (PASSTHROUGH_LIMIT - 100)}))
     assert r.status_code == 200, r.text  # a pass-through body just under its limit still goes through
     assert sim_calls["voice_list"] == before.get("voice_list", 0) + 1
 

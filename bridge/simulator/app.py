@@ -10,83 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hmac
 import json
 import logging
-import math
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from bridge.a2e.endpoints import ENDPOINTS, Endpoint
-from bridge.a2e.errors import CODE_CAPACITY_BUSY
 
-from .faults import FaultSpec, FaultTable
+from .faults import FaultMiddleware, FaultSpec, FaultTable, RequestCounter
 from .feed import ChannelFeed, feed_websocket
 from .handlers import HANDLERS
+from .protocol import bearer_key, control_route, envelope, error_envelope, key_accepted
 from .state import SimConfig, SimError, SimState
 
 log = logging.getLogger("bridge.simulator")
 
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "list": (list,), "bool": (bool,)}
-
-
-def envelope(data: Any) -> dict[str, Any]:
-    return {"code": 0, "data": data, "trace_id": str(uuid.uuid4())}
-
-
-def error_envelope(code: int, msg: str) -> dict[str, Any]:
-    return {"code": code, "msg": msg, "data": None, "trace_id": str(uuid.uuid4())}
-
-
-def bearer_key(conn: HTTPConnection) -> str:
-    """The key of an ``Authorization: Bearer <key>`` header, or ""."""
-    auth = conn.headers.get("authorization", "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-
-
-def key_accepted(config: SimConfig, key: str) -> bool:
-    """Whether ``key`` may use the simulator: any non-empty key when no keys are configured."""
-    if not config.api_keys:
-        return bool(key)
-    return any(hmac.compare_digest(key.encode(), known.encode()) for known in config.api_keys)
-
-
-CLOSE_UNAUTHORIZED = 4401  # the bridge's close code for a missing or unknown key
-
-
-async def refuse_websocket(websocket: WebSocket, message: str) -> None:
-    """Refuse a websocket the way the bridge does (accept, then close 4401 with the reason): a
-    handshake refused with an HTTP answer makes uvicorn log an error for every attempt."""
-    await websocket.accept()
-    await websocket.close(CLOSE_UNAUTHORIZED, message)
-
-
-_CONTROL_REFUSAL = "the simulator's controls need Authorization: Bearer <one of its keys>"
-
-
-def control_route(handler: Any) -> Any:
-    """A ``/_sim`` control route: open without configured keys, else only for one of them."""
-
-    @functools.wraps(handler)
-    async def guarded(conn: Any) -> Any:
-        config: SimConfig = conn.app.state.sim.config
-        if not config.api_keys or key_accepted(config, bearer_key(conn)):
-            return await handler(conn)
-        if isinstance(conn, WebSocket):
-            return await refuse_websocket(conn, _CONTROL_REFUSAL)
-        return JSONResponse({"error": {"code": "unauthorized", "message": _CONTROL_REFUSAL}}, status_code=401)
-
-    return guarded
 
 
 def _check_fields(row: Endpoint, params: dict[str, Any]) -> None:
@@ -103,17 +48,6 @@ def _check_fields(row: Endpoint, params: dict[str, Any]) -> None:
 def _no_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (A2E's parser refuses them); Python's json would accept them."""
     raise ValueError(f"{name} is not valid JSON")
-
-
-class _DropConnection(Exception):
-    """Raised after the response started: the server then aborts the connection mid-reply."""
-
-
-async def _drop(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
-    await send({"type": "http.response.body", "body": b'{"code":0,', "more_body": True})
-    raise _DropConnection("simulated dropped connection")
 
 
 def _operation_endpoint(row: Endpoint):
@@ -178,88 +112,6 @@ def _expire_on_time(sim: SimState, channel: str) -> None:
         asyncio.get_running_loop().call_later(delay + 0.01, _expire_on_time, sim, channel)
     else:
         sim.refresh()
-
-
-def _route_path(scope: Scope) -> str:
-    """The request path relative to where the simulator is mounted (the bridge mounts it at /_a2e)."""
-    path: str = scope.get("path", "")
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
-        return path[len(root):] or "/"
-    return path
-
-
-async def _stall(seconds: float, receive: Receive) -> bool:
-    """Wait ``seconds`` without answering; True if the client disconnected meanwhile."""
-
-    async def until_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    try:
-        await asyncio.wait_for(until_disconnect(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
-class RequestCounter:
-    """Counts every request and websocket that reaches the simulator (``/_sim/state``: ``requests``),
-    whatever its path, so a test can show that nothing reached it."""
-
-    def __init__(self, app: ASGIApp, sim: SimState) -> None:
-        self.app = app
-        self.sim = sim
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            self.sim.requests += 1
-        await self.app(scope, receive, send)
-
-
-class FaultMiddleware:
-    """Applies ``/_sim/faults`` rules to A2E routes before they run."""
-
-    def __init__(self, app: Any, faults: FaultTable, by_path: dict[tuple[str, str], str]) -> None:
-        self.app = app
-        self.faults = faults
-        self.by_path = by_path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = _route_path(scope)
-        if path.startswith("/_sim"):
-            return await self.app(scope, receive, send)
-        fault = self.faults.pick(path, self._operation(scope["method"], path))
-        if fault is None:
-            return await self.app(scope, receive, send)
-        log.info("injecting fault %s on %s", fault.kind, path)
-        if fault.kind == "http_500":
-            response: Response = JSONResponse({"code": 500, "msg": "simulated internal error"}, status_code=500)
-        elif fault.kind == "http_429":
-            response = JSONResponse(error_envelope(429, "too many requests"), status_code=429,
-                                    headers={"Retry-After": str(math.ceil(fault.seconds))})
-        elif fault.kind == "code_1001":
-            response = JSONResponse(error_envelope(CODE_CAPACITY_BUSY, "hosts are occupied"))
-        elif fault.kind == "timeout":
-            if await _stall(fault.seconds, receive):
-                return  # the client gave up waiting: nobody to answer
-            response = JSONResponse(error_envelope(504, "simulated late answer"), status_code=504)
-        else:
-            return await _drop(send)
-        await response(scope, receive, send)
-
-    def _operation(self, method: str, path: str) -> str | None:
-        exact = self.by_path.get((method, path))
-        if exact:
-            return exact
-        for (m, template), name in self.by_path.items():
-            if m == method and "{" in template:
-                prefix = template.split("{", 1)[0]
-                if path.startswith(prefix) and "/" not in path[len(prefix):]:
-                    return name
-        return None
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

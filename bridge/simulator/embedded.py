@@ -26,7 +26,8 @@ from starlette.websockets import WebSocket
 from bridge.errors import BridgeError
 from bridge.serving import EmbeddedServer
 
-from .app import create_simulator_app, refuse_websocket
+from .app import create_simulator_app
+from .protocol import refuse_websocket
 from .state import SimConfig
 
 __all__ = ["EmbeddedSimulator", "SimulatorMount"]
