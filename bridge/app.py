@@ -23,7 +23,7 @@ from .a2e.client import A2EClient
 from .auth import Authenticator
 from .errors import BridgeError
 from .limits import BodyLimit
-from .metrics import metrics_endpoint
+from .metrics import metrics_endpoint, record_a2e_call
 from .rooms.manager import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .security_headers import SecurityHeaders
@@ -111,16 +111,17 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         if client is None and simulator is not None:
             base_url = await simulator.start()
             observer_key = simulator.key
-            client = A2EClient(simulator.key, base_url, timeout=settings.a2e_timeout,
-                               max_attempts=settings.a2e_max_attempts)
+            client = A2EClient.from_settings(settings, api_key=simulator.key, base_url=base_url,
+                                             on_call=record_a2e_call)
             log.warning("A2E_API_KEY is not set: using the built-in A2E simulator at %s (inspect it at %s/_sim/state)",
                         base_url, SIMULATOR_MOUNT)
         elif client is None:
             assert settings.a2e_api_key is not None
             observer_key = settings.a2e_api_key.get_secret_value()  # an external simulator wants the A2E key
-            client = A2EClient(observer_key, settings.a2e_base_url,
-                               timeout=settings.a2e_timeout, max_attempts=settings.a2e_max_attempts)
+            client = A2EClient.from_settings(settings, on_call=record_a2e_call)
             log.info("using A2E at %s", settings.a2e_base_url)
+        elif client.on_call is None:  # an injected client (tests): its calls still count in /metrics
+            client.on_call = record_a2e_call
         if settings.dev_mode:
             log.warning("development mode: no BRIDGE_API_KEYS, every caller is tenant 'dev'")
         store = open_store(settings.db)

@@ -109,10 +109,8 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
     configure_logging(os.environ.get("BRIDGE_LOG_LEVEL", "WARNING"))
     if settings.uses_simulator:
         raise click.ClickException("set A2E_API_KEY (and A2E_BASE_URL or --base-url for a simulator)")
-    key = settings.a2e_api_key.get_secret_value()  # type: ignore[union-attr]
     try:
-        client = A2EClient(key, base_url or settings.a2e_base_url, timeout=settings.a2e_timeout,
-                           max_attempts=settings.a2e_max_attempts)
+        client = A2EClient.from_settings(settings, base_url=base_url)
         result = asyncio.run(_call(client, operation, params, wait, timeout, interval))
     except A2EInvalidInput as exc:  # the client refused the parameters; nothing was sent
         raise click.BadParameter(str(exc), param_hint="--json") from None

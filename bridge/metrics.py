@@ -35,3 +35,9 @@ async def metrics_endpoint(request: Request) -> Response:
             raise Unauthorized("/metrics needs Authorization: Bearer <BRIDGE_METRICS_TOKEN>",
                                headers={"WWW-Authenticate": "Bearer"})
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def record_a2e_call(operation: str, outcome: str, seconds: float) -> None:
+    """The A2E client's call hook (``A2EClient(on_call=...)``): the client knows no metrics library."""
+    A2E_REQUESTS.labels(operation, outcome).inc()
+    A2E_SECONDS.labels(operation).observe(seconds)

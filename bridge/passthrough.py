@@ -22,8 +22,6 @@ from .a2e.errors import A2EError
 from .auth import Authenticator
 from .errors import BadRequest, NotFound, Unauthorized, from_a2e
 
-EXCLUDED_GROUPS = frozenset({"streaming", "tokens"})
-
 
 def require_trusted(conn: HTTPConnection, what: str = "the A2E pass-through") -> None:
     """Only tenants of ``BRIDGE_PASSTHROUGH_TENANTS`` (they act on the whole A2E account); anyone in
@@ -49,7 +47,7 @@ async def list_operations(request: Request) -> Response:
     rows = [
         {"name": r.name, "group": r.group, "method": r.method, "path": r.path, "certainty": r.certainty.value,
          "required": r.required, "optional": r.optional, "creates_task": r.creates_task, "summary": r.summary}
-        for r in ENDPOINTS.values() if r.group not in EXCLUDED_GROUPS
+        for r in ENDPOINTS.values() if r.passthrough
     ]
     return JSONResponse({"operations": rows})
 
@@ -66,7 +64,7 @@ async def call_operation(request: Request) -> Response:
     require_trusted(request)
     name = request.path_params["operation"]
     row = ENDPOINTS.get(name)
-    if row is None or row.group in EXCLUDED_GROUPS:
+    if row is None or not row.passthrough:
         raise NotFound(f"no A2E operation {name!r} here; GET /v1/a2e lists them")
     raw = await request.body()
     try:

@@ -286,7 +286,7 @@ async def test_the_client_checks_the_final_url_whoever_built_the_path() -> None:
                      f"/api/v1/userVoice/{GOOD_ID[:20]}%2F..", "/../../_sim/state", f"@evil.example/api/v1/userVoice/{GOOD_ID}",
                      f":1/api/v1/userVoice/{GOOD_ID}"):
             with pytest.raises(A2EInvalidInput, match="refusing to send|cannot make a URL"):
-                client._build(row, {"path": path})
-        assert client._build(row, {"path": f"/api/v1/userVoice/{GOOD_ID}"}).url.path.endswith(GOOD_ID)
+                client._prepare(row, {"path": path})
+        assert client._prepare(row, {"path": f"/api/v1/userVoice/{GOOD_ID}"}).url.path.endswith(GOOD_ID)
     finally:
         await client.aclose()

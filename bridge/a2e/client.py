@@ -1,11 +1,11 @@
 """The shared async client for A2E's REST API.
 
-One instance per process wraps one pooled ``httpx.AsyncClient`` (keep-alive); every call goes
-through :meth:`A2EClient.call` with an operation name from the endpoint table. httpx errors are
-translated to :mod:`bridge.a2e.errors` here and nowhere else, and :meth:`A2EClient._build` is the
-one place a request to A2E is made: path parameters checked and encoded, the final URL checked
-against the row's template, the body encoded as strict JSON. What fails there raises
-:class:`A2EInvalidInput` and is never sent.
+One instance per process (built by :meth:`A2EClient.from_settings`) holds one pooled
+:class:`~.transport.Transport`; every call goes through :meth:`A2EClient.call` with an operation
+name from the endpoint table. :meth:`A2EClient._prepare` is the one place a request to A2E is made:
+path parameters checked and encoded, the body encoded as strict JSON, and the transport checks the
+final URL against the row's template. What fails there raises :class:`A2EInvalidInput` and is
+never sent. Retries (tenacity) and the envelope check live here; HTTP lives in ``transport.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-import httpx
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -24,17 +24,16 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from bridge.metrics import A2E_REQUESTS, A2E_SECONDS
-
 from .endpoints import Endpoint, endpoint
 from .errors import (
     A2EError,
     A2EInvalidInput,
     A2ERateLimited,
-    A2ETimeout,
     A2EUnavailable,
     error_from_reply,
 )
+from .tasks import TaskStatus, wait_for
+from .transport import HttpPool, Prepared, Transport
 
 __all__ = ["A2EClient", "DEFAULT_BASE_URL", "CHINA_BASE_URL"]
 
@@ -44,7 +43,7 @@ CHINA_BASE_URL = "https://video.a2e.com.cn"
 log = logging.getLogger("bridge.a2e")
 
 
-def _should_retry(row: Endpoint, backoff_max: float):
+def _should_retry(row: Endpoint, backoff_max: float) -> retry_if_exception:
     """Retry transient failures of safe operations, and anything that never reached A2E.
 
     A rate limit whose Retry-After is longer than one backoff may wait is not retried: the caller
@@ -63,7 +62,7 @@ def _should_retry(row: Endpoint, backoff_max: float):
     return retry_if_exception(predicate)
 
 
-def _wait(backoff_max: float):
+def _wait(backoff_max: float) -> Callable[[RetryCallState], float]:
     """Jittered exponential backoff, but never shorter than the Retry-After A2E asked for."""
     jitter = wait_random_exponential(multiplier=0.1, max=backoff_max)
 
@@ -75,15 +74,38 @@ def _wait(backoff_max: float):
     return wait
 
 
+class SecretLike(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+class A2ESettings(Protocol):
+    """What :meth:`A2EClient.from_settings` reads (the bridge's Settings has these fields)."""
+
+    @property
+    def a2e_api_key(self) -> SecretLike | None: ...
+    @property
+    def a2e_base_url(self) -> str: ...
+    @property
+    def a2e_timeout(self) -> float: ...
+    @property
+    def a2e_max_attempts(self) -> int: ...
+
+
+CallHook = Callable[[str, str, float], None]
+"""Called after every call with (operation, outcome, seconds): outcome is ``ok`` or the error's
+class name. The bridge records its metrics with it; the client itself knows no metrics library."""
+
+
 class A2EClient:
     """Calls A2E operations by name and returns the envelope's ``data``.
 
     Args:
-        api_key: the bearer key; kept in the pooled client's headers, never logged or raised.
+        api_key: the bearer key; kept in the transport's headers, never logged or raised.
         base_url: ``https://video.a2e.ai`` (global) or ``https://video.a2e.com.cn`` (China).
-        http: an injected ``httpx.AsyncClient`` (tests, or sharing a pool); created when None.
+        http: an injected connection pool (tests, or sharing one); created when None.
         max_attempts: tries per call for retryable failures.
         backoff_max: upper bound in seconds of one jittered backoff wait.
+        on_call: a :data:`CallHook` (metrics).
     """
 
     def __init__(
@@ -91,29 +113,34 @@ class A2EClient:
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         *,
-        http: httpx.AsyncClient | None = None,
+        http: HttpPool | None = None,
         timeout: float = 15.0,
         max_attempts: int = 3,
         backoff_max: float = 2.0,
+        on_call: CallHook | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
-        )
-        self._headers = {"Accept": "application/json"}
-        if api_key.strip():  # "Bearer " alone is an illegal header: send none, and A2E answers 401
-            self._headers["Authorization"] = f"Bearer {api_key.strip()}"
+        self.transport = Transport(base_url, api_key, timeout=timeout, http=http)
+        self.base_url = self.transport.base_url
         self.max_attempts = max_attempts
         self.backoff_max = backoff_max
+        self.on_call = on_call
+
+    @classmethod
+    def from_settings(cls, settings: A2ESettings, *, api_key: str | None = None, base_url: str | None = None,
+                      on_call: CallHook | None = None) -> A2EClient:
+        """The client the settings describe; ``api_key``/``base_url`` override them (the embedded
+        simulator's per-process key, the CLI's ``--base-url``)."""
+        if api_key is None:
+            secret = settings.a2e_api_key
+            api_key = secret.get_secret_value() if secret is not None else ""
+        return cls(api_key, base_url or settings.a2e_base_url, timeout=settings.a2e_timeout,
+                   max_attempts=settings.a2e_max_attempts, on_call=on_call)
 
     def __repr__(self) -> str:  # the key must not leak through a repr in a log line
         return f"A2EClient(base_url={self.base_url!r})"
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        await self.transport.aclose()
 
     async def __aenter__(self) -> A2EClient:
         return self
@@ -131,12 +158,13 @@ class A2EClient:
         envelope = await self.call_envelope(operation, params, **fields)
         return envelope.get("data")
 
-    async def call_envelope(self, operation: str, params: dict[str, Any] | None = None, **fields: Any) -> dict:
+    async def call_envelope(self, operation: str, params: dict[str, Any] | None = None,
+                            **fields: Any) -> dict[str, Any]:
         """Like :meth:`call` but returns the whole envelope (``code``, ``data``, ``trace_id``)."""
         row = endpoint(operation)
         if row.deprecated:
             log.warning("A2E operation %s is deprecated upstream", operation)
-        request = self._build(row, {**(params or {}), **fields})
+        request = self._prepare(row, {**(params or {}), **fields})
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait(self.backoff_max),
@@ -154,8 +182,8 @@ class A2EClient:
             outcome = type(exc).__name__
             raise
         finally:
-            A2E_REQUESTS.labels(operation, outcome).inc()
-            A2E_SECONDS.labels(operation).observe(time.perf_counter() - started)
+            if self.on_call is not None:
+                self.on_call(operation, outcome, time.perf_counter() - started)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -164,71 +192,37 @@ class A2EClient:
         log.warning("retrying A2E call (attempt %d, again in %.2fs): %s", state.attempt_number,
                     state.upcoming_sleep, exc)
 
-    def _build(self, row: Endpoint, params: dict[str, Any]) -> httpx.Request:
+    def _prepare(self, row: Endpoint, params: dict[str, Any]) -> Prepared:
         """The request for ``row``; :class:`A2EInvalidInput` if it would not be exactly that row's."""
         path = row.render_path(params)  # shapes checked, percent-encoded
         rest = {k: v for k, v in params.items() if k not in row.path_params}
-        headers = dict(self._headers)
         query: dict[str, Any] | None = None
-        content: bytes | None = None
+        body: bytes | None = None
         if row.method == "GET":
             query = {k: _query_value(row, k, v) for k, v in rest.items() if v is not None}
         elif rest or row.method in ("POST", "PUT"):
-            content = _json_body(row, rest)
-            headers["Content-Type"] = "application/json"
-        try:
-            request = self._http.build_request(row.method, self.base_url + path, params=query, content=content,
-                                               headers=headers)
-        except httpx.InvalidURL as exc:
-            raise A2EInvalidInput(f"cannot make a URL: {exc}", operation=row.name) from None
-        self._check_target(row, request.url)
-        return request
+            body = _json_body(row, rest)
+        return self.transport.prepare(row.name, row.method, path, allowed=row.path_pattern, query=query,
+                                      json_body=body)
 
-    def _check_target(self, row: Endpoint, url: httpx.URL) -> None:
-        """The URL about to be sent is the base URL plus a path of ``row``'s template, nothing else."""
-        base = httpx.URL(self.base_url)
-        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
-        raw_path = url.raw_path.split(b"?", 1)[0]
-        same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
-        fits = raw_path.startswith(prefix) and row.path_pattern.fullmatch(raw_path[len(prefix):].decode("ascii"))
-        if not (same_origin and fits) or url.fragment:
-            raise A2EInvalidInput(f"refusing to send to {raw_path.decode('ascii', 'replace')!r}: "
-                                  f"not a path of {row.path}", operation=row.name)
-
-    async def _send(self, row: Endpoint, request: httpx.Request) -> dict:
-        try:
-            response = await self._http.send(request)
-        except httpx.ConnectError as exc:
-            raise A2EUnavailable(f"cannot connect to A2E: {type(exc).__name__}", operation=row.name,
-                                 request_sent=False) from None
-        except httpx.ConnectTimeout:
-            raise A2ETimeout("timed out connecting to A2E", operation=row.name, request_sent=False) from None
-        except httpx.TimeoutException as exc:
-            raise A2ETimeout(f"A2E did not answer in time ({type(exc).__name__})", operation=row.name) from None
-        except httpx.TransportError as exc:
-            raise A2EUnavailable(f"connection to A2E failed: {type(exc).__name__}", operation=row.name) from None
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        error = error_from_reply(
-            status=response.status_code,
-            body=body,
-            operation=row.name,
-            retry_after=_retry_after(response),
-        )
+    async def _send(self, row: Endpoint, request: Prepared) -> dict[str, Any]:
+        reply = await self.transport.send(row.name, request)
+        error = error_from_reply(status=reply.status, body=reply.body, operation=row.name,
+                                 retry_after=reply.retry_after)
         if error is not None:
             log.info("A2E %s failed: %s", row.name, error)
             raise error
+        body: dict[str, Any] = reply.body
         return body
 
     # -- streaming-avatar conveniences used by the bridge ------------------------------------
-    async def streaming_avatars(self) -> list[dict]:
+    async def streaming_avatars(self) -> list[dict[str, Any]]:
         data = await self.call("streaming_avatars")
         return data if isinstance(data, list) else []
 
-    async def agora_token(self, avatar_id: str, expire_seconds: int) -> dict:
-        return await self.call("agora_token", avatar_id=avatar_id, expire_seconds=expire_seconds)
+    async def agora_token(self, avatar_id: str, expire_seconds: int) -> dict[str, Any]:
+        data = await self.call("agora_token", avatar_id=avatar_id, expire_seconds=expire_seconds)
+        return data if isinstance(data, dict) else {}
 
     async def set_qa_context(self, channel: str, text: str) -> Any:
         return await self.call("set_qa_context", channel=channel, text=text)
@@ -242,14 +236,12 @@ class A2EClient:
     async def leave(self, channel: str) -> Any:
         return await self.call("leave", channel=channel)
 
-    async def remaining_coins(self) -> dict:
+    async def remaining_coins(self) -> dict[str, Any]:
         data = await self.call("remaining_coins")
         return data if isinstance(data, dict) else {}
 
-    async def wait_for(self, operation: str, task_id: str, **kw: Any) -> dict:
+    async def wait_for(self, operation: str, task_id: str, **kw: Any) -> TaskStatus:
         """Follow the task that ``operation`` created until it ends; see :func:`tasks.wait_for`."""
-        from .tasks import wait_for
-
         return await wait_for(self, operation, task_id, **kw)
 
 
@@ -290,11 +282,3 @@ def _json_body(row: Endpoint, fields: dict[str, Any]) -> bytes:
                 raise A2EInvalidInput(f"{name} cannot be sent as JSON (NaN, Infinity, invalid Unicode or not JSON)",
                                       field=str(name), operation=row.name) from None
         raise A2EInvalidInput("the parameters cannot be sent as JSON", operation=row.name) from None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

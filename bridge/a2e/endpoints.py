@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import quote
 
-from .errors import A2EInvalidInput
+from .errors import A2EInvalidInput, A2EUnknownOperation
 
 __all__ = [
     "Certainty",
@@ -79,6 +79,9 @@ class Endpoint:
     status_op: str | None = None
     deprecated: bool = False
     optional: dict[str, str] = field(default_factory=dict)
+    # offered through the bridge's /v1/a2e pass-through; rooms and account tokens never are (rooms are
+    # tracked and always left by /v1/rooms; tokens would hand out the account)
+    passthrough: bool = True
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -138,12 +141,14 @@ V1 = "/api/v1"
 _ROWS: list[Endpoint] = [
     # --- tokens ---------------------------------------------------------------------------------
     Endpoint("login_token", "tokens", "POST", f"{V1}/user/login/account", G,
-             "Obtain a login token from account credentials (old flow)", required={"email": "str", "password": "str"}),
+             "Obtain a login token from account credentials (old flow)", required={"email": "str", "password": "str"},
+             passthrough=False),
     Endpoint("api_token_generate", "tokens", "POST", f"{V1}/token/generate", D,
-             "Generate an API token (deprecated: take it from the web UI)", required={"alias": "str"}, deprecated=True),
-    Endpoint("api_token_list", "tokens", "GET", f"{V1}/token/list", G, "List API tokens", retry_safe=True),
+             "Generate an API token (deprecated: take it from the web UI)", required={"alias": "str"}, deprecated=True,
+             passthrough=False),
+    Endpoint("api_token_list", "tokens", "GET", f"{V1}/token/list", G, "List API tokens", retry_safe=True, passthrough=False),
     Endpoint("api_token_delete", "tokens", "POST", f"{V1}/token/delete", G, "Delete an API token",
-             retry_safe=True, required={"_id": "str"}),
+             retry_safe=True, required={"_id": "str"}, passthrough=False),
     # --- TTS and voice clone --------------------------------------------------------------------
     Endpoint("voice_list", "tts", "POST", f"{V1}/anchor/voice_list", D, "List public TTS voices", retry_safe=True,
              optional={"country": "str", "region": "str", "voice_map_type": "str"}),
@@ -283,21 +288,22 @@ _ROWS: list[Endpoint] = [
              "Delete a caption removal task", retry_safe=True),
     # --- streaming avatar -----------------------------------------------------------------------
     Endpoint("streaming_avatars", "streaming", "GET", f"{V1}/streaming-avatar/all_avatars", D,
-             "List streaming avatars", retry_safe=True),
+             "List streaming avatars", retry_safe=True, passthrough=False),
     Endpoint("agora_token", "streaming", "POST", f"{V1}/streaming-avatar/agora-token", D,
              "Mint a room: Agora token and channel (charges expire_seconds up front)",
-             required={"avatar_id": "str"}, optional={"expire_seconds": "int"}),
+             required={"avatar_id": "str"}, optional={"expire_seconds": "int"}, passthrough=False),
     Endpoint("set_qa_context", "streaming", "POST", f"{V1}/streaming-avatar/set-qa-context", D,
              "Set a room's QA context (at most 5,000 characters)", retry_safe=True,
-             required={"channel": "str", "text": "str"}),
+             required={"channel": "str", "text": "str"}, passthrough=False),
     Endpoint("get_qa_context", "streaming", "GET", f"{V1}/streaming-avatar/get-qa-context", G,
-             "Read a room's QA context", retry_safe=True, required={"channel": "str"}),
+             "Read a room's QA context", retry_safe=True, required={"channel": "str"}, passthrough=False),
     Endpoint("ask", "streaming", "POST", f"{V1}/streaming-avatar/ask", D,
-             "Ask the avatar; the answer arrives in the Agora channel", required={"channel": "str", "text": "str"}),
+             "Ask the avatar; the answer arrives in the Agora channel", required={"channel": "str", "text": "str"},
+             passthrough=False),
     Endpoint("speak", "streaming", "POST", f"{V1}/streaming-avatar/speak", C, "Make the avatar say a text",
-             required={"channel": "str", "text": "str"}),
+             required={"channel": "str", "text": "str"}, passthrough=False),
     Endpoint("leave", "streaming", "POST", f"{V1}/streaming-avatar/leave", D,
-             "Leave a room (refunds the unused time)", retry_safe=True, required={"channel": "str"}),
+             "Leave a room (refunds the unused time)", retry_safe=True, required={"channel": "str"}, passthrough=False),
     # --- miscellaneous --------------------------------------------------------------------------
     Endpoint("remaining_coins", "misc", "GET", f"{V1}/user/remainingCoins", C, "Remaining credits",
              retry_safe=True),
@@ -324,8 +330,9 @@ assert {k for r in _ROWS for k in (*r.required.values(), *r.optional.values())} 
 
 
 def endpoint(name: str) -> Endpoint:
-    """The row for ``name``; a KeyError lists the known names so a typo is easy to fix."""
+    """The row for ``name``; :class:`A2EUnknownOperation` lists the known names so a typo is easy to fix."""
     try:
         return ENDPOINTS[name]
     except KeyError:
-        raise KeyError(f"unknown A2E operation {name!r}; known: {', '.join(sorted(ENDPOINTS))}") from None
+        raise A2EUnknownOperation(f"unknown A2E operation {_shown(name)}; known: {', '.join(sorted(ENDPOINTS))}",
+                                  field="operation") from None

@@ -10,8 +10,9 @@
      ├── A2EUnavailable          5xx, connection refused or dropped
      │    └── A2ETimeout         no answer in time
      └── A2EInvalidInput         the client's own refusal, before anything is sent: a path parameter
-                                 that is not an A2E id, a field the operation does not take, a
-                                 value JSON cannot carry (``field`` names the culprit)
+          │                      that is missing or not an A2E id, a field the operation does not
+          │                      take, a value JSON cannot carry (``field`` names the culprit)
+          └── A2EUnknownOperation  no such operation in the endpoint table
 
 Messages never contain the API key: the client never puts request headers into them.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "A2ERateLimited",
     "A2ETimeout",
     "A2EUnavailable",
+    "A2EUnknownOperation",
     "CODE_CAPACITY_BUSY",
     "CODE_INSUFFICIENT_CREDITS",
     "error_from_reply",
@@ -136,6 +138,13 @@ class A2EInvalidInput(A2EError, ValueError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "field": self.field}
+
+
+class A2EUnknownOperation(A2EInvalidInput, KeyError):
+    """No row of the endpoint table has that name (also a KeyError: it is a failed lookup)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return A2EError.__str__(self)
 
 
 def _looks_like_no_credits(msg: str) -> bool:

@@ -11,13 +11,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .endpoints import endpoint
 from .errors import A2EError
-
-if TYPE_CHECKING:
-    from .client import A2EClient
 
 __all__ = ["SUCCESS", "FAILURE", "TaskFailed", "TaskStatus", "TaskTimeout", "task_id_of", "task_status", "wait_for"]
 
@@ -40,7 +37,7 @@ class TaskStatus:
     progress: int | None
     result_url: str | None
     error: str | None
-    raw: dict
+    raw: dict[str, Any]
 
     @property
     def done(self) -> bool:
@@ -86,8 +83,14 @@ def task_status(task_id: str, data: Any) -> TaskStatus:
 ProgressCallback = Callable[[TaskStatus], Awaitable[None] | None]
 
 
+class Caller(Protocol):
+    """What following a task needs of a client (the A2E client has it; tests may pass a fake)."""
+
+    async def call(self, operation: str, params: dict[str, Any] | None = None, **fields: Any) -> Any: ...
+
+
 async def wait_for(
-    client: A2EClient,
+    client: Caller,
     operation: str,
     task_id: str,
     *,

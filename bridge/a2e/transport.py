@@ -1,0 +1,105 @@
+"""The one module of the A2E client that speaks HTTP: a pooled httpx client (keep-alive), the check
+that a request goes exactly where its endpoint row says, and the mapping of httpx's failures to the
+client's error tree. Nothing else in ``bridge.a2e`` imports httpx.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import A2EInvalidInput, A2ETimeout, A2EUnavailable
+
+__all__ = ["HttpPool", "Prepared", "Reply", "Transport"]
+
+HttpPool = httpx.AsyncClient  # what callers may inject to share or fake the connection pool
+Prepared = httpx.Request  # a request built and checked, ready to send (and to re-send on retry)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What A2E answered, before the envelope is read: status, parsed JSON (None if not JSON)."""
+
+    status: int
+    body: Any
+    retry_after: float | None
+
+
+class Transport:
+    """A pooled HTTP client bound to one A2E base URL and key.
+
+    Args:
+        http: an injected pool (tests, or sharing one); created (and closed by :meth:`aclose`) when None.
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 15.0, http: HttpPool | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._base = httpx.URL(self.base_url)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
+        )
+        self._headers = {"Accept": "application/json"}
+        if api_key.strip():  # "Bearer " alone is an illegal header: send none, and A2E answers 401
+            self._headers["Authorization"] = f"Bearer {api_key.strip()}"
+
+    def __repr__(self) -> str:  # the key must not leak through a repr in a log line
+        return f"Transport(base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def prepare(self, operation: str, method: str, path: str, *, allowed: re.Pattern[str],
+                query: dict[str, Any] | None = None, json_body: bytes | None = None) -> Prepared:
+        """The request for ``path``, refused (:class:`A2EInvalidInput`, nothing sent) unless its final
+        URL is the base URL plus a path that ``allowed`` (the row's template) matches in full."""
+        headers = dict(self._headers)
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            request = self._http.build_request(method, self.base_url + path, params=query, content=json_body,
+                                               headers=headers)
+        except httpx.InvalidURL as exc:
+            raise A2EInvalidInput(f"cannot make a URL: {exc}", operation=operation) from None
+        url = request.url
+        prefix = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        raw_path = url.raw_path.split(b"?", 1)[0]
+        same_origin = (url.scheme, url.host, url.port) == (self._base.scheme, self._base.host, self._base.port)
+        fits = raw_path.startswith(prefix) and allowed.fullmatch(raw_path[len(prefix):].decode("ascii"))
+        if not (same_origin and fits) or url.fragment:
+            raise A2EInvalidInput(f"refusing to send to {raw_path.decode('ascii', 'replace')!r}: "
+                                  f"not a path of {allowed.pattern}", operation=operation)
+        return request
+
+    async def send(self, operation: str, request: Prepared) -> Reply:
+        """Send; transport failures become :class:`A2EUnavailable`/:class:`A2ETimeout`, with
+        ``request_sent=False`` when A2E cannot have seen the request (safe to retry)."""
+        try:
+            response = await self._http.send(request)
+        except httpx.ConnectError as exc:
+            raise A2EUnavailable(f"cannot connect to A2E: {type(exc).__name__}", operation=operation,
+                                 request_sent=False) from None
+        except httpx.ConnectTimeout:
+            raise A2ETimeout("timed out connecting to A2E", operation=operation, request_sent=False) from None
+        except httpx.TimeoutException as exc:
+            raise A2ETimeout(f"A2E did not answer in time ({type(exc).__name__})", operation=operation) from None
+        except httpx.TransportError as exc:
+            raise A2EUnavailable(f"connection to A2E failed: {type(exc).__name__}", operation=operation) from None
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        return Reply(response.status_code, body, _retry_after(response))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
