@@ -16,12 +16,13 @@ from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
-from . import api, passthrough
 from .a2e.client import A2EClient
-from .auth import Authenticator
 from .errors import BridgeError
+from .http import passthrough
+from .http import rooms as api
+from .http.auth import Authenticator
 from .metrics import metrics_endpoint
-from .rooms.manager import RoomManager
+from .rooms.lifecycle import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .serving import EmbeddedServer
 from .settings import Settings

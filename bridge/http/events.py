@@ -11,8 +11,9 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bridge.errors import BadRequest
+
 from .auth import Authenticator
-from .errors import BadRequest
 
 
 async def room_events(request: Request) -> Response:

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .a2e.endpoints import ENDPOINTS
-from .a2e.errors import A2EError
+from bridge.a2e.endpoints import ENDPOINTS
+from bridge.a2e.errors import A2EError
+from bridge.errors import BadRequest, NotFound, Unauthorized, from_a2e
+
 from .auth import Authenticator
-from .errors import BadRequest, NotFound, Unauthorized, from_a2e
 
 EXCLUDED_GROUPS = frozenset({"streaming", "tokens"})
 

@@ -14,13 +14,14 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from .a2e.errors import A2EError
+from bridge.a2e.errors import A2EError
+from bridge.errors import BadRequest, ValidationFailed, from_a2e
+from bridge.rooms.lifecycle import RoomManager
+from bridge.rooms.models import CloseReason, Room
+
 from .auth import Authenticator, Caller
-from .errors import BadRequest, ValidationFailed, from_a2e
-from .rooms.manager import RoomManager
-from .rooms.models import CloseReason, Room
-from .sse import room_events
-from .ws.endpoint import room_websocket
+from .events import room_events
+from .ws import room_websocket
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.auth import Authenticator
+from bridge import frames as p
 from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
-from bridge.rooms.commands import Command
-from bridge.rooms.manager import LiveRoom, RoomManager
+from bridge.rooms.lifecycle import LiveRoom, RoomManager
+from bridge.rooms.relay import Command
 
-from . import protocol as p
+from .auth import Authenticator
 
 log = logging.getLogger("bridge.ws")
 

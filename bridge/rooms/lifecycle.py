@@ -32,12 +32,12 @@ from bridge.errors import (
 from bridge.rtc.reassembler import Reassembler
 from bridge.rtc.simulated import frame_to_event
 from bridge.settings import Settings
-from bridge.store.base import RoomStore
 
 from .caps import SpendCaps
-from .commands import Command, CommandKind, CommandQueue
 from .events import RoomEvents
 from .models import CloseReason, Room, RoomState
+from .relay import Command, CommandKind, CommandQueue
+from .store import RoomStore
 from .text import split_sentences
 
 log = logging.getLogger("bridge.rooms")

@@ -19,7 +19,7 @@ from bridge.rtc.accesstoken import TokenError, parse_token
 from bridge.rtc.base import ObserverError, ObserveTarget, RoomObserver
 from bridge.rtc.simulated import SimulatorObserver
 
-from .manager import LiveRoom, RoomManager
+from .lifecycle import LiveRoom, RoomManager
 from .models import RoomState
 
 log = logging.getLogger("bridge.events")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.store.base import RoomStore, StaleRoomError
+from bridge.rooms.store import RoomStore, StaleRoomError
 from bridge.store.memory import MemoryRoomStore
 from bridge.store.sqlite import SqliteRoomStore
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.rooms.models import LIVE_STATES, TERMINAL_STATES, Room, RoomState
-from bridge.store.base import StaleRoomError
+from bridge.rooms.store import StaleRoomError
 
 
 class MemoryRoomStore:

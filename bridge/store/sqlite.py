@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bridge.rooms.models import LIVE_STATES, TERMINAL_STATES, Room, RoomState
-from bridge.store.base import StaleRoomError
+from bridge.rooms.store import StaleRoomError
 
 T = TypeVar("T")
 

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge import frames as p
 from bridge.a2e.client import A2EClient
 from bridge.app import create_app
 from bridge.serving import EmbeddedServer
 from bridge.settings import Settings
 from bridge.simulator.feed import answer_for
-from bridge.ws import protocol as p
 
 from .conftest import (
     ACME,

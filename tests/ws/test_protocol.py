@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bridge.ws import protocol as p
+from bridge import frames as p
 
 MAX = 1024
 
