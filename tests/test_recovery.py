@@ -120,7 +120,7 @@ def stored(db: Path) -> dict[str, Room]:
         store = SqliteRoomStore(db)
         await store.open()
         try:
-            return await store.list()
+            return await store.list_rooms()
         finally:
             await store.close()
 

@@ -36,7 +36,7 @@ async def assert_consistent(bridge, timeout: float = 15.0) -> dict[str, Any]:
     """Once the closes under way have finished, the store, the manager and A2E agree on every room."""
     deadline = time.monotonic() + timeout
     while True:
-        rooms = await bridge.rooms.store.list()
+        rooms = await bridge.rooms.store.list_rooms()
         busy = [r for r in rooms if r.state in (RoomState.CREATING, RoomState.CLOSING)]
         if not busy:
             break

@@ -101,7 +101,7 @@ async def list_rooms(request: Request) -> Response:
     """
     who = caller(request)
     live_only = request.query_params.get("state") == "live"
-    rooms = await manager(request).list(who.tenant, live_only=live_only)
+    rooms = await manager(request).list_rooms(who.tenant, live_only=live_only)
     return JSONResponse({"rooms": [room_view(request, r) for r in rooms]})
 
 

@@ -209,11 +209,11 @@ class RoomManager:
             raise NotFound(f"no room {room_id}")
         return room
 
-    async def list(self, tenant: str, *, live_only: bool = False) -> list[Room]:
+    async def list_rooms(self, tenant: str, *, live_only: bool = False) -> list[Room]:
         if live_only:
             rooms = [lr.room for lr in self.live.values() if lr.room.tenant == tenant]
             return sorted(rooms, key=lambda r: r.created_at, reverse=True)
-        stored = await self.store.list(tenant=tenant)
+        stored = await self.store.list_rooms(tenant=tenant)
         return [self.live[r.id].room if r.id in self.live else r for r in stored]
 
     async def close(self, tenant: str, room_id: str, reason: CloseReason = CloseReason.CLIENT) -> Room:

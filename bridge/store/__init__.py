@@ -1,4 +1,8 @@
-"""Room persistence. ``open_store(url)`` picks the backend from a URL or path."""
+"""Room persistence: implementations of :class:`bridge.rooms.store.RoomStore`.
+
+``open_store(url)`` picks the backend from a URL or path. This package imports the room domain, never the
+reverse.
+"""
 
 from __future__ import annotations
 

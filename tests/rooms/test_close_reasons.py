@@ -35,7 +35,7 @@ async def stored_rooms(path) -> list[Room]:
     store = SqliteRoomStore(path)
     await store.open()
     try:
-        return await store.list()
+        return await store.list_rooms()
     finally:
         await store.close()
 
