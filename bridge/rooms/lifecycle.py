@@ -30,7 +30,7 @@ from bridge.errors import (
     from_a2e,
 )
 from bridge.rtc.reassembler import Reassembler
-from bridge.rtc.simulated import frame_to_event
+from bridge.rtc.wire import frame_to_event
 from bridge.settings import Settings
 
 from .caps import SpendCaps

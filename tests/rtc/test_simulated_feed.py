@@ -23,7 +23,8 @@ from bridge.rtc.events import (
     StreamMessage,
 )
 from bridge.rtc.reassembler import Reassembler
-from bridge.rtc.simulated import SimulatorObserver, event_to_frame, feed_url, frame_to_event
+from bridge.rtc.simulated import SimulatorObserver, feed_url
+from bridge.rtc.wire import event_to_frame, frame_to_event
 from bridge.simulator.feed import ChannelFeed, answer_for, feed_websocket, split_chunks
 
 from ._server import serve
