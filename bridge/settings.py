@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
+from bridge.a2e.client import DEFAULT_BASE_URL
+
 EventSource = Literal["auto", "agora", "simulator", "browser", "none"]
 
 
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
 
     # upstream A2E
     a2e_api_key: SecretStr | None = Field(None, alias="A2E_API_KEY")
-    a2e_base_url: str = Field("https://video.a2e.ai", alias="A2E_BASE_URL")
+    a2e_base_url: str = Field(DEFAULT_BASE_URL, alias="A2E_BASE_URL")
     a2e_timeout: float = Field(15.0, gt=0, alias="A2E_TIMEOUT")
     a2e_max_attempts: int = Field(3, ge=1, le=10, alias="A2E_MAX_ATTEMPTS")
 

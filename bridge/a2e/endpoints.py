@@ -21,6 +21,7 @@ __all__ = [
     "ENDPOINTS",
     "Endpoint",
     "GROUPS",
+    "QA_CONTEXT_LIMIT",
     "endpoint",
 ]
 
@@ -45,6 +46,7 @@ class Endpoint:
     the simulator enforces it and the CLI shows it. ``retry_safe`` says whether re-sending the
     request after a failure that may have reached A2E can do no harm (reads, ``leave``).
     ``status_op`` names the operation that reports progress of the task this one creates.
+    ``limits`` maps text fields to the most characters A2E accepts in them.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Endpoint:
     required: dict[str, str] = field(default_factory=dict)
     status_op: str | None = None
     deprecated: bool = False
+    limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -200,7 +203,7 @@ _ROWS: list[Endpoint] = [
              required={"avatar_id": "str"}),
     Endpoint("set_qa_context", "streaming", "POST", f"{V1}/streaming-avatar/set-qa-context", D,
              "Set a room's QA context (at most 5,000 characters)", retry_safe=True,
-             required={"channel": "str", "text": "str"}),
+             required={"channel": "str", "text": "str"}, limits={"text": 5000}),
     Endpoint("get_qa_context", "streaming", "GET", f"{V1}/streaming-avatar/get-qa-context", G,
              "Read a room's QA context", retry_safe=True, required={"channel": "str"}),
     Endpoint("ask", "streaming", "POST", f"{V1}/streaming-avatar/ask", D,
@@ -228,6 +231,9 @@ GROUPS: tuple[str, ...] = tuple(dict.fromkeys(row.group for row in _ROWS))
 
 assert len(ENDPOINTS) == len(_ROWS), "operation names must be unique"
 assert all(ENDPOINTS[r.status_op].retry_safe for r in _ROWS if r.status_op), "status ops must be reads"
+
+QA_CONTEXT_LIMIT = ENDPOINTS["set_qa_context"].limits["text"]
+"""The longest QA context A2E accepts, in characters (the bridge checks it before calling A2E)."""
 
 
 def endpoint(name: str) -> Endpoint:

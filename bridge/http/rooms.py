@@ -7,6 +7,7 @@ Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), ga
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError
 from bridge.errors import BadRequest, ValidationFailed, from_a2e
 from bridge.rooms.lifecycle import RoomManager
@@ -24,6 +26,7 @@ from .events import room_events
 from .ws import room_websocket
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Callable[..., Any])
 
 
 class CreateRoom(BaseModel):
@@ -73,6 +76,14 @@ def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False)
     return view
 
 
+def with_limits(endpoint: E) -> E:
+    """Fill the QA-context limit into an endpoint's OpenAPI description (one definition of it)."""
+    endpoint.__doc__ = (endpoint.__doc__ or "").replace("QA_CONTEXT_LIMIT", str(QA_CONTEXT_LIMIT)).replace(
+        "QA_CONTEXT_CHARS", f"{QA_CONTEXT_LIMIT:,}")
+    return endpoint
+
+
+@with_limits
 async def create_room(request: Request) -> Response:
     """
     summary: Open a room (mints an A2E streaming token; charged for expire_seconds up front)
@@ -80,7 +91,7 @@ async def create_room(request: Request) -> Response:
       content:
         application/json:
           schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
-                   qa_context: {type: string, maxLength: 5000}}}
+                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}}}
     responses:
       201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
       429: {description: "A cap was hit (details.cap names it)"}
@@ -142,9 +153,10 @@ async def new_ticket(request: Request) -> Response:
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
 
+@with_limits
 async def put_qa_context(request: Request) -> Response:
     """
-    summary: Set the room's QA context (at most 5,000 characters)
+    summary: Set the room's QA context (at most QA_CONTEXT_CHARS characters)
     responses:
       200: {description: "{text, chars}"}
       422: {description: Too long}

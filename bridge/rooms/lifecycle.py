@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 
 from bridge import metrics
 from bridge.a2e.client import A2EClient
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError, A2ENotFound
 from bridge.errors import (
     BadRequest,
@@ -42,7 +43,6 @@ from .text import split_sentences
 
 log = logging.getLogger("bridge.rooms")
 
-QA_CONTEXT_LIMIT = 5000
 PURGE_INTERVAL = 3600  # seconds between purges of old room records
 CHUNK_CHARS = 500  # longest text sent to A2E in one speak; longer text is split at sentences
 

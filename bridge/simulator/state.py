@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import CODE_CAPACITY_BUSY, CODE_INSUFFICIENT_CREDITS
 from bridge.rtc.accesstoken import ROLE_PUBLISHER, build_rtc_token
-
-QA_CONTEXT_LIMIT = 5000
 
 
 class SimError(Exception):
