@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
 from .a2e.client import A2EClient
-from .errors import BridgeError
 from .http import passthrough
 from .http import rooms as api
 from .http.auth import Authenticator
+from .http.responses import EXCEPTION_HANDLERS, JSONResponse
 from .metrics import metrics_endpoint
 from .rooms.lifecycle import RoomManager
 from .rooms.observing import RoomObserving, choose_source, make_observer
@@ -40,26 +39,6 @@ schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "
 
 class ConfigurationError(RuntimeError):
     """The settings cannot give a safe service."""
-
-
-def error_response(exc: BridgeError) -> JSONResponse:
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers)
-
-
-async def on_bridge_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BridgeError)
-    return error_response(exc)
-
-
-async def on_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
-
-
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": {"code": "internal_error", "message": "internal error"}}, status_code=500)
 
 
 async def openapi(request: Request) -> Response:
@@ -137,7 +116,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={BridgeError: on_bridge_error, HTTPException: on_http_error, Exception: on_unexpected},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     app.state.settings = settings
     app.state.auth = Authenticator(

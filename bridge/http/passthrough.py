@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.a2e.endpoints import ENDPOINTS
@@ -20,6 +20,7 @@ from bridge.a2e.errors import A2EError
 from bridge.errors import BadRequest, NotFound, Unauthorized, from_a2e
 
 from .auth import Authenticator
+from .responses import JSONResponse
 
 EXCLUDED_GROUPS = frozenset({"streaming", "tokens"})
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
@@ -23,6 +23,7 @@ from bridge.rooms.models import CloseReason, Room
 
 from .auth import Authenticator, Caller
 from .events import room_events
+from .responses import JSONResponse
 from .ws import room_websocket
 
 M = TypeVar("M", bound=BaseModel)

@@ -13,13 +13,13 @@ import contextlib
 import itertools
 import logging
 import time
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
 from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
+from bridge.rooms.events import Subscription
 from bridge.rooms.lifecycle import LiveRoom, RoomManager
 from bridge.rooms.relay import Command
 
@@ -28,7 +28,7 @@ from .auth import Authenticator
 log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
-_CLOSE = object()  # the writer's signal to close after what is queued before it
+_CLOSE = object()  # the writer's signal to close after what is queued before it (frames are str)
 CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
 
 
@@ -55,29 +55,36 @@ class Connection:
         s = rooms.settings
         self.ws, self.lr, self.rooms = ws, lr, rooms
         self.id = next(_connection_ids)
-        # Bounded by ``send`` (not by the queue) so that the close marker always fits behind the frames.
-        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        # Encoded frames. Bounded by ``send`` (not by the queue) so that the close marker always fits
+        # behind the frames.
+        self.out: asyncio.Queue[str | object] = asyncio.Queue()
         self.limit = s.ws_send_buffer
         self.max_frame = s.ws_max_frame_bytes
         self.bucket = TokenBucket(s.ws_rate_limit, s.ws_rate_burst)
-        self.close_code: int | None = None
+        self.close_code: p.CloseCode | None = None
         self.close_reason = ""
         self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
         self.finished = False  # the connection is over: late acks go nowhere
 
-    def send(self, frame: dict[str, Any]) -> None:
-        """Queue a frame; a full buffer means the client is not reading: drop it."""
+    def send(self, frame: p.ServerFrame) -> None:
+        self.send_text(p.encode(frame))
+
+    def send_text(self, text: str) -> None:
+        """Queue an encoded frame; a full buffer means the client is not reading: drop it."""
         if self.close_code is not None or self.finished:
             return
         if self.out.qsize() >= self.limit:
-            self.shut(p.CLOSE_SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
+            self.shut(p.CloseCode.SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
             return
-        self.out.put_nowait(frame)
+        self.out.put_nowait(text)
 
-    def shut(self, code: int, reason: str) -> None:
+    def send_error(self, exc: BridgeError, frame_id: p.FrameId) -> None:
+        self.send(p.Error(code=exc.code, message=exc.message, id=frame_id, details=exc.details))
+
+    def shut(self, code: p.CloseCode, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            if code == p.CLOSE_SLOW_CONSUMER:  # what it did not read is dropped, the close goes first
+            if code == p.CloseCode.SLOW_CONSUMER:  # what it did not read is dropped, the close goes first
                 while not self.out.empty():
                     self.out.get_nowait()
             self.out.put_nowait(_CLOSE)
@@ -86,17 +93,17 @@ class Connection:
     async def writer(self) -> None:
         while True:
             frame = await self.out.get()
-            if frame is _CLOSE:
+            if not isinstance(frame, str):  # the close marker
                 return
-            await self.ws.send_text(p.encode(frame))
+            await self.ws.send_text(frame)
 
-    async def pump(self, sub: Any) -> None:
-        async for _event_id, event in sub:
-            self.send(event)
+    async def pump(self, sub: Subscription) -> None:
+        async for event in sub:
+            self.send_text(event.data)  # encoded once by the room's hub, for every subscriber
         if sub.overflowed:  # the room's fan-out cut us off: we fell behind, the room did not end
-            self.shut(p.CLOSE_SLOW_CONSUMER, "event buffer overflow: the client does not read its events")
+            self.shut(p.CloseCode.SLOW_CONSUMER, "event buffer overflow: the client does not read its events")
         else:
-            self.shut(p.CLOSE_ROOM_CLOSED, "room closed")
+            self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
 
     async def ticketer(self, auth: Authenticator, held_until: float) -> None:
         """Keep a ticket-authenticated client (a browser: no key) holding a valid ticket, so it can
@@ -104,8 +111,7 @@ class Connection:
         while True:
             await asyncio.sleep(max(0.0, held_until - auth.ticket_ttl / 2 - time.time()))
             room = self.lr.room
-            self.send({"type": "ticket", "ws_ticket": auth.issue_ticket(room.id, room.tenant),
-                       "expires_in": auth.ticket_ttl})
+            self.send(p.Ticket(ws_ticket=auth.issue_ticket(room.id, room.tenant), expires_in=auth.ticket_ttl))
             held_until = time.time() + auth.ticket_ttl
 
     async def reader(self) -> None:
@@ -114,42 +120,42 @@ class Connection:
             if message["type"] == "websocket.disconnect":
                 return
             if not self.bucket.take():
-                self.shut(p.CLOSE_FLOOD, "too many frames: slow down")
+                self.shut(p.CloseCode.FLOOD, "too many frames: slow down")
                 return
             text = message.get("text")
             if text is None:
-                self.send(p.error_frame("binary_not_supported", "send JSON text frames, not binary"))
+                self.send(p.Error(code=p.ErrorCode.BINARY_NOT_SUPPORTED, message="send JSON text frames, not binary"))
                 continue
             try:
                 frame = p.parse(text, self.max_frame)
             except p.ProtocolError as exc:
-                self.send(p.error_frame(exc.code, exc.message, exc.frame_id))
+                self.send(p.Error(code=exc.code, message=exc.message, id=exc.frame_id))
                 continue
             try:
                 await self.handle(frame)
             except BridgeError as exc:
-                self.send(p.error_frame(exc.code, exc.message, frame.id, **_details(exc)))
+                self.send_error(exc, frame.id)
             # receive() does not yield while frames are already buffered: let the room's event pumps
             # run between the frames of a burst, or the events they cause pile up unread.
             await asyncio.sleep(0)
 
-    async def handle(self, frame: Any) -> None:
+    async def handle(self, frame: p.ClientFrame) -> None:
         room = self.lr.room
         if isinstance(frame, p.Ping):
-            self.send({"type": "pong", "id": frame.id})
+            self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
             commands = await self.rooms.submit(room.tenant, room.id, frame.type, frame.text)
             self.ack_when_accepted(frame, commands)
         elif isinstance(frame, p.Flush):
             dropped = self.rooms.flush(room.tenant, room.id)
-            self.send({"type": "ack", "id": frame.id, "kind": "flush", "flushed": dropped})
+            self.send(p.FlushAck(id=frame.id, flushed=dropped))
         elif isinstance(frame, p.SetQaContext):
             updated = await self.rooms.set_qa_context(room.tenant, room.id, frame.text)
-            self.send({"type": "ack", "id": frame.id, "kind": "set_qa_context", "chars": len(updated.qa_context or "")})
+            self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
             self.rooms.forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    def ack_when_accepted(self, frame: Any, commands: list[Command]) -> None:
+    def ack_when_accepted(self, frame: p.Speak | p.Ask, commands: list[Command]) -> None:
         """Answer ``frame`` once A2E accepted all its commands, or one failed.
 
         Done-callbacks on the commands' futures rather than a task per frame gathering shielded
@@ -166,22 +172,18 @@ class Connection:
         for command in commands:
             command.future.add_done_callback(settled)
 
-    def _answer(self, frame: Any, commands: list[Command]) -> None:
+    def _answer(self, frame: p.Speak | p.Ask, commands: list[Command]) -> None:
         for command in commands:
             failure = (RoomNotOpen("the command was cancelled") if command.future.cancelled()
                        else command.future.exception())
             if isinstance(failure, BridgeError):
-                self.send(p.error_frame(failure.code, failure.message, frame.id, **_details(failure)))
+                self.send_error(failure, frame.id)
                 return
             if failure is not None:
-                self.send(p.error_frame("internal_error", "internal error", frame.id))
+                self.send(p.Error(code=p.ErrorCode.INTERNAL_ERROR, message="internal error", id=frame.id))
                 return
         seqs = [c.seq for c in commands]
-        self.send({"type": "ack", "id": frame.id, "kind": frame.type, "position": seqs[0], "positions": seqs})
-
-
-def _details(exc: BridgeError) -> dict[str, Any]:
-    return {"details": exc.details} if exc.details is not None else {}
+        self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
 
 
 async def room_websocket(ws: WebSocket) -> None:
@@ -193,19 +195,19 @@ async def room_websocket(ws: WebSocket) -> None:
         caller = auth.authenticate_room(ws)
         lr = await rooms.open_room(caller.tenant, room_id)
     except Unauthorized as exc:
-        await ws.close(p.CLOSE_UNAUTHORIZED, exc.message)
+        await ws.close(p.CloseCode.UNAUTHORIZED, exc.message)
         return
     except NotFound as exc:
-        await ws.close(p.CLOSE_NOT_FOUND, exc.message)
+        await ws.close(p.CloseCode.NOT_FOUND, exc.message)
         return
     except RoomNotOpen as exc:
-        await ws.close(p.CLOSE_ROOM_NOT_OPEN, exc.message)
+        await ws.close(p.CloseCode.ROOM_NOT_OPEN, exc.message)
         return
     conn = Connection(ws, lr, rooms)
     sub = lr.events.subscribe()
     rooms.attach(lr)
     WS_CONNECTIONS.inc()
-    conn.send({"type": "room", "room": lr.room.to_public()})
+    conn.send(p.RoomInfo(room=lr.room.to_public()))
     writer = asyncio.create_task(conn.writer())
     tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
     if caller.ticket_expires is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
-from bridge import metrics
+from bridge import frames, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError, A2ENotFound
@@ -30,6 +30,7 @@ from bridge.errors import (
     ValidationFailed,
     from_a2e,
 )
+from bridge.rtc.events import Reply, RoomEvent, SpeakingStarted
 from bridge.rtc.reassembler import Reassembler
 from bridge.rtc.wire import frame_to_event
 from bridge.settings import Settings
@@ -59,6 +60,13 @@ class LiveRoom:
     reassembler: Reassembler = field(default_factory=Reassembler)
     leave_task: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def room_frame(event: RoomEvent) -> frames.ServerFrame:
+    """The frame clients get for what the reassembler made of the channel's events."""
+    if isinstance(event, Reply):
+        return frames.Reply(text=event.text, final=event.final, reply_id=event.reply_id)
+    return frames.SpeakingStarted() if isinstance(event, SpeakingStarted) else frames.SpeakingStopped()
 
 
 def _epoch_seconds(value: Any, fallback: float) -> float:
@@ -231,7 +239,7 @@ class RoomManager:
             if room.state in (RoomState.OPEN, RoomState.CREATING):
                 room.transition(RoomState.CLOSING, reason=reason, now=self.clock())
                 await self._save_locked(lr)
-                lr.events.publish({"type": "room", "room": room.to_public()})
+                lr.events.publish(frames.RoomInfo(room=room.to_public()))
                 log.info("closing room %s: %s", room.id, reason.value)
             if lr.leave_task is None and room.channel:
                 # No channel yet: A2E is still minting; create() leaves the channel once it has it.
@@ -268,7 +276,7 @@ class RoomManager:
             await self._save_locked(lr)
         reason = room.close_reason.value if room.close_reason else "client"
         metrics.ROOMS_CLOSED.labels(reason).inc()
-        lr.events.publish({"type": "room_closed", "reason": reason, "room": room.to_public()})
+        lr.events.publish(frames.RoomClosed(reason=reason, room=room.to_public()))
         self._forget(lr)
         log.info("room %s closed (%s)", room.id, reason)
 
@@ -329,7 +337,7 @@ class RoomManager:
             raise await self._command_failed(lr, exc) from None
         metrics.COMMANDS.labels(command.kind, "ok").inc()
         self.touch(lr)
-        lr.events.publish({"type": "command", "kind": command.kind, "seq": command.seq, "text": command.text})
+        lr.events.publish(frames.Command(kind=command.kind, seq=command.seq, text=command.text))
 
     async def _command_failed(self, lr: LiveRoom, exc: A2EError) -> BridgeError:
         if isinstance(exc, A2ENotFound):
@@ -363,7 +371,7 @@ class RoomManager:
     def deliver_channel_event(self, lr: LiveRoom, event: Any, source: Any) -> None:
         """Raw channel events (from an observer or a forwarding client) become room events."""
         for room_event in lr.reassembler.feed(event, source=source):
-            lr.events.publish(room_event.to_dict())
+            lr.events.publish(room_frame(room_event))
 
     def forward_rtc_event(self, lr: LiveRoom, frame: dict[str, Any], *, source: Any) -> None:
         """A raw channel event forwarded by a client (a kiosk's Agora Web SDK)."""
@@ -393,7 +401,7 @@ class RoomManager:
             if room.state is not RoomState.OPEN:
                 continue
             for room_event in lr.reassembler.expire():
-                lr.events.publish(room_event.to_dict())
+                lr.events.publish(room_frame(room_event))
             expires = room.expires_at or room.reserved_until
             if now >= expires - self.settings.leave_before_expiry:
                 await self.close_live(lr, CloseReason.EXPIRY, wait=False)
@@ -423,7 +431,7 @@ class RoomManager:
     # -- helpers -------------------------------------------------------------------------------
     def _activate(self, lr: LiveRoom) -> None:
         lr.queue = CommandQueue(self.settings.queue_size, lambda c: self._send(lr, c))
-        lr.events.publish({"type": "room", "room": lr.room.to_public()})
+        lr.events.publish(frames.RoomInfo(room=lr.room.to_public()))
         for hook in self.room_hooks:
             hook(lr)
 

@@ -79,26 +79,26 @@ async def refused(bridge: Any, room_id: str, **kwargs: Any) -> tuple[int | None,
 async def test_refused_handshakes(acme: Any) -> None:
     room = await create_room(acme)
     auth = acme.app.state.auth
-    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CLOSE_NOT_FOUND  # another tenant's room
-    assert (await refused(acme, "no-such-room"))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CloseCode.NOT_FOUND  # another tenant's room
+    assert (await refused(acme, "no-such-room"))[0] == p.CloseCode.NOT_FOUND
     # a genuine ticket, but for the other tenant: their room does not exist for them
     other = auth.issue_ticket(room["id"], "globex")
-    assert (await refused(acme, room["id"], headers=None, ticket=other))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused(acme, room["id"], headers=None, ticket=other))[0] == p.CloseCode.NOT_FOUND
 
-    assert (await refused(acme, room["id"], headers=None))[0] == p.CLOSE_UNAUTHORIZED
-    assert (await refused(acme, room["id"], headers={"Authorization": "Bearer wrong"}))[0] == p.CLOSE_UNAUTHORIZED
-    assert (await refused(acme, room["id"], headers={"Authorization": "Basic a2V5LWFjbWU="}))[0] == p.CLOSE_UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers=None))[0] == p.CloseCode.UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers={"Authorization": "Bearer wrong"}))[0] == p.CloseCode.UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers={"Authorization": "Basic a2V5LWFjbWU="}))[0] == p.CloseCode.UNAUTHORIZED
     expired = auth.issue_ticket(room["id"], "acme", now=time.time() - 3600)
     code, reason = await refused(acme, room["id"], headers=None, ticket=expired)
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket expired")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket expired")
     forged = room["ws_ticket"][:-4] + ("AAAA" if not room["ws_ticket"].endswith("AAAA") else "BBBB")
-    assert await refused(acme, room["id"], headers=None, ticket=forged) == (p.CLOSE_UNAUTHORIZED, "invalid ticket")
-    assert (await refused(acme, room["id"], headers=None, ticket="garbage"))[0] == p.CLOSE_UNAUTHORIZED
+    assert await refused(acme, room["id"], headers=None, ticket=forged) == (p.CloseCode.UNAUTHORIZED, "invalid ticket")
+    assert (await refused(acme, room["id"], headers=None, ticket="garbage"))[0] == p.CloseCode.UNAUTHORIZED
     other_room = await create_room(acme)
     code, reason = await refused(acme, room["id"], headers=None, ticket=other_room["ws_ticket"])
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket is for another room")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket is for another room")
     # a refused ticket is refused even with a valid key alongside
-    assert (await refused(acme, room["id"], headers=ACME, ticket=expired))[0] == p.CLOSE_UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers=ACME, ticket=expired))[0] == p.CloseCode.UNAUTHORIZED
 
 
 async def test_ticket_ttl_expires(bridge_factory: Any) -> None:
@@ -106,16 +106,16 @@ async def test_ticket_ttl_expires(bridge_factory: Any) -> None:
     room = await create_room(bridge)
     await asyncio.sleep(1.01)  # tickets carry whole seconds
     code, reason = await refused(bridge, room["id"], headers=None, ticket=room["ws_ticket"])
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket expired")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket expired")
 
 
 async def test_closed_room_refuses_with_4009(acme: Any) -> None:
     room = await create_room(acme)
     ticket = room["ws_ticket"]
     assert (await acme.http.delete(f"/v1/rooms/{room['id']}")).json()["state"] == "closed"
-    assert (await refused(acme, room["id"]))[0] == p.CLOSE_ROOM_NOT_OPEN
-    assert (await refused(acme, room["id"], headers=None, ticket=ticket))[0] == p.CLOSE_ROOM_NOT_OPEN
-    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused(acme, room["id"]))[0] == p.CloseCode.ROOM_NOT_OPEN
+    assert (await refused(acme, room["id"], headers=None, ticket=ticket))[0] == p.CloseCode.ROOM_NOT_OPEN
+    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CloseCode.NOT_FOUND
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ async def test_flood_closes_with_4429(bridge_factory: Any) -> None:
         for i in range(40):
             await send(ws, {"type": "ping", "id": i})
         code, frames = await closed(ws)
-        assert code == p.CLOSE_FLOOD
+        assert code == p.CloseCode.FLOOD
         pongs = [f["id"] for f in frames if f["type"] == "pong"]
         assert 10 <= len(pongs) <= 12 and pongs == sorted(pongs)  # the burst, then a little refill
     # the room is unharmed
@@ -389,7 +389,7 @@ async def test_room_deleted_over_http_closes_every_client(acme: Any) -> None:
     assert response.status_code == 200
     for ws in clients:
         code, frames = await closed(ws)
-        assert code == p.CLOSE_ROOM_CLOSED
+        assert code == p.CloseCode.ROOM_CLOSED
         assert frames[-1]["type"] == "room_closed" and frames[-1]["reason"] == "client"
         assert frames[-1]["room"]["state"] == "closed"
         assert [f["room"]["state"] for f in frames if f["type"] == "room"] == ["closing"]
@@ -411,10 +411,10 @@ async def test_commands_in_a_closing_room_are_refused(acme: Any, monkeypatch: py
         await until(ws, lambda f: f["type"] == "room" and f["room"]["state"] == "closing")
         await send(ws, {"type": "speak", "id": "late", "text": "Too late."})
         assert (await until(ws, of_type("error", id="late")))["code"] == "room_not_open"
-        assert (await refused(acme, room["id"]))[0] == p.CLOSE_ROOM_NOT_OPEN  # closing: no new clients
+        assert (await refused(acme, room["id"]))[0] == p.CloseCode.ROOM_NOT_OPEN  # closing: no new clients
         gate.set()
         code, frames = await closed(ws)
-        assert code == p.CLOSE_ROOM_CLOSED and frames[-1]["type"] == "room_closed"
+        assert code == p.CloseCode.ROOM_CLOSED and frames[-1]["type"] == "room_closed"
         await deleting
 
 
@@ -452,7 +452,7 @@ async def test_a_slow_reader_is_dropped_with_4008_and_the_room_goes_on(bridge_fa
 
         slow.resume()  # it reads now: what was sent before the overflow, then 4008
         code, frames, _ = await slow.until_close()
-        assert code == p.CLOSE_SLOW_CONSUMER
+        assert code == p.CloseCode.SLOW_CONSUMER
         assert frames[0]["type"] == "room"
         assert 0 < len([f for f in frames if f["type"] == "reply"]) < count
         # the one that never reads is let go as well: the room no longer counts it
@@ -522,7 +522,7 @@ async def test_ticket_clients_are_kept_holding_a_valid_ticket(bridge_factory: An
     assert expiry(newer["ws_ticket"]) > expiry(room["ws_ticket"])
     await asyncio.sleep(max(0.0, expiry(room["ws_ticket"]) + 0.1 - time.time()))  # let the first one lapse
     code, _ = await refused(bridge, room["id"], headers=None, ticket=room["ws_ticket"])
-    assert code == p.CLOSE_UNAUTHORIZED
+    assert code == p.CloseCode.UNAUTHORIZED
     async with await open_ws(bridge, room["id"], headers=None, ticket=newer["ws_ticket"]) as ws:
         assert (await recv(ws))["type"] == "room"
 
