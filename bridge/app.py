@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,12 @@ from .http import rooms as api
 from .http.auth import Authenticator
 from .http.responses import EXCEPTION_HANDLERS, JSONResponse
 from .metrics import metrics_endpoint
-from .rooms.lifecycle import RoomManager
+from .rooms import Rooms
+from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
+from .rooms.registry import RoomRegistry
+from .rooms.relay import Relay
+from .rooms.sweeper import Sweeper
 from .serving import EmbeddedServer
 from .settings import Settings
 from .simulator.app import create_simulator_app
@@ -84,18 +89,22 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             log.warning("development mode: no BRIDGE_API_KEYS, every caller is tenant 'dev'")
         store = open_store(settings.db)
         await store.open()
-        rooms = RoomManager(settings, client, store)
+        clock = time.time
+        registry = RoomRegistry(store, clock=clock)
+        lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
+        relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
+        sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
         source = choose_source(settings.event_source, on_simulator=settings.uses_simulator)
-        observing = RoomObserving(rooms, make_observer(source, a2e_base_url=client.base_url), source)
+        observing = RoomObserving(make_observer(source, a2e_base_url=client.base_url), source)
+        lifecycle.on_open.extend([relay.open, observing.start])
         log.info("room events come from: %s (BRIDGE_EVENT_SOURCE=%s)", source, settings.event_source)
-        app.state.rooms = rooms
+        app.state.rooms = Rooms(registry, lifecycle, relay, sweeper)
         app.state.a2e = client
         app.state.event_source = source
-        await rooms.start()
         try:
-            yield
+            async with lifecycle.running(), sweeper.running():
+                yield
         finally:
-            await rooms.stop()
             await observing.aclose()
             await store.close()
             if a2e is None:
@@ -116,7 +125,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
     app.state.auth = Authenticator(

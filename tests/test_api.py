@@ -128,7 +128,7 @@ async def test_error_bodies_share_one_shape(bridge_factory):
 
     await add_fault(bridge, endpoint="speak", kind="timeout", seconds=2, times=1)
     stalled = asyncio.create_task(http.post(f"/v1/rooms/{rid}/speak", json={"text": "a"}, headers=auth))
-    queue = bridge.rooms.live[rid].queue
+    queue = bridge.rooms.registry.live[rid].queue
     while queue.in_flight is None:
         await asyncio.sleep(0.01)
     waiting = asyncio.create_task(http.post(f"/v1/rooms/{rid}/speak", json={"text": "b"}, headers=auth))

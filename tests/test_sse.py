@@ -182,7 +182,7 @@ async def test_refusals(bridge: Any) -> None:
 async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any) -> None:
     room = await create_room(bridge)
     rid = room["id"]
-    lr = bridge.rooms.get("acme", rid)
+    lr = bridge.rooms.registry.live[rid]
     async with events(bridge, rid) as first, events(bridge, rid) as second:
         assert lr.clients == 2
         assert (await bridge.http.delete(f"/v1/rooms/{rid}")).status_code == 200
@@ -198,7 +198,7 @@ async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any
 
 async def test_a_client_that_goes_away_is_detached(bridge: Any) -> None:
     room = await create_room(bridge)
-    lr = bridge.rooms.get("acme", room["id"])
+    lr = bridge.rooms.registry.live[room["id"]]
     async with events(bridge, room["id"]) as stream:
         assert lr.clients == 1 and lr.events.subscriber_count == 1
         assert (await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "Hi."})).status_code == 200

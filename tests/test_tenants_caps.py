@@ -96,7 +96,7 @@ async def test_dev_mode_without_keys_on_the_simulator(bridge_factory):
     two = await create(http, {"Authorization": "Bearer whatever"})
     rooms = (await http.get("/v1/rooms")).json()["rooms"]
     assert {r["id"] for r in rooms} == {one["id"], two["id"]}  # everyone is tenant "dev"
-    assert bridge.rooms.live[one["id"]].room.tenant == "dev"
+    assert bridge.rooms.registry.live[one["id"]].room.tenant == "dev"
 
 
 # -- caps ------------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ async def test_a_queue_of_64_by_default(bridge_factory):
     r = await bridge.http.post(bridge.sim.url + "/_sim/faults",
                                json={"endpoint": "speak", "kind": "timeout", "seconds": 3, "times": 1})
     assert r.status_code == 201
-    queue = bridge.rooms.live[rid].queue
+    queue = bridge.rooms.registry.live[rid].queue
     first = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "in flight"}))
     while queue.in_flight is None:
         await asyncio.sleep(0.01)
@@ -191,7 +191,7 @@ async def test_balance_refused_by_a2e_itself(bridge_factory):
     assert_cap(await bridge.http.post("/v1/rooms", json={"expire_seconds": 600}), "balance")
     rooms = (await bridge.http.get("/v1/rooms")).json()["rooms"]
     assert [(r["state"], r["close_reason"]) for r in rooms] == [("failed", "error")]
-    assert bridge.rooms.live == {}
+    assert bridge.rooms.registry.live == {}
 
 
 async def test_per_tenant_limits_override_the_global_caps(bridge_factory) -> None:

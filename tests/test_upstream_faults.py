@@ -36,7 +36,7 @@ async def assert_consistent(bridge, timeout: float = 15.0) -> dict[str, Any]:
     """Once the closes under way have finished, the store, the manager and A2E agree on every room."""
     deadline = time.monotonic() + timeout
     while True:
-        rooms = await bridge.rooms.store.list_rooms()
+        rooms = await bridge.rooms.registry.store.list_rooms()
         busy = [r for r in rooms if r.state in (RoomState.CREATING, RoomState.CLOSING)]
         if not busy:
             break
@@ -46,21 +46,21 @@ async def assert_consistent(bridge, timeout: float = 15.0) -> dict[str, Any]:
     bridge.sim.state.refresh()
     for room in rooms:
         if room.state is RoomState.OPEN:
-            assert room.id in bridge.rooms.live, room
+            assert room.id in bridge.rooms.registry.live, room
             assert upstream[room.channel].status == "open", room
         elif room.state is RoomState.CLOSED:
-            assert room.id not in bridge.rooms.live, room
+            assert room.id not in bridge.rooms.registry.live, room
             assert upstream[room.channel].status in ("left", "expired"), room
         else:
             assert room.state is RoomState.FAILED, room
-            assert room.id not in bridge.rooms.live and room.close_reason is not None, room
+            assert room.id not in bridge.rooms.registry.live and room.close_reason is not None, room
             assert not room.channel, room  # never minted: nothing charged
     known = {r.channel: r for r in rooms if r.channel}
     for channel, sim_room in upstream.items():
         assert channel in known, f"A2E room {channel} unknown to the bridge"
         if sim_room.status == "open":
             assert known[channel].state is RoomState.OPEN
-    assert set(bridge.rooms.live) == {r.id for r in rooms if r.state is RoomState.OPEN}
+    assert set(bridge.rooms.registry.live) == {r.id for r in rooms if r.state is RoomState.OPEN}
     return {r.id: r for r in rooms}
 
 
@@ -127,7 +127,7 @@ async def test_leave_of_a_channel_a2e_forgot(bridge_factory):
     bridge.sim.state.rooms.pop(room["channel"])  # A2E answers 404 for the channel
     r = await bridge.http.delete(f"/v1/rooms/{room['id']}")
     assert r.json()["state"] == "closed" and r.json()["close_reason"] == "client"
-    assert room["id"] not in bridge.rooms.live
+    assert room["id"] not in bridge.rooms.registry.live
 
 
 async def test_speak_faults_are_clear_and_not_retried(bridge_factory):

@@ -10,7 +10,9 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridge.errors import BadRequest
+from bridge.errors import BadRequest, NotFound
+from bridge.rooms import Rooms
+from bridge.rooms.registry import LiveRoom
 
 from .auth import Authenticator
 
@@ -27,14 +29,17 @@ async def room_events(request: Request) -> Response:
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
     who = auth.authenticate_room(request)
-    lr = request.app.state.rooms.get(who.tenant, room_id)
+    rooms: Rooms = request.app.state.rooms
+    lr = await rooms.registry.lookup(who.tenant, room_id)
+    if not isinstance(lr, LiveRoom):
+        raise NotFound(f"no live room {room_id}")  # only live rooms stream
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     try:
         after = int(last) if last else None
     except ValueError:
         raise BadRequest("Last-Event-ID must be an integer event id") from None
     sub = lr.events.subscribe(after=after)
-    request.app.state.rooms.attach(lr)
+    rooms.registry.attach(lr)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         try:
@@ -42,6 +47,6 @@ async def room_events(request: Request) -> Response:
                 yield {"id": str(event.id), "event": event.type, "data": event.data}
         finally:
             sub.close()
-            request.app.state.rooms.detach(lr)
+            rooms.registry.detach(lr)
 
     return EventSourceResponse(stream(), ping=15)

@@ -6,7 +6,6 @@ Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), ga
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,8 +17,10 @@ from starlette.routing import Route, WebSocketRoute
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError
 from bridge.errors import BadRequest, ValidationFailed, from_a2e
-from bridge.rooms.lifecycle import RoomManager
+from bridge.rooms import Rooms
 from bridge.rooms.models import CloseReason, Room
+from bridge.rooms.registry import LiveRoom, room_of
+from bridge.rooms.relay import CommandKind, acceptance, check_qa_context
 
 from .auth import Authenticator, Caller
 from .events import room_events
@@ -42,8 +43,9 @@ class TextBody(BaseModel):
     text: str
 
 
-def manager(conn: HTTPConnection) -> RoomManager:
-    return conn.app.state.rooms
+def rooms_of(conn: HTTPConnection) -> Rooms:
+    rooms: Rooms = conn.app.state.rooms
+    return rooms
 
 
 def caller(conn: HTTPConnection) -> Caller:
@@ -100,8 +102,8 @@ async def create_room(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, CreateRoom)
-    lr = await manager(request).create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
-                                       qa_context=body.qa_context)
+    lr = await rooms_of(request).lifecycle.create(who.tenant, avatar_id=body.avatar_id,
+                                                  expire_seconds=body.expire_seconds, qa_context=body.qa_context)
     return JSONResponse(room_view(request, lr.room, with_ticket=True), status_code=201)
 
 
@@ -113,7 +115,7 @@ async def list_rooms(request: Request) -> Response:
     """
     who = caller(request)
     live_only = request.query_params.get("state") == "live"
-    rooms = await manager(request).list_rooms(who.tenant, live_only=live_only)
+    rooms = await rooms_of(request).registry.list_rooms(who.tenant, live_only=live_only)
     return JSONResponse({"rooms": [room_view(request, r) for r in rooms]})
 
 
@@ -125,7 +127,7 @@ async def get_room(request: Request) -> Response:
       404: {description: Unknown room (or another tenant's)}
     """
     who = caller(request)
-    room = await manager(request).find(who.tenant, request.path_params["room_id"])
+    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
     return JSONResponse(room_view(request, room))
 
 
@@ -136,8 +138,11 @@ async def delete_room(request: Request) -> Response:
       200: {description: "The room, state closing or closed"}
     """
     who = caller(request)
-    room = await manager(request).close(who.tenant, request.path_params["room_id"], CloseReason.CLIENT)
-    return JSONResponse(room_view(request, room))
+    rooms = rooms_of(request)
+    found = await rooms.registry.lookup(who.tenant, request.path_params["room_id"])
+    if isinstance(found, LiveRoom):
+        await rooms.lifecycle.close(found, CloseReason.CLIENT)
+    return JSONResponse(room_view(request, room_of(found)))  # a room that has ended already: as it is
 
 
 async def new_ticket(request: Request) -> Response:
@@ -149,7 +154,7 @@ async def new_ticket(request: Request) -> Response:
       409: {description: The room is not open}
     """
     who = caller(request)
-    lr = await manager(request).open_room(who.tenant, request.path_params["room_id"])
+    lr = await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
     view = room_view(request, lr.room, with_ticket=True)
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
@@ -164,7 +169,10 @@ async def put_qa_context(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, TextBody)
-    room = await manager(request).set_qa_context(who.tenant, request.path_params["room_id"], body.text)
+    check_qa_context(body.text)  # before the room: too long is 422 whatever the room's state
+    rooms = rooms_of(request)
+    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
+    room = await rooms.relay.set_qa_context(lr, body.text)
     return JSONResponse({"text": room.qa_context, "chars": len(room.qa_context or "")})
 
 
@@ -175,20 +183,17 @@ async def get_qa_context(request: Request) -> Response:
       200: {description: "{text, chars}"}
     """
     who = caller(request)
-    room = await manager(request).find(who.tenant, request.path_params["room_id"])
+    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
     return JSONResponse({"text": room.qa_context or "", "chars": len(room.qa_context or "")})
 
 
-async def run_command(request: Request, kind: str) -> Response:
+async def run_command(request: Request, kind: CommandKind) -> Response:
     who = caller(request)
     body = await parse_body(request, TextBody)
-    commands = await manager(request).submit(who.tenant, request.path_params["room_id"], kind, body.text)  # type: ignore[arg-type]
+    rooms = rooms_of(request)
+    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    results = await asyncio.gather(*(asyncio.shield(c.future) for c in commands), return_exceptions=True)
-    failure = next((r for r in results if isinstance(r, BaseException)), None)
-    if failure is not None:
-        raise failure
-    seqs = [c.seq for c in commands]
+    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text))
     return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
                          "chunks": len(seqs)})
 
@@ -220,9 +225,9 @@ async def flush(request: Request) -> Response:
       200: {description: "{flushed: n}"}
     """
     who = caller(request)
-    rooms = manager(request)
-    await rooms.open_room(who.tenant, request.path_params["room_id"])  # 404 or, for an ended room, 409
-    return JSONResponse({"flushed": rooms.flush(who.tenant, request.path_params["room_id"])})
+    rooms = rooms_of(request)
+    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
+    return JSONResponse({"flushed": rooms.relay.flush(lr)})
 
 
 async def avatars(request: Request) -> Response:
@@ -233,7 +238,7 @@ async def avatars(request: Request) -> Response:
     """
     caller(request)
     try:
-        items = await manager(request).a2e.streaming_avatars()
+        items = await request.app.state.a2e.streaming_avatars()
     except A2EError as exc:
         raise from_a2e(exc) from None
     return JSONResponse({"avatars": items})
@@ -255,16 +260,16 @@ async def readyz(request: Request) -> Response:
       200: {description: ready}
       503: {description: "not ready, with the failing checks"}
     """
-    rooms = manager(request)
-    checks: dict[str, Any] = {"store": await rooms.store.ping()}
+    rooms = rooms_of(request)
+    checks: dict[str, Any] = {"store": await rooms.registry.store.ping()}
     try:
-        await rooms.a2e.remaining_coins()
+        await request.app.state.a2e.remaining_coins()
         checks["a2e"] = True
     except A2EError as exc:
         checks["a2e"] = False
         checks["a2e_error"] = type(exc).__name__
     ready = checks["store"] and checks["a2e"]
-    checks["live_rooms"] = len(rooms.live)
+    checks["live_rooms"] = len(rooms.registry.live)
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                         status_code=200 if ready else 503)
 

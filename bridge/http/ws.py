@@ -19,9 +19,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from bridge import frames as p
 from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
+from bridge.rooms import Rooms
 from bridge.rooms.events import Subscription
-from bridge.rooms.lifecycle import LiveRoom, RoomManager
-from bridge.rooms.relay import Command
+from bridge.rooms.observing import forward_rtc_event
+from bridge.rooms.registry import LiveRoom
+from bridge.rooms.relay import acceptance
+from bridge.settings import Settings
 
 from .auth import Authenticator
 
@@ -51,8 +54,7 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: RoomManager) -> None:
-        s = rooms.settings
+    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: Rooms, s: Settings) -> None:
         self.ws, self.lr, self.rooms = ws, lr, rooms
         self.id = next(_connection_ids)
         # Encoded frames. Bounded by ``send`` (not by the queue) so that the close marker always fits
@@ -140,60 +142,39 @@ class Connection:
             await asyncio.sleep(0)
 
     async def handle(self, frame: p.ClientFrame) -> None:
-        room = self.lr.room
+        relay = self.rooms.relay
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            commands = await self.rooms.submit(room.tenant, room.id, frame.type, frame.text)
-            self.ack_when_accepted(frame, commands)
+            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text))
+            accepted.add_done_callback(lambda done: self._answer(frame, done))
         elif isinstance(frame, p.Flush):
-            dropped = self.rooms.flush(room.tenant, room.id)
-            self.send(p.FlushAck(id=frame.id, flushed=dropped))
+            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
         elif isinstance(frame, p.SetQaContext):
-            updated = await self.rooms.set_qa_context(room.tenant, room.id, frame.text)
+            updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
-            self.rooms.forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
+            forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    def ack_when_accepted(self, frame: p.Speak | p.Ask, commands: list[Command]) -> None:
-        """Answer ``frame`` once A2E accepted all its commands, or one failed.
-
-        Done-callbacks on the commands' futures rather than a task per frame gathering shielded
-        futures: this is on every speak's path (a task, a gather and a shield per command fewer).
-        """
-        left = len(commands)
-
-        def settled(_: asyncio.Future[int]) -> None:
-            nonlocal left
-            left -= 1
-            if left == 0:
-                self._answer(frame, commands)
-
-        for command in commands:
-            command.future.add_done_callback(settled)
-
-    def _answer(self, frame: p.Speak | p.Ask, commands: list[Command]) -> None:
-        for command in commands:
-            failure = (RoomNotOpen("the command was cancelled") if command.future.cancelled()
-                       else command.future.exception())
-            if isinstance(failure, BridgeError):
-                self.send_error(failure, frame.id)
-                return
-            if failure is not None:
-                self.send(p.Error(code=p.ErrorCode.INTERNAL_ERROR, message="internal error", id=frame.id))
-                return
-        seqs = [c.seq for c in commands]
+    def _answer(self, frame: p.Speak | p.Ask, accepted: asyncio.Future[list[int]]) -> None:
+        """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
+        failure = accepted.exception()
+        if failure is not None:
+            assert isinstance(failure, BridgeError)
+            self.send_error(failure, frame.id)
+            return
+        seqs = accepted.result()
         self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
 
 
 async def room_websocket(ws: WebSocket) -> None:
-    rooms: RoomManager = ws.app.state.rooms
+    rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
     await ws.accept()
     try:
         auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
-        lr = await rooms.open_room(caller.tenant, room_id)
+        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True)
     except Unauthorized as exc:
         await ws.close(p.CloseCode.UNAUTHORIZED, exc.message)
         return
@@ -203,9 +184,9 @@ async def room_websocket(ws: WebSocket) -> None:
     except RoomNotOpen as exc:
         await ws.close(p.CloseCode.ROOM_NOT_OPEN, exc.message)
         return
-    conn = Connection(ws, lr, rooms)
+    conn = Connection(ws, lr, rooms, ws.app.state.settings)
     sub = lr.events.subscribe()
-    rooms.attach(lr)
+    rooms.registry.attach(lr)
     WS_CONNECTIONS.inc()
     conn.send(p.RoomInfo(room=lr.room.to_public()))
     writer = asyncio.create_task(conn.writer())
@@ -224,7 +205,7 @@ async def room_websocket(ws: WebSocket) -> None:
         pass
     finally:
         sub.close()
-        rooms.detach(lr)
+        rooms.registry.detach(lr)
         WS_CONNECTIONS.dec()
         delivered = writer.done() and not writer.cancelled() and writer.exception() is None
         conn.finished = True

@@ -229,7 +229,7 @@ async def test_client_module_commands_errors_reconnect_and_forwarding(
     page = await open_page(bridge, "/healthz")
     info = await page.evaluate(SETUP, [QA, FAST_RECONNECT])
     assert info["status"] == "open" and info["state"] == "open" and info["avatars"] == 3
-    live = bridge.rooms.live[info["id"]]
+    live = bridge.rooms.registry.live[info["id"]]
     assert live.clients == 1
 
     # ack resolves with the queue position
@@ -332,7 +332,7 @@ async def test_client_module_reconnects_after_a_server_side_drop(
     ack = await page.evaluate("room.speak('Still here.')")
     assert ack["kind"] == "speak"
     assert [e["reconnect"] for e in await events_of(page, "connected")] == [False, True]
-    live = bridge.rooms.live[info["id"]]
+    live = bridge.rooms.registry.live[info["id"]]
     assert live.clients == 1
     # close({leave: false}) only disconnects: the room stays open (the bridge leaves it once idle)
     assert await page.evaluate("room.close({ leave: false }).then(() => room.status)") == "closed"

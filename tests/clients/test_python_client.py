@@ -189,8 +189,8 @@ async def test_reconnects_to_the_same_room_after_a_network_drop(
 
         assert room.state is ConnectionState.OPEN and room._ws is not old_ws
         assert after["position"] > before["position"]  # the same room's queue: positions continue
-        assert room.id in bridge.rooms.live and bridge.rooms.live[room.id].room.state.value == "open"
-        await until(lambda: bridge.rooms.live[room.id].clients == 1)  # the dropped socket was detached
+        assert room.id in bridge.rooms.registry.live and bridge.rooms.registry.live[room.id].room.state.value == "open"
+        await until(lambda: bridge.rooms.registry.live[room.id].clients == 1)  # the dropped socket was detached
         # The events iterator survived the reconnect.
         assert (await next_of(events, "command", seq=after["position"]))["text"] == "After the drop."
 
@@ -264,7 +264,7 @@ async def test_get_room_attaches_without_leaving(bridge: Any) -> None:
             async with attached:
                 ack = await within(attached.speak("From the second backend."))
             assert attached.state is ConnectionState.CLOSED
-        assert bridge.rooms.live[room.id].room.state.value == "open"  # the guest did not leave it
+        assert bridge.rooms.registry.live[room.id].room.state.value == "open"  # the guest did not leave it
         assert (await next_of(events, "command", seq=ack["position"]))["text"] == "From the second backend."
         assert (await within(room.speak("Owner still connected.")))["kind"] == "speak"
 
@@ -278,7 +278,7 @@ async def test_without_reconnect_a_drop_ends_the_room_loudly(bridge: Any) -> Non
         assert room.state is ConnectionState.CLOSED
         with pytest.raises(ConnectionLost):
             await within(room.speak("Gone."))
-    assert bridge.rooms.live.get(room.id) is None  # still left on exit, over HTTP
+    assert bridge.rooms.registry.live.get(room.id) is None  # still left on exit, over HTTP
 
 
 async def test_room_block_leaves_the_room_when_the_body_fails(bridge: Any) -> None:

@@ -206,7 +206,7 @@ async def test_recovery_at_start(tmp_path, sim, bridge_factory):
     assert (rooms[closing.id]["state"], rooms[closing.id]["close_reason"]) == ("closed", "client")
     assert (rooms[unminted.id]["state"], rooms[unminted.id]["close_reason"]) == ("failed", "recovery")
     assert (rooms[unminted_closing.id]["state"], rooms[unminted_closing.id]["close_reason"]) == ("closed", "client")
-    assert set(bridge.rooms.live) == {resumed.id, creating.id}  # nothing stuck in memory
+    assert set(bridge.rooms.registry.live) == {resumed.id, creating.id}  # nothing stuck in memory
     assert sim.state.rooms[near_expiry.channel].status == "left"
     assert sim.state.rooms[closing.channel].status == "left"
     assert sim.state.rooms[resumed.channel].status == "open"

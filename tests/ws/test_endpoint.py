@@ -53,7 +53,7 @@ async def test_bearer_handshake_first_frame_is_the_room(acme: Any) -> None:
         assert first["room"]["id"] == room["id"] and first["room"]["state"] == "open"
         assert first["room"]["channel"] == room["channel"]
         await ping_pong(ws)
-        assert acme.rooms.get("acme", room["id"]).clients == 1
+        assert acme.rooms.registry.live[room["id"]].clients == 1
 
 
 async def test_ticket_handshake(acme: Any) -> None:
@@ -151,7 +151,7 @@ async def test_no_ack_until_a2e_answers_and_flush(acme: Any, monkeypatch: pytest
     """While A2E has not answered, no ack; flush drops what waits behind it and says so."""
     room = await create_room(acme)
     gate = asyncio.Event()
-    a2e = acme.rooms.a2e
+    a2e = acme.app.state.a2e
     real_speak = a2e.speak
 
     async def gated_speak(channel: str, text: str) -> Any:
@@ -255,7 +255,7 @@ async def test_flood_closes_with_4429(bridge_factory: Any) -> None:
         pongs = [f["id"] for f in frames if f["type"] == "pong"]
         assert 10 <= len(pongs) <= 12 and pongs == sorted(pongs)  # the burst, then a little refill
     # the room is unharmed
-    assert bridge.rooms.get("dev", room["id"]).room.state.value == "open"
+    assert bridge.rooms.registry.live[room["id"]].room.state.value == "open"
     async with await open_ws(bridge, room["id"], headers=None) as ws:
         await recv(ws)
         await ping_pong(ws)
@@ -316,7 +316,7 @@ async def test_three_clients_share_one_order_and_every_event(acme: Any) -> None:
         assert (await until(clients[1], of_type("ack", id="after")))["position"] == 3 * per_client + 2
         event = await until(clients[0], of_type("command", seq=3 * per_client + 2))
         assert event == {"type": "command", "kind": "speak", "seq": 3 * per_client + 2, "text": "Still open."}
-        assert acme.rooms.get("acme", room["id"]).room.state.value == "open"
+        assert acme.rooms.registry.live[room["id"]].room.state.value == "open"
         assert expected
     finally:
         for ws in clients:
@@ -398,13 +398,13 @@ async def test_room_deleted_over_http_closes_every_client(acme: Any) -> None:
 async def test_commands_in_a_closing_room_are_refused(acme: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     room = await create_room(acme)
     gate = asyncio.Event()
-    real_leave = acme.rooms.a2e.leave
+    real_leave = acme.app.state.a2e.leave
 
     async def slow_leave(channel: str) -> Any:
         await gate.wait()
         return await real_leave(channel)
 
-    monkeypatch.setattr(acme.rooms.a2e, "leave", slow_leave)
+    monkeypatch.setattr(acme.app.state.a2e, "leave", slow_leave)
     async with await open_ws(acme, room["id"]) as ws:
         await recv(ws)
         deleting = asyncio.create_task(acme.http.delete(f"/v1/rooms/{room['id']}"))
@@ -422,7 +422,7 @@ async def test_commands_in_a_closing_room_are_refused(acme: Any, monkeypatch: py
 async def test_a_slow_reader_is_dropped_with_4008_and_the_room_goes_on(bridge_factory: Any) -> None:
     bridge = await bridge_factory(ws_send_buffer=8, ws_rate_limit=1000, ws_rate_burst=1000)
     room = await create_room(bridge, headers={})
-    lr = bridge.rooms.get("dev", room["id"])
+    lr = bridge.rooms.registry.live[room["id"]]
     readers = [await open_ws(bridge, room["id"], headers=None) for _ in range(2)]
     slow = await RawWS.open(bridge.url, room["id"], paused=True)  # will read, too late
     dead = await RawWS.open(bridge.url, room["id"], paused=True)  # never reads at all
@@ -488,7 +488,7 @@ async def test_a_client_that_stops_answering_pings_is_dropped(tmp_path: Any, sim
             async with httpx.AsyncClient(base_url=url) as http:
                 room = (await http.post("/v1/rooms", json={})).json()
             raw = await RawWS.open(url, room["id"])
-            lr = app.state.rooms.get("dev", room["id"])
+            lr = app.state.rooms.registry.live[room["id"]]
             assert lr.clients == 1
             started = time.monotonic()
             code, frames, opcodes = await raw.until_close()
