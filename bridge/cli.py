@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from typing import Any
 
@@ -31,21 +30,17 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (BRIDGE_PORT, default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the bridge service (with no A2E_API_KEY, against the built-in simulator)."""
-    from .app import ConfigurationError, create_app
+    from .app import ConfigurationError
+    from .serving import run
 
     settings = Settings()
     configure_logging(settings.log_level)
+    settings = settings.model_copy(update={"host": host or settings.host,
+                                           "port": port if port is not None else settings.port})
     try:
-        app = create_app(settings)
+        run(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
-    # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to
-    # the previous handler: make that a clean exit so SIGTERM ends with status 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
-                log_config=log_config(settings.log_level), timeout_graceful_shutdown=5,
-                ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
-                ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 
 
 @main.command()
@@ -53,8 +48,8 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=8100, show_default=True, type=int)
 def simulate(host: str, port: int) -> None:
     """Run the A2E simulator alone, speaking A2E's REST API."""
-    from .app import simulator_config
     from .simulator.app import create_simulator_app
+    from .simulator.embedded import simulator_config
 
     settings = Settings()
     configure_logging(settings.log_level)

@@ -1,66 +1,31 @@
-"""Running ASGI apps with uvicorn: the main server, and servers embedded in a running loop."""
+"""Running the bridge with uvicorn: ``run(settings)`` is what ``a2e-bridge serve`` does.
+
+``EmbeddedServer`` (uvicorn inside a running loop) lives beside the simulator it embeds; it is
+importable from here too.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Iterator
-from typing import Any
+import signal
+import sys
 
 import uvicorn
 
+from .app import create_app
+from .logs import log_config
+from .settings import Settings
+from .simulator.embedded import EmbeddedServer
 
-class _EmbeddedConfig(uvicorn.Config):
-    def configure_logging(self) -> None:
-        """Leave logging to the process: uvicorn would re-apply its defaults globally (levels and
-        handlers of the uvicorn loggers), silencing the main server's logs."""
-
-
-class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server started inside an already running event loop (the in-process simulator,
-    tests). It leaves signal handling to whoever owns the process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    @classmethod
-    def for_app(cls, app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> EmbeddedServer:
-        config.setdefault("timeout_graceful_shutdown", 2)
-        return cls(_EmbeddedConfig(app, host=host, port=port, **config))
-
-    async def start(self) -> str:
-        """Serve in a background task; return the base URL once the socket listens."""
-        with _quiet_lifecycle():
-            self._task = asyncio.create_task(self.serve())
-            while not self.started:
-                if self._task.done():
-                    self._task.result()  # re-raise a failed start-up
-                    raise RuntimeError("server stopped during start-up")
-                await asyncio.sleep(0.01)
-        host, port = self.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    async def stop(self) -> None:
-        self.should_exit = True
-        with _quiet_lifecycle(), contextlib.suppress(asyncio.CancelledError):
-            await self._task
+__all__ = ["EmbeddedServer", "run"]
 
 
-@contextlib.contextmanager
-def _quiet_lifecycle() -> Iterator[None]:
-    """Hide an embedded server's "Started server process"/"Shutting down" lines, which would read
-    as the main server's (both log to ``uvicorn.error``); errors still pass."""
-    quiet = _BelowWarning()
-    logger = logging.getLogger("uvicorn.error")
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
-
-
-class _BelowWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
+def run(settings: Settings) -> None:
+    """Serve the bridge until SIGTERM/SIGINT; raises ConfigurationError for unsafe settings."""
+    app = create_app(settings)
+    # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to
+    # the previous handler: make that a clean exit so SIGTERM ends with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(app, host=settings.host, port=settings.port,
+                log_config=log_config(settings.log_level), timeout_graceful_shutdown=5,
+                ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
+                ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))

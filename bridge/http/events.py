@@ -9,6 +9,7 @@ from typing import Any
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from bridge.errors import BadRequest, NotFound
 from bridge.rooms import Rooms
@@ -50,3 +51,6 @@ async def room_events(request: Request) -> Response:
             rooms.registry.detach(lr)
 
     return EventSourceResponse(stream(), ping=15)
+
+
+routes: list[BaseRoute] = [Route("/v1/rooms/{room_id}/events", room_events, methods=["GET"])]

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from bridge.a2e.endpoints import ENDPOINTS
 from bridge.a2e.errors import A2EError
@@ -75,7 +75,7 @@ async def call_operation(request: Request) -> Response:
     return JSONResponse({"data": data})
 
 
-routes = [
+routes: list[BaseRoute] = [
     Route("/v1/a2e", list_operations, methods=["GET"]),
     Route("/v1/a2e/{operation}", call_operation, methods=["POST"]),
 ]

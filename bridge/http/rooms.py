@@ -1,4 +1,4 @@
-"""The bridge's HTTP API: rooms, QA context, commands, avatars, health.
+"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context, commands.
 
 Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), gathered at
 ``/openapi.json`` by Starlette's schema generator.
@@ -12,20 +12,17 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route
 
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
-from bridge.a2e.errors import A2EError
-from bridge.errors import BadRequest, ValidationFailed, from_a2e
+from bridge.errors import BadRequest, ValidationFailed
 from bridge.rooms import Rooms
 from bridge.rooms.models import CloseReason, Room
 from bridge.rooms.registry import LiveRoom, room_of
 from bridge.rooms.relay import CommandKind, acceptance, check_qa_context
 
 from .auth import Authenticator, Caller
-from .events import room_events
 from .responses import JSONResponse
-from .ws import room_websocket
 
 M = TypeVar("M", bound=BaseModel)
 E = TypeVar("E", bound=Callable[..., Any])
@@ -230,54 +227,7 @@ async def flush(request: Request) -> Response:
     return JSONResponse({"flushed": rooms.relay.flush(lr)})
 
 
-async def avatars(request: Request) -> Response:
-    """
-    summary: The streaming avatars A2E offers
-    responses:
-      200: {description: "{avatars: [{_id, name, ...}]}"}
-    """
-    caller(request)
-    try:
-        items = await request.app.state.a2e.streaming_avatars()
-    except A2EError as exc:
-        raise from_a2e(exc) from None
-    return JSONResponse({"avatars": items})
-
-
-async def healthz(request: Request) -> Response:
-    """
-    summary: The process is up
-    responses:
-      200: {description: ok}
-    """
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    """
-    summary: Upstream reachable and the room store open
-    responses:
-      200: {description: ready}
-      503: {description: "not ready, with the failing checks"}
-    """
-    rooms = rooms_of(request)
-    checks: dict[str, Any] = {"store": await rooms.registry.store.ping()}
-    try:
-        await request.app.state.a2e.remaining_coins()
-        checks["a2e"] = True
-    except A2EError as exc:
-        checks["a2e"] = False
-        checks["a2e_error"] = type(exc).__name__
-    ready = checks["store"] and checks["a2e"]
-    checks["live_rooms"] = len(rooms.registry.live)
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
-
-
-routes = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
-    Route("/v1/avatars", avatars, methods=["GET"]),
+routes: list[BaseRoute] = [
     Route("/v1/rooms", create_room, methods=["POST"]),
     Route("/v1/rooms", list_rooms, methods=["GET"]),
     Route("/v1/rooms/{room_id}", get_room, methods=["GET"]),
@@ -288,6 +238,4 @@ routes = [
     Route("/v1/rooms/{room_id}/speak", speak, methods=["POST"]),
     Route("/v1/rooms/{room_id}/ask", ask, methods=["POST"]),
     Route("/v1/rooms/{room_id}/flush", flush, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/events", room_events, methods=["GET"]),
-    WebSocketRoute("/v1/rooms/{room_id}/ws", room_websocket),
 ]

@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
@@ -220,3 +221,6 @@ async def room_websocket(ws: WebSocket) -> None:
                 await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason),
                                        timeout=CLOSE_GRACE if delivered else 0.1)
         log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
+
+
+routes: list[BaseRoute] = [WebSocketRoute("/v1/rooms/{room_id}/ws", room_websocket)]
