@@ -16,15 +16,7 @@ from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter, ValidationError
 
 
 class CloseCode(IntEnum):
@@ -145,7 +137,7 @@ def parse(text: str, max_bytes: int) -> ClientFrame:
     frame_id = raw.get("id")
     if not isinstance(frame_id, (str, int)) or isinstance(frame_id, bool):
         frame_id = None
-    if ("\\u" in text or _LONE_SURROGATE.search(text)) and _has_lone_surrogate(raw):
+    if _LONE_SURROGATE.search(text) or ("\\u" in text and _LONE_SURROGATE.search(json.dumps(raw, ensure_ascii=False))):
         # "\ud800" is valid JSON but not Unicode text: it could reach nobody (A2E, other clients).
         if isinstance(frame_id, str) and _LONE_SURROGATE.search(frame_id):
             frame_id = None
@@ -161,23 +153,6 @@ def parse(text: str, max_bytes: int) -> ClientFrame:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}"
                              for e in exc.errors(include_url=False))
         raise ProtocolError(ErrorCode.INVALID_FRAME, problems, frame_id) from None
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """Whether any string (key or value) in decoded JSON holds a lone surrogate; iterative, so that
-    deep nesting cannot exhaust the stack."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 # -- server frames ---------------------------------------------------------------------------------
@@ -217,6 +192,8 @@ class Ack(ServerFrame):
 
 
 class FlushAck(ServerFrame):
+    """Pending commands dropped."""
+
     type: Literal["ack"] = "ack"
     id: FrameId
     kind: Literal["flush"] = "flush"
