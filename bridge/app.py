@@ -13,30 +13,35 @@ import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
+from .errors import BridgeError
 from .http import events, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
-from .http.responses import EXCEPTION_HANDLERS
+from .http.limits import BodyLimit
+from .http.responses import EXCEPTION_HANDLERS, error_response
+from .http.security_headers import SecurityHeaders
 from .rooms import Rooms
+from .rooms.clients import ClientRegistry
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .rooms.registry import RoomRegistry
 from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
-from .settings import Settings
-from .simulator.app import create_simulator_app
-from .simulator.embedded import served, simulator_config
+from .settings import ConfigurationError, Settings
+from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
+
+__all__ = ["ConfigurationError", "SIMULATOR_MOUNT", "create_app"]
 
 log = logging.getLogger("bridge")
 
 SIMULATOR_MOUNT = "/_a2e"
 
-class ConfigurationError(RuntimeError):
-    """The settings cannot give a safe service."""
 
 def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None) -> Starlette:
     """The bridge app. With no A2E key (and no injected client) it embeds the simulator."""
@@ -45,17 +50,20 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         raise ConfigurationError(
             "A2E_API_KEY is set but BRIDGE_API_KEYS is empty: refusing to expose a paid A2E account "
             "without client keys (set BRIDGE_API_KEYS=tenant:key,...)")
-    simulator = create_simulator_app(simulator_config(settings)) if settings.uses_simulator and a2e is None else None
+    # its own random key, which only this process holds (see bridge/simulator/embedded.py)
+    simulator = EmbeddedSimulator(simulator_config(settings)) if settings.uses_simulator and a2e is None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            sim_url = await stack.enter_async_context(served(simulator)) if simulator is not None else None
-            client = await stack.enter_async_context(a2e_client(settings, a2e, sim_url))
+            if simulator is not None:
+                await stack.enter_async_context(simulator.running())
+            client = await stack.enter_async_context(a2e_client(settings, a2e, simulator))
             if settings.dev_mode:
                 log.warning("development mode: no BRIDGE_API_KEYS, every caller is tenant 'dev'")
             store = await stack.enter_async_context(room_store(settings))
-            observing = await stack.enter_async_context(observers(settings, client))
+            observing = await stack.enter_async_context(
+                observers(settings, client, upstream_key(settings, a2e, simulator)))
             app.state.a2e = client
             app.state.event_source = observing.source
             app.state.rooms = room_domain(settings, client, store, observing)
@@ -66,34 +74,72 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
                                *ops.site_routes]
     if simulator is not None:
-        routes.append(Mount(SIMULATOR_MOUNT, app=simulator))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+        routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
+                               agora_connect_src=settings.agora_connect_src),
+                    Middleware(BodyLimit, default=settings.max_body_bytes,
+                               passthrough=settings.max_passthrough_body_bytes)],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.state.settings = settings
+    app.state.kiosk_page = ops.render_kiosk_page(settings)
+    app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
+        ticket_max_life=settings.ticket_max_life,
         ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
     return app
 
+
+def simulator_controls(conn: HTTPConnection) -> Refusal | None:
+    """Who may use the embedded simulator's controls under ``/_a2e``: the pass-through's trusted
+    tenants (anyone in development mode); others get the bridge's refusal."""
+    try:
+        passthrough.require_trusted(conn, "the simulator's controls")
+    except BridgeError as exc:
+        return Refusal(exc.message, error_response(exc))
+    return None
+
+
+def upstream_key(settings: Settings, injected: A2EClient | None, simulator: EmbeddedSimulator | None) -> str | None:
+    """The key the bridge's own calls present upstream, its event observer's too: the embedded
+    simulator's per-process key, else the A2E key (an external simulator wants it); none for an
+    injected client."""
+    if injected is not None:
+        return None
+    if simulator is not None:
+        return simulator.key
+    assert settings.a2e_api_key is not None
+    return settings.a2e_api_key.get_secret_value()
+
+
 @contextlib.asynccontextmanager
-async def a2e_client(settings: Settings, injected: A2EClient | None, sim_url: str | None) -> AsyncIterator[A2EClient]:
+async def a2e_client(settings: Settings, injected: A2EClient | None,
+                     simulator: EmbeddedSimulator | None) -> AsyncIterator[A2EClient]:
     """The injected client (its owner closes it), else one for the embedded simulator or for A2E."""
     if injected is not None:
         yield injected
         return
-    if sim_url is not None:
-        client = A2EClient("simulator-key", sim_url, timeout=settings.a2e_timeout,
+    key = upstream_key(settings, injected, simulator)
+    assert key is not None
+    if simulator is not None:
+        assert simulator.base_url is not None
+        client = A2EClient(key, simulator.base_url, timeout=settings.a2e_timeout,
                            max_attempts=settings.a2e_max_attempts)
         log.warning("A2E_API_KEY is not set: using the built-in A2E simulator at %s (inspect it at %s/_sim/state)",
-                    sim_url, SIMULATOR_MOUNT)
+                    simulator.base_url, SIMULATOR_MOUNT)
     else:
-        assert settings.a2e_api_key is not None
-        client = A2EClient(settings.a2e_api_key.get_secret_value(), settings.a2e_base_url,
+        client = A2EClient(key, settings.a2e_base_url,
                            timeout=settings.a2e_timeout, max_attempts=settings.a2e_max_attempts)
         log.info("using A2E at %s", settings.a2e_base_url)
     try:
         yield client
     finally:
         await client.aclose()
+
 
 @contextlib.asynccontextmanager
 async def room_store(settings: Settings) -> AsyncIterator[RoomStore]:
@@ -104,21 +150,25 @@ async def room_store(settings: Settings) -> AsyncIterator[RoomStore]:
     finally:
         await store.close()
 
+
 @contextlib.asynccontextmanager
-async def observers(settings: Settings, client: A2EClient) -> AsyncIterator[RoomObserving]:
+async def observers(settings: Settings, client: A2EClient, api_key: str | None) -> AsyncIterator[RoomObserving]:
     source = choose_source(settings.event_source, on_simulator=settings.uses_simulator)
-    observing = RoomObserving(make_observer(source, a2e_base_url=client.base_url), source)
+    observing = RoomObserving(make_observer(source, a2e_base_url=client.base_url, api_key=api_key), source)
     log.info("room events come from: %s (BRIDGE_EVENT_SOURCE=%s)", source, settings.event_source)
     try:
         yield observing
     finally:
         await observing.aclose()
 
+
 def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
     channel A2E forgot closes its room."""
     clock = time.time
-    registry = RoomRegistry(store, clock=clock)
+    clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
+                             per_tenant=settings.max_clients_per_tenant)
+    registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
     lifecycle.on_open.extend([relay.open, observing.start])

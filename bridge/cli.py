@@ -14,7 +14,7 @@ import uvicorn
 
 from .a2e.client import A2EClient
 from .a2e.endpoints import ENDPOINTS, GROUPS
-from .a2e.errors import A2EError
+from .a2e.errors import A2EError, A2EInvalidInput
 from .a2e.tasks import TaskStatus, task_id_of
 from .logs import configure_logging, log_config
 from .settings import Settings
@@ -30,8 +30,7 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (BRIDGE_PORT, default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the bridge service (with no A2E_API_KEY, against the built-in simulator)."""
-    from .app import ConfigurationError
-    from .serving import run
+    from .serving import ConfigurationError, run
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -46,15 +45,19 @@ def serve(host: str | None, port: int | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8100, show_default=True, type=int)
-def simulate(host: str, port: int) -> None:
+@click.option("--api-key", "api_keys", multiple=True,
+              help="A key the simulator accepts (repeatable; default SIM_API_KEYS). Unset: any key.")
+def simulate(host: str, port: int, api_keys: tuple[str, ...]) -> None:
     """Run the A2E simulator alone, speaking A2E's REST API."""
     from .simulator.app import create_simulator_app
     from .simulator.embedded import simulator_config
 
     settings = Settings()
     configure_logging(settings.log_level)
-    logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state)", host, port)
-    uvicorn.run(create_simulator_app(simulator_config(settings)), host=host, port=port,
+    keys = tuple(k for k in api_keys if k.strip()) or tuple(settings.sim_api_keys)
+    logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state); %s", host, port,
+                                     f"{len(keys)} accepted key(s), also for /_sim" if keys else "any key accepted")
+    uvicorn.run(create_simulator_app(simulator_config(settings, api_keys=keys)), host=host, port=port,
                 log_config=log_config(settings.log_level), timeout_graceful_shutdown=2)
 
 
@@ -86,14 +89,17 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
                                  param_hint="OPERATION")
     try:
         params = json.loads(payload)
+    except RecursionError:
+        raise click.BadParameter("not JSON: nested too deeply", param_hint="--json") from None
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
     if not isinstance(params, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--json")
     row = ENDPOINTS[operation]
-    missing = [p for p in row.path_params if params.get(p) in (None, "")]
-    if missing:  # checked here: the client would raise a bare ValueError (a traceback)
-        raise click.BadParameter(f"{operation} needs {', '.join(missing)} (path parameter)", param_hint="--json")
+    try:
+        row.render_path(params)  # a missing or malformed id fails here, before the key is even read
+    except A2EInvalidInput as exc:
+        raise click.BadParameter(str(exc), param_hint="--json") from None
     if wait and not row.creates_task:  # before calling: the call may cost credits
         raise click.UsageError(f"{operation} does not create a task; --wait needs one that does")
     settings = Settings()
@@ -105,6 +111,8 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
         client = A2EClient(key, base_url or settings.a2e_base_url, timeout=settings.a2e_timeout,
                            max_attempts=settings.a2e_max_attempts)
         result = asyncio.run(_call(client, operation, params, wait, timeout, interval))
+    except A2EInvalidInput as exc:  # the client refused the parameters; nothing was sent
+        raise click.BadParameter(str(exc), param_hint="--json") from None
     except A2EError as exc:
         click.echo(json.dumps({"error": exc.to_dict()}, indent=2), err=True)
         sys.exit(1)

@@ -4,13 +4,16 @@
      ├── BadRequest             400 bad_request
      ├── ValidationFailed       422 invalid_input (with details)
      ├── Unauthorized           401 unauthorized
+     ├── Forbidden              403 forbidden (authenticated, but not allowed this action)
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
      ├── Flushed                409 flushed (a pending command dropped by flush)
+     ├── PayloadTooLarge        413 payload_too_large (request body over the configured limit)
      ├── CapExceeded            429 cap_exceeded (names the cap)
      ├── QueueFull              429 queue_full
      ├── UpstreamError          502 upstream_error (A2E refused or failed)
-     └── UpstreamBusy           503 no_avatar_host / upstream_unavailable, with Retry-After
+     ├── UpstreamBusy           503 no_avatar_host / upstream_unavailable, with Retry-After
+     └── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
 
 HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
 as ``error`` frames with the same code and message (both built in :mod:`bridge.frames`, whose
@@ -51,6 +54,10 @@ class Unauthorized(BridgeError):
     status, code = 401, ErrorCode.UNAUTHORIZED
 
 
+class Forbidden(BridgeError):
+    status, code = 403, ErrorCode.FORBIDDEN
+
+
 class NotFound(BridgeError):
     status, code = 404, ErrorCode.NOT_FOUND
 
@@ -61,6 +68,10 @@ class RoomNotOpen(BridgeError):
 
 class Flushed(BridgeError):
     status, code = 409, ErrorCode.FLUSHED
+
+
+class PayloadTooLarge(BridgeError):
+    status, code = 413, ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class CapExceeded(BridgeError):
@@ -83,11 +94,18 @@ class UpstreamBusy(BridgeError):
     status, code = 503, ErrorCode.UPSTREAM_UNAVAILABLE
 
 
+class TooManyConnections(BridgeError):
+    status, code = 503, ErrorCode.TOO_MANY_CONNECTIONS
+
+
 RETRY_AFTER_BUSY = 10
 
 
 def from_a2e(exc: a2e.A2EError) -> BridgeError:
     """What a client is told when A2E fails; never includes the A2E key."""
+    if isinstance(exc, a2e.A2EInvalidInput):  # refused by our own client: nothing reached A2E
+        details_ = [{"loc": [exc.field], "msg": exc.msg}] if exc.field else None  # the shape of schema errors
+        return ValidationFailed(exc.msg, details=details_)
     details = {"a2e_code": exc.code, "trace_id": exc.trace_id}
     if isinstance(exc, a2e.A2ECapacityBusy):
         return UpstreamBusy("no avatar host free, retry later", code=ErrorCode.NO_AVATAR_HOST, details=details,

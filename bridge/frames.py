@@ -28,6 +28,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401  # missing/bad key, bad or expired ticket
     NOT_FOUND = 4404  # no such room for this tenant
     FLOOD = 4429  # more frames than the rate limit allows
+    CAP_EXCEEDED = 4429  # refused at the handshake: too many clients (reason "cap_exceeded: <cap> ...")
 
 
 class ErrorCode(StrEnum):
@@ -36,11 +37,13 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     INVALID_INPUT = "invalid_input"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"  # authenticated, but not allowed this action
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP error of the routing layer
     ROOM_NOT_OPEN = "room_not_open"
     FLUSHED = "flushed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
     CAP_EXCEEDED = "cap_exceeded"
     QUEUE_FULL = "queue_full"
     UPSTREAM_ERROR = "upstream_error"
@@ -48,6 +51,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     NO_AVATAR_HOST = "no_avatar_host"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     INTERNAL_ERROR = "internal_error"
     # frames the websocket cannot act on (the connection stays open)
     BAD_JSON = "bad_json"
@@ -120,24 +124,26 @@ class ProtocolError(Exception):
 
 
 def parse(text: str, max_bytes: int) -> ClientFrame:
-    """Validate one client text frame.
-
-    Raises:
-        ProtocolError: ``frame_too_large``, ``bad_json``, ``invalid_text``, ``unknown_type`` or
-        ``invalid_frame``.
-    """
+    """Validate one client text frame; raises :class:`ProtocolError` (``frame_too_large``, ``bad_json``,
+    ``invalid_text``, ``unknown_type`` or ``invalid_frame``)."""
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frames may be at most {max_bytes} bytes")
     try:
         raw = json.loads(text)
+        lone = _LONE_SURROGATE.search(text) or ("\\u" in text and
+                                                _LONE_SURROGATE.search(json.dumps(raw, ensure_ascii=False)))
     except ValueError:
         raise ProtocolError(ErrorCode.BAD_JSON, "frames must be JSON text") from None
+    except RecursionError:
+        # The stdlib decoder gives up cleanly at the interpreter's recursion limit; it is kept over a depth-limited
+        # parser (pydantic_core.from_json), which refuses the escaped lone surrogates browsers' JSON.stringify emits.
+        raise ProtocolError(ErrorCode.BAD_JSON, "the frame's JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "a frame must be a JSON object with a 'type'")
     frame_id = raw.get("id")
     if not isinstance(frame_id, (str, int)) or isinstance(frame_id, bool):
         frame_id = None
-    if _LONE_SURROGATE.search(text) or ("\\u" in text and _LONE_SURROGATE.search(json.dumps(raw, ensure_ascii=False))):
+    if lone:
         # "\ud800" is valid JSON but not Unicode text: it could reach nobody (A2E, other clients).
         if isinstance(frame_id, str) and _LONE_SURROGATE.search(frame_id):
             frame_id = None
@@ -167,11 +173,7 @@ class ServerFrame(BaseModel):
         return str(self.__dict__["type"])
 
     def wire(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        for name in self.omit_if_none:
-            if data[name] is None:
-                del data[name]
-        return data
+        return {name: value for name, value in self.__dict__.items() if value is not None or name not in self.omit_if_none}
 
 
 class RoomInfo(ServerFrame):
@@ -234,14 +236,20 @@ class Reply(ServerFrame):
     text: str
     final: bool
     reply_id: str
+    source: str | None = None  # where the channel event came from: browser, simulator or agora
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"source"})
 
 
 class SpeakingStarted(ServerFrame):
     type: Literal["speaking_started"] = "speaking_started"
+    source: str | None = None  # as in Reply
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"source"})
 
 
 class SpeakingStopped(ServerFrame):
     type: Literal["speaking_stopped"] = "speaking_stopped"
+    source: str | None = None  # as in Reply
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"source"})
 
 
 class RoomClosed(ServerFrame):

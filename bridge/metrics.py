@@ -21,4 +21,6 @@ WS_CONNECTIONS = Gauge("a2e_bridge_ws_connections", "Open websocket clients")
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """The metrics in Prometheus' text format (who may read them is the HTTP layer's business:
+    ``bridge.http.ops.metrics``)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

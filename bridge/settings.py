@@ -5,15 +5,85 @@ Settings only hold values; nothing here opens files or sockets.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 from bridge.a2e.client import DEFAULT_BASE_URL
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot give a safe service (raised where the app is made or served)."""
+
 
 EventSource = Literal["auto", "agora", "simulator", "browser", "none"]
+
+# The Agora Web SDK the kiosk page loads: version-pinned (the unversioned AgoraRTC_N.js changes under
+# the page, and could not be pinned with a Subresource Integrity hash).
+DEFAULT_AGORA_SDK_URL = "https://download.agora.io/sdk/release/AgoraRTC_N-4.22.2.js"
+# What the Agora Web SDK 4.x connects to (read from 4.22.2): its access points, gateways
+# (wss://<ip>.edge.agora.io:<port>), stats and log services and cloud proxies all live under these two
+# domains, on varying ports. WebRTC media itself is not governed by CSP.
+DEFAULT_AGORA_CONNECT_SRC = ("https://*.agora.io:* wss://*.agora.io:* "
+                             "https://*.sd-rtn.com:* wss://*.sd-rtn.com:*")
+
+# Characters that would end a CSP source list or an HTML attribute: never allowed in a setting that
+# goes into either.
+_UNSAFE_IN_HEADER = re.compile(r"""[\s;,'"<>\\`]""")
+_SRI = re.compile(r"(sha256|sha384|sha512)-[A-Za-z0-9+/]+={0,2}")
+_CSP_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*)(:(\*|\d{1,5}))?(/\S*)?",
+                         re.IGNORECASE)
+
+
+def check_agora_sdk_url(url: str) -> str:
+    """An absolute https URL with a host and nothing that could break out of a CSP header or an HTML
+    attribute; ``""`` switches the video off."""
+    url = url.strip()
+    if not url:
+        return ""
+    if _UNSAFE_IN_HEADER.search(url):
+        raise ValueError("BRIDGE_AGORA_SDK_URL must not contain spaces, quotes, ';', ',', '<', '>' or backslashes")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.fragment:
+        raise ValueError("BRIDGE_AGORA_SDK_URL must be an https:// URL with a host (no user info, no fragment)")
+    return url
+
+
+def check_integrity(value: str | None) -> str | None:
+    """Subresource Integrity metadata: one or more ``sha256-``/``sha384-``/``sha512-`` base64 digests."""
+    if value is None or not value.strip():
+        return None
+    tokens = value.split()
+    if not all(_SRI.fullmatch(t) for t in tokens):
+        raise ValueError("BRIDGE_AGORA_SDK_INTEGRITY must look like sha384-<base64> "
+                         "(openssl dgst -sha384 -binary FILE | openssl base64 -A)")
+    return " ".join(tokens)
+
+
+def check_connect_src(value: str | list[str] | None) -> list[str]:
+    """CSP source expressions (hosts like ``https://*.agora.io:*`` or schemes like ``https:``); keywords
+    and anything that could end the directive are refused."""
+    tokens = value.replace(",", " ").split() if isinstance(value, str) else list(value or [])
+    for token in tokens:
+        if _UNSAFE_IN_HEADER.search(token) or not _CSP_SOURCE.fullmatch(token):
+            raise ValueError(f"BRIDGE_AGORA_CONNECT_SRC: {token!r} is not a CSP host or scheme source")
+    return tokens
+
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def largest_honest_body(max_text_chars: int) -> int:
+    """Bytes of the largest valid room body: the longest text (a QA context or speak/ask text) plus a
+    128-character avatar id, every character an astral one that ``json.dumps`` (ASCII-safe by default)
+    writes as a 12-byte surrogate pair escape, plus room for field names and whitespace. For the
+    defaults: 12 × (5000 + 128) + 512 = 62,048 bytes, within 64 KiB."""
+    return 12 * (max(max_text_chars, QA_CONTEXT_LIMIT) + 128) + 512
 
 
 def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
@@ -41,6 +111,8 @@ class TenantLimits(BaseModel):
     max_rooms_per_tenant: int | None = Field(None, ge=1)
     max_expire_seconds: int | None = Field(None, ge=10)
     room_minutes_per_day: float | None = Field(None, gt=0)
+    room_create_rate: float | None = Field(None, gt=0)
+    room_create_burst: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -62,6 +134,22 @@ class Settings(BaseSettings):
     # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
     retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
+    # /readyz asks A2E at most once per this many seconds (it is unauthenticated)
+    ready_cache_seconds: float = Field(5.0, ge=0, alias="BRIDGE_READY_CACHE_SECONDS")
+    # set: /metrics needs "Authorization: Bearer <token>"; unset or empty: /metrics is open
+    metrics_token: SecretStr | None = Field(None, alias="BRIDGE_METRICS_TOKEN")
+
+    # development mode on a non-loopback address must be asked for (every caller would be tenant dev)
+    allow_network_dev_mode: bool = Field(False, alias="BRIDGE_ALLOW_NETWORK_DEV_MODE")
+
+    # connections and request bodies (bridge/http/guard.py, bridge/http/limits.py)
+    # unset: 64 KiB, or more if BRIDGE_MAX_TEXT_CHARS needs it (see largest_honest_body)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, alias="BRIDGE_MAX_BODY_BYTES")
+    max_passthrough_body_bytes: int = Field(1024 * 1024, ge=1024, alias="BRIDGE_MAX_PASSTHROUGH_BODY_BYTES")
+    header_timeout: float = Field(10.0, gt=0, alias="BRIDGE_HEADER_TIMEOUT")
+    keepalive_timeout: float = Field(5.0, gt=0, alias="BRIDGE_KEEPALIVE_TIMEOUT")
+    # unset: derived from the descriptor limit (bridge.serving.connection_limit)
+    max_connections: int | None = Field(None, ge=1, alias="BRIDGE_MAX_CONNECTIONS")
 
     # rooms
     default_avatar_id: str | None = Field(None, alias="BRIDGE_DEFAULT_AVATAR_ID")
@@ -73,6 +161,9 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(10.0, gt=0, alias="BRIDGE_SHUTDOWN_TIMEOUT")
     ticket_ttl: float = Field(120.0, gt=0, alias="BRIDGE_TICKET_TTL")
     ticket_secret: SecretStr | None = Field(None, alias="BRIDGE_TICKET_SECRET")
+    # a ticket chain (a ticket and the renewals pushed to its socket) ends this long after it began;
+    # 24 h outlasts any room (expire_seconds is at most 86,400)
+    ticket_max_life: float = Field(86_400.0, gt=0, alias="BRIDGE_TICKET_MAX_LIFE")
     sweep_interval: float = Field(1.0, gt=0, alias="BRIDGE_SWEEP_INTERVAL")
 
     passthrough_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list,
@@ -82,8 +173,16 @@ class Settings(BaseSettings):
     max_rooms_per_tenant: int = Field(20, ge=1, alias="BRIDGE_MAX_ROOMS_PER_TENANT")
     max_expire_seconds: int = Field(3600, ge=10, alias="BRIDGE_MAX_EXPIRE_SECONDS")
     room_minutes_per_day: float = Field(24 * 60 * 20, gt=0, alias="BRIDGE_ROOM_MINUTES_PER_DAY")
+    # room creations per minute (token bucket of room_create_burst): each attempt may call A2E
+    room_create_rate: float = Field(30.0, gt=0, alias="BRIDGE_ROOM_CREATE_RATE")
+    room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
+
+    # connected clients (websocket and SSE together)
+    max_clients_per_room: int = Field(50, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_ROOM")
+    max_clients_per_ticket: int = Field(5, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_TICKET")
+    max_clients_per_tenant: int = Field(500, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_TENANT")
 
     # websocket relay
     ws_max_frame_bytes: int = Field(64 * 1024, ge=256, alias="BRIDGE_WS_MAX_FRAME_BYTES")
@@ -96,23 +195,52 @@ class Settings(BaseSettings):
     event_source: EventSource = Field("auto", alias="BRIDGE_EVENT_SOURCE")
     event_buffer: int = Field(256, ge=1, alias="BRIDGE_EVENT_BUFFER")
 
+    # the kiosk page's Agora Web SDK (a deployment setting, never taken from the page's URL)
+    agora_sdk_url: str = Field(DEFAULT_AGORA_SDK_URL, alias="BRIDGE_AGORA_SDK_URL")
+    agora_sdk_integrity: str | None = Field(None, alias="BRIDGE_AGORA_SDK_INTEGRITY")
+    agora_connect_src: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: DEFAULT_AGORA_CONNECT_SRC.split(), alias="BRIDGE_AGORA_CONNECT_SRC")
+
     # the embedded simulator (used when A2E_API_KEY is unset)
     sim_max_channels: int = Field(200, ge=1, alias="SIM_MAX_CHANNELS")
     sim_coins: int = Field(20_000, ge=0, alias="SIM_COINS")
     sim_task_step_seconds: float = Field(1.0, ge=0, alias="SIM_TASK_STEP_SECONDS")
     sim_seconds_per_char: float = Field(0.02, ge=0, alias="SIM_SECONDS_PER_CHAR")
+    # keys `a2e-bridge simulate` accepts (empty: any); the embedded simulator has its own random key
+    sim_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="SIM_API_KEYS")
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: object) -> dict[str, str]:
         return parse_api_keys(value)  # type: ignore[arg-type]
 
-    @field_validator("passthrough_tenants", mode="before")
+    @field_validator("passthrough_tenants", "sim_api_keys", mode="before")
     @classmethod
-    def _parse_tenants(cls, value: object) -> list[str]:
+    def _parse_comma_list(cls, value: object) -> list[str]:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return list(value)  # type: ignore[call-overload]
+
+    @field_validator("agora_sdk_url")
+    @classmethod
+    def _check_sdk_url(cls, value: str) -> str:
+        return check_agora_sdk_url(value)
+
+    @field_validator("agora_sdk_integrity")
+    @classmethod
+    def _check_integrity(cls, value: str | None) -> str | None:
+        return check_integrity(value)
+
+    @field_validator("agora_connect_src", mode="before")
+    @classmethod
+    def _check_connect_src(cls, value: object) -> list[str]:
+        return check_connect_src(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _fit_body_limit(self) -> Settings:
+        if "max_body_bytes" not in self.model_fields_set:
+            self.max_body_bytes = max(DEFAULT_MAX_BODY_BYTES, largest_honest_body(self.max_text_chars))
+        return self
 
     def limits_for(self, tenant: str) -> TenantLimits:
         """The caps that apply to ``tenant``: its own overrides, else the global settings."""

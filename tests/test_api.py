@@ -17,7 +17,7 @@ async def add_fault(bridge, **fault: Any) -> None:
 
 
 async def test_health_and_readiness(bridge_factory):
-    bridge = await bridge_factory()
+    bridge = await bridge_factory(ready_cache_seconds=0)  # every probe asks A2E (the cache: test_security_api)
     r = await bridge.http.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = await bridge.http.get("/readyz")

@@ -30,8 +30,8 @@ async def test_streaming_and_unknown_operations_are_not_exposed(bridge: Any) -> 
 async def test_a2e_errors_and_bad_bodies_are_structured(bridge: Any) -> None:
     r = await bridge.http.post("/v1/a2e/dubbing_start", json={"source_url": "https://x/v.mp4"})
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
-    r = await bridge.http.post("/v1/a2e/dubbing_get", json={})
-    assert r.status_code == 400 and "_id" in r.json()["error"]["message"]
+    r = await bridge.http.post("/v1/a2e/dubbing_get", json={})  # a missing path parameter: refused before A2E
+    assert r.status_code == 422 and "_id" in r.json()["error"]["message"]
     r = await bridge.http.post("/v1/a2e/remaining_coins", content=b"[1]")
     assert r.status_code == 400
     r = await bridge.http.post("/v1/a2e/remaining_coins", content=b"{nope")

@@ -2,11 +2,15 @@
 
 One instance per process wraps one pooled ``httpx.AsyncClient`` (keep-alive); every call goes
 through :meth:`A2EClient.call` with an operation name from the endpoint table. httpx errors are
-translated to :mod:`bridge.a2e.errors` here and nowhere else.
+translated to :mod:`bridge.a2e.errors` here and nowhere else, and :meth:`A2EClient._build` is the
+one place a request to A2E is made: path parameters checked and encoded, the final URL checked
+against the row's template, the body encoded as strict JSON. What fails there raises
+:class:`A2EInvalidInput` and is never sent.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -25,6 +29,7 @@ from bridge.metrics import A2E_REQUESTS, A2E_SECONDS
 from .endpoints import Endpoint, endpoint
 from .errors import (
     A2EError,
+    A2EInvalidInput,
     A2ERateLimited,
     A2ETimeout,
     A2EUnavailable,
@@ -47,7 +52,7 @@ def _should_retry(row: Endpoint, backoff_max: float):
     """
 
     def predicate(exc: BaseException) -> bool:
-        if not isinstance(exc, A2EError):
+        if not isinstance(exc, A2EError) or isinstance(exc, A2EInvalidInput):
             return False
         if not exc.request_sent:
             return True
@@ -120,7 +125,8 @@ class A2EClient:
         """Call ``operation`` with ``params`` (and/or keyword fields); return ``data``.
 
         Path parameters are taken out of the params; the rest goes to the query string for GET
-        and to the JSON body otherwise. Raises an :class:`A2EError` subclass on failure.
+        and to the JSON body otherwise. Raises an :class:`A2EError` subclass on failure, and
+        :class:`A2EInvalidInput` (nothing sent) for parameters that cannot make a safe request.
         """
         envelope = await self.call_envelope(operation, params, **fields)
         return envelope.get("data")
@@ -130,7 +136,7 @@ class A2EClient:
         row = endpoint(operation)
         if row.deprecated:
             log.warning("A2E operation %s is deprecated upstream", operation)
-        merged = {**(params or {}), **fields}
+        request = self._build(row, {**(params or {}), **fields})
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait(self.backoff_max),
@@ -143,7 +149,7 @@ class A2EClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send(row, merged)
+                    return await self._send(row, request)
         except A2EError as exc:
             outcome = type(exc).__name__
             raise
@@ -158,17 +164,40 @@ class A2EClient:
         log.warning("retrying A2E call (attempt %d, again in %.2fs): %s", state.attempt_number,
                     state.upcoming_sleep, exc)
 
-    async def _send(self, row: Endpoint, params: dict[str, Any]) -> dict:
-        path = row.render_path(params)
+    def _build(self, row: Endpoint, params: dict[str, Any]) -> httpx.Request:
+        """The request for ``row``; :class:`A2EInvalidInput` if it would not be exactly that row's."""
+        path = row.render_path(params)  # shapes checked, percent-encoded
         rest = {k: v for k, v in params.items() if k not in row.path_params}
-        kwargs: dict[str, Any] = {"headers": self._headers}
+        headers = dict(self._headers)
+        query: dict[str, Any] | None = None
+        content: bytes | None = None
         if row.method == "GET":
-            kwargs["params"] = {k: v for k, v in rest.items() if v is not None}
+            query = {k: _query_value(row, k, v) for k, v in rest.items() if v is not None}
         elif rest or row.method in ("POST", "PUT"):
-            kwargs["json"] = rest
-        url = self.base_url + path
+            content = _json_body(row, rest)
+            headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(row.method, url, **kwargs)
+            request = self._http.build_request(row.method, self.base_url + path, params=query, content=content,
+                                               headers=headers)
+        except httpx.InvalidURL as exc:
+            raise A2EInvalidInput(f"cannot make a URL: {exc}", operation=row.name) from None
+        self._check_target(row, request.url)
+        return request
+
+    def _check_target(self, row: Endpoint, url: httpx.URL) -> None:
+        """The URL about to be sent is the base URL plus a path of ``row``'s template, nothing else."""
+        base = httpx.URL(self.base_url)
+        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        raw_path = url.raw_path.split(b"?", 1)[0]
+        same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+        fits = raw_path.startswith(prefix) and row.path_pattern.fullmatch(raw_path[len(prefix):].decode("ascii"))
+        if not (same_origin and fits) or url.fragment:
+            raise A2EInvalidInput(f"refusing to send to {raw_path.decode('ascii', 'replace')!r}: "
+                                  f"not a path of {row.path}", operation=row.name)
+
+    async def _send(self, row: Endpoint, request: httpx.Request) -> dict:
+        try:
+            response = await self._http.send(request)
         except httpx.ConnectError as exc:
             raise A2EUnavailable(f"cannot connect to A2E: {type(exc).__name__}", operation=row.name,
                                  request_sent=False) from None
@@ -222,6 +251,45 @@ class A2EClient:
         from .tasks import wait_for
 
         return await wait_for(self, operation, task_id, **kw)
+
+
+def _query_value(row: Endpoint, name: str, value: Any) -> Any:
+    """A query-string value: a string, a number or a boolean (httpx writes true/false), in valid Unicode."""
+    if not isinstance(value, (str, int, float)):
+        raise A2EInvalidInput(f"{name} must be a string or a number (it goes in the query string)",
+                              field=name, operation=row.name)
+    if isinstance(value, str) and not _is_unicode(value):
+        raise A2EInvalidInput(f"{name} is not valid Unicode text", field=name, operation=row.name)
+    return value
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800"
+        return False
+    return True
+
+
+_JSON_ERRORS = (ValueError, TypeError, RecursionError)  # NaN/Infinity or a lone surrogate; not JSON; too deep
+
+
+def _json_body(row: Endpoint, fields: dict[str, Any]) -> bytes:
+    """Strict JSON, as httpx would encode it; a value JSON cannot carry is refused, by name."""
+
+    def encode(value: Any) -> bytes:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+    try:
+        return encode(fields)
+    except _JSON_ERRORS:
+        for name, value in fields.items():
+            try:
+                encode({name: value})
+            except _JSON_ERRORS:
+                raise A2EInvalidInput(f"{name} cannot be sent as JSON (NaN, Infinity, invalid Unicode or not JSON)",
+                                      field=str(name), operation=row.name) from None
+        raise A2EInvalidInput("the parameters cannot be sent as JSON", operation=row.name) from None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

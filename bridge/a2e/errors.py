@@ -7,8 +7,11 @@
      ├── A2EInsufficientCredits  not enough coins for the request
      ├── A2ECapacityBusy         body code 1001 "hosts are occupied": no streaming host free
      ├── A2ERateLimited          HTTP 429 or body code 429
-     └── A2EUnavailable          5xx, connection refused or dropped
-          └── A2ETimeout         no answer in time
+     ├── A2EUnavailable          5xx, connection refused or dropped
+     │    └── A2ETimeout         no answer in time
+     └── A2EInvalidInput         the client's own refusal, before anything is sent: a path parameter
+                                 that is not an A2E id, a field the operation does not take, a
+                                 value JSON cannot carry (``field`` names the culprit)
 
 Messages never contain the API key: the client never puts request headers into them.
 """
@@ -23,6 +26,7 @@ __all__ = [
     "A2ECapacityBusy",
     "A2EError",
     "A2EInsufficientCredits",
+    "A2EInvalidInput",
     "A2ENotFound",
     "A2ERateLimited",
     "A2ETimeout",
@@ -118,6 +122,20 @@ class A2EUnavailable(A2EError):
 
 class A2ETimeout(A2EUnavailable):
     """A2E did not answer in time; the request may or may not have been carried out."""
+
+
+class A2EInvalidInput(A2EError, ValueError):
+    """The client refused the parameters before sending anything (nothing reached A2E).
+
+    Also a ValueError, which is what the client raised for a missing path parameter before."""
+
+    def __init__(self, msg: str, *, field: str | None = None, **kw: Any) -> None:
+        kw.setdefault("request_sent", False)
+        super().__init__(msg, **kw)
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "field": self.field}
 
 
 def _looks_like_no_credits(msg: str) -> bool:

@@ -1,15 +1,24 @@
 """Who is calling: client keys bound to tenants, and short-lived websocket tickets for browsers.
 
-Tickets are HMAC-SHA256-signed ``room.tenant.expiry`` strings (stdlib ``hmac``: three fields and
-one signature do not justify a JWT library). They bind one room and one tenant and expire after
-``BRIDGE_TICKET_TTL`` seconds; the secret is per process unless ``BRIDGE_TICKET_SECRET`` is set.
+Tickets are HMAC-SHA256-signed strings (stdlib ``hmac``: a few fields and one signature do not
+justify a JWT library)::
+
+    room . tenant(base64url) . expiry . chain start . chain id . scope . signature
+
+They bind one room and one tenant and expire after ``BRIDGE_TICKET_TTL`` seconds; the secret is per
+process unless ``BRIDGE_TICKET_SECRET`` is set. A socket's renewed tickets keep the chain's start,
+id and scope, and a chain ends ``BRIDGE_TICKET_MAX_LIFE`` seconds after it began. A ticket is
+honoured only while its tenant still has a key. The ``forward`` scope lets its holder forward
+channel events (``rtc_event``); only a key holder can ask for it. Clients treat tickets as opaque.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,12 +28,22 @@ from starlette.requests import HTTPConnection
 from bridge.errors import Unauthorized
 
 DEV_TENANT = "dev"
+SCOPE_FORWARD = "forward"
+SCOPE_BASIC = "basic"
+MAX_TICKET_CHARS = 1024  # a genuine ticket is about 100 characters; anything longer is not one
+# Every field is base64url or digits: checked before anything else, so odd input (non-ASCII, empty
+# fields, extra dots, huge strings) is refused as malformed instead of reaching int()/b64decode/hmac.
+_TICKET = re.compile(r"([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{1,344})\.([0-9]{1,12})\.([0-9]{1,12})\."
+                     r"([A-Za-z0-9_-]{1,32})\.(forward|basic)\.([A-Za-z0-9_-]{24})", re.ASCII)
 
 
 @dataclass(frozen=True)
 class Caller:
     tenant: str
     ticket_expires: float | None = None  # set when the caller came with a ticket, not a key
+    forward: bool = True  # may forward channel events: key holders, and tickets with the forward scope
+    ticket_started: float | None = None  # when the ticket's chain began
+    ticket_chain: str | None = None  # the chain's id: every renewal of one ticket shares it
 
 
 def _b64(raw: bytes) -> str:
@@ -35,11 +54,13 @@ class Authenticator:
     """Maps ``Authorization: Bearer <key>`` to a tenant; in dev mode everyone is tenant ``dev``."""
 
     def __init__(self, api_keys: dict[str, str], *, dev_mode: bool, ticket_ttl: float,
-                 ticket_secret: bytes | None = None) -> None:
+                 ticket_secret: bytes | None = None, ticket_max_life: float = 86_400.0) -> None:
         self._keys = dict(api_keys)
         self.dev_mode = dev_mode
         self.ticket_ttl = ticket_ttl
+        self.ticket_max_life = ticket_max_life
         self._secret = ticket_secret or secrets.token_bytes(32)
+        self.tenants = frozenset(self._keys.values()) | ({DEV_TENANT} if dev_mode else set())
 
     def tenant_for_key(self, key: str | None) -> str | None:
         if key:
@@ -69,28 +90,58 @@ class Authenticator:
         return self.authenticate(conn)
 
     # -- tickets ------------------------------------------------------------------------------
-    def issue_ticket(self, room_id: str, tenant: str, now: float | None = None) -> str:
-        expiry = int((now or time.time()) + self.ticket_ttl)
-        payload = f"{room_id}.{_b64(tenant.encode())}.{expiry}"
+    def issue_ticket(self, room_id: str, tenant: str, now: float | None = None, *, forward: bool = False,
+                     started: float | None = None, chain: str | None = None) -> str:
+        """A ticket for ``room_id``; a new chain unless ``started``/``chain`` continue one."""
+        now = time.time() if now is None else now
+        started = int(now if started is None else started)
+        expiry = int(min(now + self.ticket_ttl, started + self.ticket_max_life))
+        chain = chain or _b64(secrets.token_bytes(8))
+        scope = SCOPE_FORWARD if forward else SCOPE_BASIC
+        payload = f"{room_id}.{_b64(tenant.encode())}.{expiry}.{started}.{chain}.{scope}"
         return f"{payload}.{self._sign(payload)}"
 
+    def renew_ticket(self, caller: Caller, room_id: str, now: float | None = None) -> tuple[str, float] | None:
+        """The next ticket of ``caller``'s chain and its lifetime in seconds; None once the chain is
+        over (past ``BRIDGE_TICKET_MAX_LIFE``). Unauthorized if the tenant has lost its key."""
+        now = time.time() if now is None else now
+        assert caller.ticket_started is not None and caller.ticket_chain is not None
+        self._check_tenant(caller.tenant)
+        ends = caller.ticket_started + self.ticket_max_life
+        if ends - now < 1:  # tickets carry whole seconds: a shorter one would be born expired
+            return None
+        ticket = self.issue_ticket(room_id, caller.tenant, now, forward=caller.forward,
+                                   started=caller.ticket_started, chain=caller.ticket_chain)
+        return ticket, min(self.ticket_ttl, ends - now)
+
     def check_ticket(self, ticket: str, room_id: str, now: float | None = None) -> Caller:
-        """The tenant a ticket was issued to, if it is genuine, unexpired and for ``room_id``."""
-        try:
-            ticket_room, tenant_b64, expiry, signature = ticket.split(".")
-            payload = f"{ticket_room}.{tenant_b64}.{expiry}"
-            genuine = hmac.compare_digest(signature, self._sign(payload))
-            tenant = base64.urlsafe_b64decode(tenant_b64 + "=" * (-len(tenant_b64) % 4)).decode()
-            expires = int(expiry)
-        except (ValueError, UnicodeDecodeError):
-            raise Unauthorized("malformed ticket") from None
-        if not genuine:
+        """The caller a ticket stands for, if it is genuine, unexpired, for ``room_id`` and its
+        tenant still has a key."""
+        now = time.time() if now is None else now
+        match = _TICKET.fullmatch(ticket) if len(ticket) <= MAX_TICKET_CHARS else None
+        if match is None:
+            raise Unauthorized("malformed ticket")
+        ticket_room, tenant_b64, expiry, started, chain, scope, signature = match.groups()
+        payload = ticket.rpartition(".")[0]
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             raise Unauthorized("invalid ticket")
+        try:
+            tenant = base64.urlsafe_b64decode(tenant_b64 + "=" * (-len(tenant_b64) % 4)).decode()
+        except (binascii.Error, ValueError):  # only with a leaked secret: we never sign such a ticket
+            raise Unauthorized("malformed ticket") from None
         if ticket_room != room_id:
             raise Unauthorized("ticket is for another room")
-        if expires < (now or time.time()):
+        if int(expiry) < now:
             raise Unauthorized("ticket expired")
-        return Caller(tenant, ticket_expires=expires)
+        if int(started) + self.ticket_max_life < now:
+            raise Unauthorized("ticket chain expired: ask the room's owner for a new ticket")
+        self._check_tenant(tenant)
+        return Caller(tenant, ticket_expires=int(expiry), forward=scope == SCOPE_FORWARD,
+                      ticket_started=int(started), ticket_chain=chain)
+
+    def _check_tenant(self, tenant: str) -> None:
+        if tenant not in self.tenants:
+            raise Unauthorized("the ticket's tenant no longer has a key")
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()[:18])

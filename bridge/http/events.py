@@ -3,19 +3,37 @@ not keep a websocket. ``Last-Event-ID`` resumes from the room's bounded event hi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from bridge.errors import BadRequest, NotFound
 from bridge.rooms import Rooms
+from bridge.rooms.clients import ClientLease
 from bridge.rooms.registry import LiveRoom
 
 from .auth import Authenticator
+
+
+class RoomEventStream(EventSourceResponse):
+    """An SSE response that gives its client slot back however it ends. The generator's ``finally``
+    is not enough: a HEAD request, or a client gone before the first event, never starts it."""
+
+    def __init__(self, *args: Any, lease: ClientLease, cleanup: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease, self._cleanup = lease, cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._cleanup()
+            self._lease.release()
 
 
 async def room_events(request: Request) -> Response:
@@ -26,6 +44,8 @@ async def room_events(request: Request) -> Response:
       - {name: ticket, in: query, required: false, schema: {type: string}}
     responses:
       200: {description: "text/event-stream; event name = type, data = the JSON event, id = event id"}
+      401: {description: "Missing or unknown key, bad, expired or malformed ticket"}
+      429: {description: "Too many clients (details.cap: clients_per_room, clients_per_ticket, clients_per_tenant)"}
     """
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
@@ -39,18 +59,18 @@ async def room_events(request: Request) -> Response:
         after = int(last) if last else None
     except ValueError:
         raise BadRequest("Last-Event-ID must be an integer event id") from None
-    sub = lr.events.subscribe(after=after)
-    rooms.registry.attach(lr)
+    lease = rooms.registry.attach(lr, ticket_chain=who.ticket_chain)  # 429 cap_exceeded before anything is counted
+    try:
+        sub = lr.events.subscribe(after=after)
+    except BaseException:
+        lease.release()
+        raise
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        try:
-            async for event in sub:  # data: the frame as the room's hub encoded it, once
-                yield {"id": str(event.id), "event": event.type, "data": event.data}
-        finally:
-            sub.close()
-            rooms.registry.detach(lr)
+        async for event in sub:  # data: the frame as the room's hub encoded it, once
+            yield {"id": str(event.id), "event": event.type, "data": event.data}
 
-    return EventSourceResponse(stream(), ping=15)
+    return RoomEventStream(stream(), ping=15, lease=lease, cleanup=sub.close)
 
 
 routes: list[BaseRoute] = [Route("/v1/rooms/{room_id}/events", room_events, methods=["GET"])]

@@ -22,6 +22,7 @@ from bridge.rooms.registry import LiveRoom, room_of
 from bridge.rooms.relay import CommandKind, acceptance, check_qa_context
 
 from .auth import Authenticator, Caller
+from .paging import decode_cursor, encode_cursor, page_limit
 from .responses import JSONResponse
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +34,12 @@ class CreateRoom(BaseModel):
     avatar_id: str | None = Field(None, min_length=1, max_length=128)
     expire_seconds: int | None = Field(None, ge=10, le=86_400)
     qa_context: str | None = None
+    forward_events: bool = False  # the room's ws_ticket may forward channel events (a kiosk page)
+
+
+class TicketRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    forward_events: bool = False  # the ticket may forward channel events (rtc_event frames)
 
 
 class TextBody(BaseModel):
@@ -55,15 +62,21 @@ async def parse_body(request: Request, model: type[M]) -> M:
     if not raw.strip():
         raw = b"{}"
     try:
+        # pydantic's JSON parser (jiter) stops at a nesting depth of 200 with a json_invalid error,
+        # so a deeply nested body is a 400 here, never a RecursionError.
         return model.model_validate_json(raw)
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise BadRequest("the body is not valid JSON") from None
+        invalid = next((e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"), None)
+        if invalid is not None:
+            # jiter's message names the problem and its position, never the input ("Invalid JSON:
+            # recursion limit exceeded at line 1 column 202").
+            raise BadRequest(f"the body is not valid JSON ({invalid['msg']})") from None
         raise ValidationFailed("the body does not match the schema", details=details) from None
 
 
-def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False) -> dict[str, Any]:
+def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
+              forward_events: bool = False) -> dict[str, Any]:
     """A room as clients see it, with what a browser needs to join the channel and the websocket."""
     view = room.to_public()
     scheme = "wss" if request.url.scheme == "https" else "ws"
@@ -71,7 +84,7 @@ def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False)
     view["events_url"] = f"{request.url.scheme}://{request.url.netloc}/v1/rooms/{room.id}/events"
     if with_ticket:
         auth: Authenticator = request.app.state.auth
-        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant)
+        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant, forward=forward_events)
         view["ws_ticket_expires_in"] = auth.ticket_ttl
     return view
 
@@ -91,7 +104,7 @@ async def create_room(request: Request) -> Response:
       content:
         application/json:
           schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
-                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}}}
+                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}, forward_events: {type: boolean}}}
     responses:
       201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
       429: {description: "A cap was hit (details.cap names it)"}
@@ -101,19 +114,31 @@ async def create_room(request: Request) -> Response:
     body = await parse_body(request, CreateRoom)
     lr = await rooms_of(request).lifecycle.create(who.tenant, avatar_id=body.avatar_id,
                                                   expire_seconds=body.expire_seconds, qa_context=body.qa_context)
-    return JSONResponse(room_view(request, lr.room, with_ticket=True), status_code=201)
+    return JSONResponse(room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events),
+                        status_code=201)
 
 
 async def list_rooms(request: Request) -> Response:
     """
-    summary: The caller's rooms, newest first (?state=live for live rooms only)
+    summary: The caller's rooms, newest first, a page at a time (?state=live for live rooms only)
+    parameters:
+      - {name: state, in: query, schema: {type: string, enum: [live]}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 200, default: 50}}
+      - {name: cursor, in: query, description: "next_cursor of the previous page", schema: {type: string}}
     responses:
-      200: {description: "{rooms: [...]}"}
+      200: {description: "{rooms: [...], next_cursor: string or null (null: no more rooms)}"}
+      422: {description: "Bad limit or cursor"}
     """
     who = caller(request)
-    live_only = request.query_params.get("state") == "live"
-    rooms = await rooms_of(request).registry.list_rooms(who.tenant, live_only=live_only)
-    return JSONResponse({"rooms": [room_view(request, r) for r in rooms]})
+    params = request.query_params
+    live_only = params.get("state") == "live"
+    limit = page_limit(params.get("limit"))
+    cursor = params.get("cursor")
+    before = decode_cursor(cursor) if cursor is not None else None
+    rooms, more = await rooms_of(request).registry.list_rooms(who.tenant, live_only=live_only, limit=limit,
+                                                              before=before)
+    return JSONResponse({"rooms": [room_view(request, r) for r in rooms],
+                         "next_cursor": encode_cursor(rooms[-1]) if more and rooms else None})
 
 
 async def get_room(request: Request) -> Response:
@@ -145,14 +170,20 @@ async def delete_room(request: Request) -> Response:
 async def new_ticket(request: Request) -> Response:
     """
     summary: A fresh short-lived websocket ticket for a live room (for browsers reconnecting)
+    requestBody:
+      required: false
+      content:
+        application/json:
+          schema: {type: object, properties: {forward_events: {type: boolean}}}
     responses:
       201: {description: "{ws_ticket, ws_ticket_expires_in}"}
       404: {description: Unknown room (or another tenant's)}
       409: {description: The room is not open}
     """
     who = caller(request)
+    body = await parse_body(request, TicketRequest)
     lr = await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    view = room_view(request, lr.room, with_ticket=True)
+    view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events)
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
 

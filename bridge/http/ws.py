@@ -13,12 +13,13 @@ import contextlib
 import itertools
 import logging
 import time
+from typing import Any
 
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
-from bridge.errors import BridgeError, NotFound, RoomNotOpen, Unauthorized
+from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
 from bridge.rooms.events import Subscription
@@ -27,7 +28,7 @@ from bridge.rooms.registry import LiveRoom
 from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
-from .auth import Authenticator
+from .auth import Authenticator, Caller
 
 log = logging.getLogger("bridge.ws")
 
@@ -55,8 +56,8 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: Rooms, s: Settings) -> None:
-        self.ws, self.lr, self.rooms = ws, lr, rooms
+    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
+        self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
         self.id = next(_connection_ids)
         # Encoded frames. Bounded by ``send`` (not by the queue) so that the close marker always fits
         # behind the frames.
@@ -108,14 +109,30 @@ class Connection:
         else:
             self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
 
-    async def ticketer(self, auth: Authenticator, held_until: float) -> None:
+    async def ticketer(self) -> None:
         """Keep a ticket-authenticated client (a browser: no key) holding a valid ticket, so it can
-        always reconnect: a new one whenever the one it holds is half-way through its life."""
+        always reconnect: a new one of the same chain (same scope) whenever the one it holds is
+        half-way through its life, until the chain's ``BRIDGE_TICKET_MAX_LIFE`` is over. A tenant
+        that lost its key gets no renewal, and its socket is closed (4401)."""
+        held_until = self.caller.ticket_expires or 0.0
         while True:
-            await asyncio.sleep(max(0.0, held_until - auth.ticket_ttl / 2 - time.time()))
-            room = self.lr.room
-            self.send(p.Ticket(ws_ticket=auth.issue_ticket(room.id, room.tenant), expires_in=auth.ticket_ttl))
-            held_until = time.time() + auth.ticket_ttl
+            ttl = self.ws.app.state.auth.ticket_ttl
+            await asyncio.sleep(max(0.0, held_until - ttl / 2 - time.time()))
+            auth: Authenticator = self.ws.app.state.auth  # looked up after the wait: the keys may have changed
+            try:
+                renewed = auth.renew_ticket(self.caller, self.lr.room.id)
+            except Unauthorized as exc:
+                self.shut(p.CloseCode.UNAUTHORIZED, exc.message)
+                return
+            if renewed is not None:
+                ticket, expires_in = renewed
+                self.send(p.Ticket(ws_ticket=ticket, expires_in=expires_in))
+                held_until = time.time() + expires_in
+            if renewed is None or expires_in < auth.ticket_ttl:
+                # The chain is over, or this ticket reaches its end (none can outlive it): the socket
+                # stays, but its next reconnect needs a new ticket from a key holder.
+                await self.closing.wait()
+                return
 
     async def reader(self) -> None:
         while self.close_code is None:
@@ -155,6 +172,9 @@ class Connection:
             updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
+            if not self.caller.forward:
+                raise Forbidden("this connection may not forward channel events: connect with a key, or with a "
+                                "ticket minted with forward_events")
             forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
     def _answer(self, frame: p.Speak | p.Ask, accepted: asyncio.Future[list[int]]) -> None:
@@ -171,11 +191,13 @@ class Connection:
 async def room_websocket(ws: WebSocket) -> None:
     rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
-    await ws.accept()
+    await ws.accept()  # accepted first, so that a refusal can carry its close code and reason
     try:
         auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
         lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True)
+        # checked (and counted) before any work for this client: a refused one never touches the room
+        lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:
         await ws.close(p.CloseCode.UNAUTHORIZED, exc.message)
         return
@@ -185,17 +207,24 @@ async def room_websocket(ws: WebSocket) -> None:
     except RoomNotOpen as exc:
         await ws.close(p.CloseCode.ROOM_NOT_OPEN, exc.message)
         return
-    conn = Connection(ws, lr, rooms, ws.app.state.settings)
-    sub = lr.events.subscribe()
-    rooms.registry.attach(lr)
+    except CapExceeded as exc:
+        limit = rooms.registry.clients.limits[exc.cap]
+        await ws.close(p.CloseCode.CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {limit})")
+        return
+    conn = Connection(ws, lr, rooms, ws.app.state.settings, caller)
+    tasks: list[asyncio.Task[Any]] = []
+    writer: asyncio.Task[None] | None = None
+    closing: asyncio.Task[Any] | None = None
+    sub: Subscription | None = None
     WS_CONNECTIONS.inc()
-    conn.send(p.RoomInfo(room=lr.room.to_public()))
-    writer = asyncio.create_task(conn.writer())
-    tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
-    if caller.ticket_expires is not None:
-        tasks.append(asyncio.create_task(conn.ticketer(ws.app.state.auth, caller.ticket_expires)))
-    closing = asyncio.create_task(conn.closing.wait())
     try:
+        sub = lr.events.subscribe()
+        conn.send(p.RoomInfo(room=lr.room.to_public()))
+        writer = asyncio.create_task(conn.writer())
+        tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
+        if caller.ticket_expires is not None:
+            tasks.append(asyncio.create_task(conn.ticketer()))
+        closing = asyncio.create_task(conn.closing.wait())
         # shut() may come from a task that goes on (the pump on overflow, the reader's frame handler):
         # wait for it too, or a client that never reads would stay attached until it sends something.
         await asyncio.wait([*tasks, closing], return_when=asyncio.FIRST_COMPLETED)
@@ -205,12 +234,14 @@ async def room_websocket(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        sub.close()
-        rooms.registry.detach(lr)
+        if sub is not None:
+            sub.close()
+        lease.release()  # whatever ended the connection: its slots are given back once
         WS_CONNECTIONS.dec()
-        delivered = writer.done() and not writer.cancelled() and writer.exception() is None
+        delivered = (writer is not None and writer.done() and not writer.cancelled()
+                     and writer.exception() is None)
         conn.finished = True
-        for task in [*tasks, closing]:
+        for task in [*tasks, *([closing] if closing else [])]:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):

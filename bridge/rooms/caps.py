@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from bridge.a2e.client import A2EClient
@@ -15,6 +17,39 @@ from bridge.settings import Settings
 log = logging.getLogger("bridge.rooms")
 
 
+class CreationRate:
+    """Room creations per tenant per minute: a token bucket of ``room_create_burst`` refilled at
+    ``room_create_rate`` per minute (``Settings.limits_for``).
+
+    Hand-written (a dozen lines) because it needs an injectable clock, so tests move time instead of
+    sleeping, and the wait until the next token for ``Retry-After``; the limiter libraries (limits,
+    aiolimiter) read the system clock. One bucket per tenant: tenants come from the configured keys,
+    so the table stays small.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # tenant -> (tokens, when counted)
+
+    def take(self, tenant: str) -> None:
+        """Count one creation attempt of ``tenant``, or refuse it (429 ``creation_rate``, Retry-After)."""
+        limits = self.settings.limits_for(tenant)
+        assert limits.room_create_rate is not None and limits.room_create_burst is not None
+        per_second, burst = limits.room_create_rate / 60, float(limits.room_create_burst)
+        now = self.clock()
+        tokens, stamp = self._buckets.get(tenant, (burst, now))
+        tokens = min(burst, tokens + max(0.0, now - stamp) * per_second)
+        if tokens < 1:
+            self._buckets[tenant] = (tokens, now)
+            wait = max(1, math.ceil((1 - tokens) / per_second))
+            exc = CapExceeded("creation_rate", f"tenant may open at most {limits.room_create_rate:g} rooms per "
+                                               f"minute (burst {limits.room_create_burst}); retry in {wait} s")
+            exc.headers["Retry-After"] = str(wait)
+            raise exc
+        self._buckets[tenant] = (tokens - 1, now)
+
+
 class SpendCaps:
     """Per-tenant caps (``Settings.limits_for``) and the A2E balance check."""
 
@@ -22,6 +57,7 @@ class SpendCaps:
         self.settings = settings
         self.store = store
         self.a2e = a2e
+        self.creation_rate = CreationRate(settings)
 
     def room_lifetime(self, tenant: str, requested: int | None) -> int:
         """The ``expire_seconds`` a new room gets: the request or the default, within the caps."""

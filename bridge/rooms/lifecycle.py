@@ -119,6 +119,8 @@ class RoomLifecycle:
         expire = self.caps.room_lifetime(tenant, expire_seconds)
         if qa_context is not None:
             check_qa_context(qa_context)
+        # Before any A2E call (the avatar lookup, the balance, the mint): a flood costs nothing upstream.
+        self.caps.creation_rate.take(tenant)
         avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant

@@ -6,7 +6,9 @@ Three sources (``BRIDGE_EVENT_SOURCE``):
 - ``browser``: kiosk pages forward the stream-messages their Agora Web SDK receives (``rtc_event``
   frames); the reassembler drops the duplicates several forwarders send.
 ``auto`` picks ``simulator`` when running on the simulator, else ``agora`` when its SDK loads,
-else ``browser``. Forwarded events are accepted whatever the source, so a kiosk never hurts.
+else ``browser``. Forwarded events are accepted whatever the source, so a kiosk never hurts, but
+only from clients allowed to forward (a key, or a ticket minted with ``forward_events``); the room
+events they cause say ``"source": "browser"``, the observers' ``"simulator"`` / ``"agora"``.
 
 Raw channel events (from an observer or a forwarding client) go through the room's reassembler and
 come out as ``reply``/``speaking_*`` frames on the room's event hub.
@@ -45,9 +47,10 @@ def choose_source(configured: str, *, on_simulator: bool) -> str:
     return "agora" if agora_available() else "browser"
 
 
-def make_observer(source: str, *, a2e_base_url: str) -> RoomObserver | None:
+def make_observer(source: str, *, a2e_base_url: str, api_key: str | None = None) -> RoomObserver | None:
+    """``api_key``: what the simulator's event feed wants (the embedded one has its own key)."""
     if source == "simulator":
-        return SimulatorObserver(a2e_base_url)
+        return SimulatorObserver(a2e_base_url, api_key=api_key)
     if source == "agora":
         from bridge.rtc.agora import AgoraObserver
 
@@ -66,32 +69,41 @@ def token_bound_uid(token: str | None) -> str | None:
     return uid if uid not in (None, "", "0") else None
 
 
-def room_frame(event: RoomEvent) -> frames.ServerFrame:
-    """The frame clients get for what the reassembler made of the channel's events."""
+def room_frame(event: RoomEvent, origin: str | None = None) -> frames.ServerFrame:
+    """The frame clients get for what the reassembler made of the channel's events; ``origin`` is
+    where they came from (``source``: ``browser``, ``simulator``, ``agora``)."""
     if isinstance(event, Reply):
-        return frames.Reply(text=event.text, final=event.final, reply_id=event.reply_id)
-    return frames.SpeakingStarted() if isinstance(event, SpeakingStarted) else frames.SpeakingStopped()
+        return frames.Reply(text=event.text, final=event.final, reply_id=event.reply_id, source=origin)
+    if isinstance(event, SpeakingStarted):
+        return frames.SpeakingStarted(source=origin)
+    return frames.SpeakingStopped(source=origin)
 
 
-def deliver_channel_event(lr: LiveRoom, event: ChannelEvent, source: Any) -> None:
-    """Raw channel events (from an observer or a forwarding client) become room events."""
+def deliver_channel_event(lr: LiveRoom, event: ChannelEvent, source: Any, *, origin: str | None = None) -> None:
+    """Raw channel events (from an observer or a forwarding client) become room events.
+
+    ``source`` tells forwarders apart (de-duplication); ``origin`` is what the room events say
+    they came from (``"source"``: ``browser``, ``simulator``, ``agora``), by default ``source``.
+    """
+    lr.event_origin = origin or str(source)
     for room_event in lr.reassembler.feed(event, source=source):
-        lr.events.publish(room_frame(room_event))
+        lr.events.publish(room_frame(room_event, lr.event_origin))
 
 
 def forward_rtc_event(lr: LiveRoom, raw: dict[str, Any], *, source: Any) -> None:
-    """A raw channel event forwarded by a client (a kiosk's Agora Web SDK)."""
+    """A raw channel event forwarded by a client (a kiosk's Agora Web SDK); the caller checked
+    that this client may forward."""
     event = frame_to_event(raw)
     if event is None:
         raise BadRequest("rtc_event.event must be {kind: stream_message|audio_started|audio_stopped, uid, "
                          "data_b64?}")
-    deliver_channel_event(lr, event, source)
+    deliver_channel_event(lr, event, source, origin="browser")
 
 
 def expire_partial_replies(lr: LiveRoom) -> None:
     """Finish replies whose end never came (the sweeper calls this for every open room)."""
     for room_event in lr.reassembler.expire():
-        lr.events.publish(room_frame(room_event))
+        lr.events.publish(room_frame(room_event, lr.event_origin))
 
 
 class RoomObserving:

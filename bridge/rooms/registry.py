@@ -1,4 +1,5 @@
-"""The live rooms of this process: one lookup, listing, and who is watching (attach/detach/touch).
+"""The live rooms of this process: one lookup, listing, and who is watching (attach/touch; the
+clients are counted and capped by :class:`~bridge.rooms.clients.ClientRegistry`).
 
 Transports resolve ``(tenant, room_id)`` here once, at their edge, and pass the :class:`LiveRoom`
 inward; nothing deeper takes ids.
@@ -16,8 +17,9 @@ from bridge import metrics
 from bridge.errors import NotFound, RoomNotOpen
 from bridge.rtc.reassembler import Reassembler
 
+from .clients import ClientLease, ClientRegistry
 from .events import RoomEvents
-from .models import Room, RoomState
+from .models import LIVE_STATES, Room, RoomState
 from .store import RoomStore
 
 if TYPE_CHECKING:
@@ -39,13 +41,15 @@ class LiveRoom:
     reassembler: Reassembler = field(default_factory=Reassembler)
     leave_task: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    event_origin: str | None = None  # where the last channel event came from (labels expired replies)
 
 
 class RoomRegistry:
     """Every live room of this process, by id; ended rooms are only in the store."""
 
-    def __init__(self, store: RoomStore, *, clock: Clock = time.time) -> None:
+    def __init__(self, store: RoomStore, clients: ClientRegistry, *, clock: Clock = time.time) -> None:
         self.store = store
+        self.clients = clients
         self.clock = clock
         self.live: dict[str, LiveRoom] = {}
         metrics.ROOMS_LIVE.set_function(lambda: len(self.live))
@@ -86,23 +90,30 @@ class RoomRegistry:
             raise RoomNotOpen(f"room {room_id} is {room.state.value}")
         return room
 
-    async def list_rooms(self, tenant: str, *, live_only: bool = False) -> list[Room]:
-        """``tenant``'s rooms, newest first (live ones as this process holds them)."""
-        if live_only:
-            rooms = [lr.room for lr in self.of_tenant(tenant)]
-            return sorted(rooms, key=lambda r: r.created_at, reverse=True)
-        stored = await self.store.list_rooms(tenant=tenant)
-        return [self.live[r.id].room if r.id in self.live else r for r in stored]
+    async def list_rooms(self, tenant: str, *, live_only: bool = False, limit: int = 50,
+                         before: tuple[float, str] | None = None) -> tuple[list[Room], bool]:
+        """One page of ``tenant``'s rooms, newest first, older than the keyset ``before``
+        (created_at, id), live ones as this process holds them; and whether more follow. The store
+        reads only this page (plus one row)."""
+        states = LIVE_STATES if live_only else None
+        stored = await self.store.page(tenant=tenant, states=states, before=before, limit=limit + 1)
+        rooms = [self.live[r.id].room if r.id in self.live else r for r in stored[:limit]]
+        return rooms, len(stored) > limit
 
     # -- activity: a room without clients and commands for BRIDGE_IDLE_TIMEOUT is left -----------
     def touch(self, lr: LiveRoom) -> None:
         lr.room.last_activity = self.clock()
 
-    def attach(self, lr: LiveRoom) -> None:
+    def attach(self, lr: LiveRoom, *, ticket_chain: str | None = None) -> ClientLease:
+        """Count a new client (websocket or SSE) of the room, or raise CapExceeded before anything
+        is counted or touched. Releasing the lease detaches it."""
+        lease = self.clients.acquire(room_id=lr.room.id, tenant=lr.room.tenant, ticket_chain=ticket_chain)
         lr.clients += 1
         self.touch(lr)
+        lease.on_release(lambda: self._detach(lr))
+        return lease
 
-    def detach(self, lr: LiveRoom) -> None:
+    def _detach(self, lr: LiveRoom) -> None:
         lr.clients = max(0, lr.clients - 1)
         self.touch(lr)
 

@@ -51,6 +51,15 @@ class RoomStore(Protocol):
         """Newest first (created_at, then id, descending)."""
         ...
 
+    async def page(
+        self, *, tenant: str, limit: int, states: Iterable[RoomState] | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Room]:
+        """At most ``limit`` rooms of ``tenant``, newest first, strictly older than the keyset
+        ``before`` = (created_at, id) of the last room of the previous page: one page of a listing,
+        without reading the rest."""
+        ...
+
     async def list_live(self) -> list[Room]:
         """Creating/open/closing rooms: the ones A2E may still be charging for."""
         ...

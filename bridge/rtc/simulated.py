@@ -76,13 +76,16 @@ class SimulatorSubscription(QueueSubscription):
 
 
 class SimulatorObserver:
-    """RoomObserver that watches channels of an A2E simulator at ``base_url``."""
+    """RoomObserver that watches channels of an A2E simulator at ``base_url``; ``api_key`` is sent
+    as a bearer key (a simulator with keys refuses its feed to anyone else)."""
 
     name = "simulator"
 
-    def __init__(self, base_url: str, *, queue_size: int = 256, open_timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, queue_size: int = 256, open_timeout: float = 10.0,
+                 api_key: str | None = None) -> None:
         feed_url(base_url, "x")  # validate early
         self.base_url = base_url
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.queue_size = queue_size
         self.open_timeout = open_timeout
         self._subs: weakref.WeakSet[SimulatorSubscription] = weakref.WeakSet()  # closed ones just vanish
@@ -98,7 +101,8 @@ class SimulatorObserver:
             raise ObserverError("observer is closed")
         url = feed_url(self.base_url, target.channel)
         try:
-            ws = await connect(url, open_timeout=self.open_timeout, max_size=2**20)
+            ws = await connect(url, open_timeout=self.open_timeout, max_size=2**20,
+                               additional_headers=self._headers)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
             raise JoinError(f"cannot open simulator feed {url}: {e}") from e
         sub = SimulatorSubscription(ws, target, self.queue_size)

@@ -1,6 +1,9 @@
 """The A2E simulator: A2E's REST API (built from the endpoint table), plus ``/_sim/*`` controls.
 
 Run it alone with ``a2e-bridge simulate`` or in-process under the bridge when no A2E key is set.
+With ``SimConfig.api_keys`` set, A2E routes refuse any other key the way A2E does (HTTP 200, code
+401) and the control routes (``/_sim/state``, ``/_sim/faults``, ``/_sim/rtc/...``; not
+``/_sim/health``) need one of those keys too; empty, any key is accepted and the controls are open.
 """
 
 from __future__ import annotations
@@ -9,8 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,27 +20,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
 
 from bridge.a2e.endpoints import ENDPOINTS, Endpoint
-from bridge.a2e.errors import CODE_CAPACITY_BUSY
 
-from .faults import FaultSpec, FaultTable
+from .faults import FaultMiddleware, FaultSpec, FaultTable, RequestCounter
 from .feed import ChannelFeed, feed_websocket
 from .handlers import HANDLERS
+from .protocol import bearer_key, control_route, envelope, error_envelope, key_accepted
 from .state import SimConfig, SimError, SimState
 
 log = logging.getLogger("bridge.simulator")
 
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "list": (list,), "bool": (bool,)}
-
-
-def envelope(data: Any) -> dict[str, Any]:
-    return {"code": 0, "data": data, "trace_id": str(uuid.uuid4())}
-
-
-def error_envelope(code: int, msg: str) -> dict[str, Any]:
-    return {"code": code, "msg": msg, "data": None, "trace_id": str(uuid.uuid4())}
 
 
 def _check_fields(row: Endpoint, params: dict[str, Any]) -> None:
@@ -58,26 +50,14 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-class _DropConnection(Exception):
-    """Raised after the response started: the server then aborts the connection mid-reply."""
-
-
-async def _drop(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
-    await send({"type": "http.response.body", "body": b'{"code":0,', "more_body": True})
-    raise _DropConnection("simulated dropped connection")
-
-
 def _operation_endpoint(row: Endpoint):
     async def endpoint(request: Request) -> Response:
         sim: SimState = request.app.state.sim
         sim.counters[row.name] = sim.counters.get(row.name, 0) + 1
-        auth = request.headers.get("authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        key = bearer_key(request)
         if not key:
             return JSONResponse(error_envelope(401, "missing Authorization: Bearer <token>"), status_code=401)
-        if sim.config.api_keys and key not in sim.config.api_keys:
+        if not key_accepted(sim.config, key):
             # A2E answers an unknown key with HTTP 200 and a non-zero code (see the notes).
             return JSONResponse(error_envelope(401, "invalid token"), status_code=200)
         params: dict[str, Any] = dict(request.query_params)
@@ -134,74 +114,6 @@ def _expire_on_time(sim: SimState, channel: str) -> None:
         sim.refresh()
 
 
-def _route_path(scope: Scope) -> str:
-    """The request path relative to where the simulator is mounted (the bridge mounts it at /_a2e)."""
-    path: str = scope.get("path", "")
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
-        return path[len(root):] or "/"
-    return path
-
-
-async def _stall(seconds: float, receive: Receive) -> bool:
-    """Wait ``seconds`` without answering; True if the client disconnected meanwhile."""
-
-    async def until_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    try:
-        await asyncio.wait_for(until_disconnect(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
-class FaultMiddleware:
-    """Applies ``/_sim/faults`` rules to A2E routes before they run."""
-
-    def __init__(self, app: Any, faults: FaultTable, by_path: dict[tuple[str, str], str]) -> None:
-        self.app = app
-        self.faults = faults
-        self.by_path = by_path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = _route_path(scope)
-        if path.startswith("/_sim"):
-            return await self.app(scope, receive, send)
-        fault = self.faults.pick(path, self._operation(scope["method"], path))
-        if fault is None:
-            return await self.app(scope, receive, send)
-        log.info("injecting fault %s on %s", fault.kind, path)
-        if fault.kind == "http_500":
-            response: Response = JSONResponse({"code": 500, "msg": "simulated internal error"}, status_code=500)
-        elif fault.kind == "http_429":
-            response = JSONResponse(error_envelope(429, "too many requests"), status_code=429,
-                                    headers={"Retry-After": str(math.ceil(fault.seconds))})
-        elif fault.kind == "code_1001":
-            response = JSONResponse(error_envelope(CODE_CAPACITY_BUSY, "hosts are occupied"))
-        elif fault.kind == "timeout":
-            if await _stall(fault.seconds, receive):
-                return  # the client gave up waiting: nobody to answer
-            response = JSONResponse(error_envelope(504, "simulated late answer"), status_code=504)
-        else:
-            return await _drop(send)
-        await response(scope, receive, send)
-
-    def _operation(self, method: str, path: str) -> str | None:
-        exact = self.by_path.get((method, path))
-        if exact:
-            return exact
-        for (m, template), name in self.by_path.items():
-            if m == method and "{" in template:
-                prefix = template.split("{", 1)[0]
-                if path.startswith(prefix) and "/" not in path[len(prefix):]:
-                    return name
-        return None
-
-
 async def on_http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods get A2E's envelope, not Starlette's plain text."""
     assert isinstance(exc, HTTPException)
@@ -247,10 +159,10 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     assert not missing, f"simulator has no handler for {missing}"
     routes: list[Any] = [Route(r.path, _operation_endpoint(r), methods=[r.method], name=r.name) for r in rows]
     routes += [
-        Route("/_sim/state", sim_state, methods=["GET"]),
-        Route("/_sim/faults", sim_faults, methods=["GET", "POST", "DELETE"]),
-        Route("/_sim/health", sim_health, methods=["GET"]),
-        WebSocketRoute("/_sim/rtc/{channel}", feed_websocket),
+        Route("/_sim/state", control_route(sim_state), methods=["GET"]),
+        Route("/_sim/faults", control_route(sim_faults), methods=["GET", "POST", "DELETE"]),
+        Route("/_sim/health", sim_health, methods=["GET"]),  # open: a liveness probe that tells nothing
+        WebSocketRoute("/_sim/rtc/{channel}", control_route(feed_websocket)),
     ]
 
     @contextlib.asynccontextmanager
@@ -266,4 +178,5 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     app.state.sim_faults = FaultTable(seed=fault_seed)
     by_path = {(r.method, r.path): r.name for r in rows}
     app.add_middleware(FaultMiddleware, faults=app.state.sim_faults, by_path=by_path)
+    app.add_middleware(RequestCounter, sim=app.state.sim)  # outermost: counts what faults answer too
     return app

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import random
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bridge.a2e.errors import CODE_CAPACITY_BUSY
+
+from .protocol import error_envelope
+from .state import SimState
+
+log = logging.getLogger("bridge.simulator")
 
 FaultKind = Literal["http_500", "http_429", "timeout", "code_1001", "drop_connection"]
 
@@ -63,3 +75,99 @@ class FaultTable:
 
     def describe(self) -> list[dict[str, Any]]:
         return [asdict(f) for f in self._faults]
+
+
+# --- applying them: an ASGI middleware in front of the A2E routes ---------------------------
+
+
+class _DropConnection(Exception):
+    """Raised after the response started: the server then aborts the connection mid-reply."""
+
+
+async def _drop(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+    await send({"type": "http.response.body", "body": b'{"code":0,', "more_body": True})
+    raise _DropConnection("simulated dropped connection")
+
+
+def _route_path(scope: Scope) -> str:
+    """The request path relative to where the simulator is mounted (the bridge mounts it at /_a2e)."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):] or "/"
+    return path
+
+
+async def _stall(seconds: float, receive: Receive) -> bool:
+    """Wait ``seconds`` without answering; True if the client disconnected meanwhile."""
+
+    async def until_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(until_disconnect(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+class RequestCounter:
+    """Counts every request and websocket that reaches the simulator (``/_sim/state``: ``requests``),
+    whatever its path, so a test can show that nothing reached it."""
+
+    def __init__(self, app: ASGIApp, sim: SimState) -> None:
+        self.app = app
+        self.sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            self.sim.requests += 1
+        await self.app(scope, receive, send)
+
+
+class FaultMiddleware:
+    """Applies ``/_sim/faults`` rules to A2E routes before they run."""
+
+    def __init__(self, app: Any, faults: FaultTable, by_path: dict[tuple[str, str], str]) -> None:
+        self.app = app
+        self.faults = faults
+        self.by_path = by_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = _route_path(scope)
+        if path.startswith("/_sim"):
+            return await self.app(scope, receive, send)
+        fault = self.faults.pick(path, self._operation(scope["method"], path))
+        if fault is None:
+            return await self.app(scope, receive, send)
+        log.info("injecting fault %s on %s", fault.kind, path)
+        if fault.kind == "http_500":
+            response: Response = JSONResponse({"code": 500, "msg": "simulated internal error"}, status_code=500)
+        elif fault.kind == "http_429":
+            response = JSONResponse(error_envelope(429, "too many requests"), status_code=429,
+                                    headers={"Retry-After": str(math.ceil(fault.seconds))})
+        elif fault.kind == "code_1001":
+            response = JSONResponse(error_envelope(CODE_CAPACITY_BUSY, "hosts are occupied"))
+        elif fault.kind == "timeout":
+            if await _stall(fault.seconds, receive):
+                return  # the client gave up waiting: nobody to answer
+            response = JSONResponse(error_envelope(504, "simulated late answer"), status_code=504)
+        else:
+            return await _drop(send)
+        await response(scope, receive, send)
+
+    def _operation(self, method: str, path: str) -> str | None:
+        exact = self.by_path.get((method, path))
+        if exact:
+            return exact
+        for (m, template), name in self.by_path.items():
+            if m == method and "{" in template:
+                prefix = template.split("{", 1)[0]
+                if path.startswith(prefix) and "/" not in path[len(prefix):]:
+                    return name
+        return None

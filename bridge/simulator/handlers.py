@@ -1,339 +1,82 @@
-"""What the simulator does for each A2E operation: one function per row of the endpoint table.
-
-Each handler takes the state and the merged request params (path, query and JSON body) and returns
-the envelope's ``data``, or raises :class:`SimError`.
-"""
+"""Simulated A2E account and streaming operations (tokens, streaming avatars, miscellaneous); the
+media operations are in :mod:`.media`. Importing this module registers every handler."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from . import media  # noqa: F401  (registers the media handlers)
+from .registry import HANDLERS, Params, handles
 from .state import AVATARS, SimError, SimState, object_id
 
-Handler = Callable[[SimState, dict[str, Any]], Any]
-
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for name in names:
-            HANDLERS[name] = fn
-        return fn
-
-    return register
-
-
-def _page(records: list[dict[str, Any]], p: dict[str, Any], page_key: str = "pageNum") -> dict[str, Any]:
-    """A2E's paginated shape: ``{rows, count}``, 1-based pages of at most 100."""
-    try:
-        page = max(1, int(p.get(page_key) or p.get("current") or 1))
-        size = min(100, max(1, int(p.get("pageSize") or 10)))
-    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as an infinite float
-        raise SimError(400, "pageNum and pageSize must be integers", http_status=400) from None
-    return {"rows": records[(page - 1) * size: page * size], "count": len(records)}
+__all__ = ["HANDLERS"]
 
 
 # -- tokens ---------------------------------------------------------------------------------
 @handles("login_token")
-def login_token(s: SimState, p: dict) -> Any:
+def login_token(s: SimState, p: Params) -> Any:
     return {"token": "sim-login-" + object_id()}
 
 
 @handles("api_token_generate")
-def api_token_generate(s: SimState, p: dict) -> Any:
+def api_token_generate(s: SimState, p: Params) -> Any:
     record = {"_id": object_id(), "alias": p["alias"], "token": "sk_sim_" + object_id()}
     s.assets["api_token"][record["_id"]] = record
     return record
 
 
 @handles("api_token_list")
-def api_token_list(s: SimState, p: dict) -> Any:
+def api_token_list(s: SimState, p: Params) -> Any:
     return [{"_id": r["_id"], "alias": r["alias"]} for r in s.assets["api_token"].values()]
 
 
 @handles("api_token_delete")
-def api_token_delete(s: SimState, p: dict) -> Any:
+def api_token_delete(s: SimState, p: Params) -> Any:
     s.assets["api_token"].pop(p["_id"], None)
     return {}
 
 
-# -- TTS and voices -------------------------------------------------------------------------
-@handles("voice_list")
-def voice_list(s: SimState, p: dict) -> Any:
-    return [{"label": "English", "value": "en", "children": [
-        {"label": "Andrew Multilingual", "value": "66d3fb1bc051cfb134c60f20", "gender": "male"},
-        {"label": "Ava", "value": "6625ebd4613f49985c349f95", "gender": "female"}]}]
-
-
-@handles("tts_list")
-def tts_list(s: SimState, p: dict) -> Any:
-    return [{"_id": "66dc3c1b7dc1f1c483cc5ab8", "name": "Default narrator"}]
-
-
-@handles("tts_generate")
-def tts_generate(s: SimState, p: dict) -> Any:
-    if len(p["msg"]) > 1000:
-        raise SimError(400, "msg is too long: API users may send at most 1000 characters")
-    if not (p.get("tts_id") or p.get("user_voice_id")):
-        raise SimError(400, "one of tts_id or user_voice_id is required")
-    return f"https://sim.a2e.invalid/tts/{object_id()}.mp3"
-
-
-@handles("voice_clone_train")
-def voice_clone_train(s: SimState, p: dict) -> Any:
-    if not p["voice_urls"]:
-        raise SimError(400, "voice_urls needs at least one URL")
-    return s.create_task("voice", {"name": p["name"], "voice_urls": p["voice_urls"], "train_mode": "best"}, cost=10)
-
-
-@handles("voice_clone_list")
-def voice_clone_list(s: SimState, p: dict) -> Any:
-    return [dict(r, speaker_id=r["_id"]) for r in s.tasks_of("voice") if r["current_status"] == "completed"]
-
-
-@handles("voice_clone_training_records")
-def voice_clone_training_records(s: SimState, p: dict) -> Any:
-    return s.tasks_of("voice")
-
-
-@handles("voice_get")
-def voice_get(s: SimState, p: dict) -> Any:
-    return s.task_record(s.task("voice", p["_id"]))
-
-
-@handles("voice_delete")
-def voice_delete(s: SimState, p: dict) -> Any:
-    s.delete_task("voice", p["_id"])
-    return {}
-
-
-# -- avatar videos --------------------------------------------------------------------------
-@handles("video_generate")
-def video_generate(s: SimState, p: dict) -> Any:
-    if p.get("back_id") and p.get("custom_back_id"):
-        raise SimError(30005, "back_id and custom_back_id cannot be used together")
-    return s.create_task("video", {k: p[k] for k in ("anchor_id", "anchor_type", "audioSrc", "title") if k in p},
-                         cost=5)
-
-
-@handles("video_status")
-def video_status(s: SimState, p: dict) -> Any:
-    return [s.task_record(s.task("video", p["_id"]))]  # A2E answers a one-element array
-
-
-@handles("video_list")
-def video_list(s: SimState, p: dict) -> Any:
-    return _page(s.tasks_of("video"), p, page_key="current")
-
-
-@handles("video_delete")
-def video_delete(s: SimState, p: dict) -> Any:
-    s.delete_task("video", p["_id"])
-    return {}
-
-
-@handles("character_list")
-def character_list(s: SimState, p: dict) -> Any:
-    system = [dict(a, type="default") for a in AVATARS]
-    custom = [{"_id": r["_id"], "name": r.get("name"), "type": "custom", "user_video_twin_id": r["_id"]}
-              for r in s.tasks_of("avatar") if r["current_status"] == "completed"]
-    kind = p.get("type")
-    return custom if kind == "custom" else system if kind == "default" else system + custom
-
-
-@handles("lipsync_model_list")
-def lipsync_model_list(s: SimState, p: dict) -> Any:
-    return [r for r in s.tasks_of("avatar") if r["current_status"] == "completed" and r.get("lipsync")]
-
-
-@handles("language_detect")
-def language_detect(s: SimState, p: dict) -> Any:
-    text = p["text"]
-    return {"language": "zh-CN" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en-US"}
-
-
-@handles("public_pool_switch")
-def public_pool_switch(s: SimState, p: dict) -> Any:
-    s.task("video", p["_id"]).fields["isToPublicPool"] = True
-    return {}
-
-
-# -- custom avatars -------------------------------------------------------------------------
-@handles("avatar_train")
-def avatar_train(s: SimState, p: dict) -> Any:
-    if not (p.get("video_url") or p.get("image_url")):
-        raise SimError(400, "one of video_url or image_url is required")
-    media = {k: p[k] for k in ("name", "video_url", "image_url", "gender") if k in p}
-    return s.create_task("avatar", media, cost=0 if p.get("video_url") else 1)
-
-
-@handles("avatar_continue_training")
-def avatar_continue_training(s: SimState, p: dict) -> Any:
-    base = s.task("avatar", p["_id"])
-    return s.create_task("avatar", {**base.fields, "lipsync": True, "base_id": base.task_id}, cost=1)
-
-
-@handles("avatar_remove")
-def avatar_remove(s: SimState, p: dict) -> Any:
-    s.delete_task("avatar", p["_id"])
-    return {}
-
-
-@handles("avatar_training_records")
-def avatar_training_records(s: SimState, p: dict) -> Any:
-    return _page(s.tasks_of("avatar"), p)
-
-
-@handles("avatar_training_processing")
-def avatar_training_processing(s: SimState, p: dict) -> Any:
-    return s.tasks_of("avatar", running_only=True)
-
-
-@handles("avatar_training_get")
-def avatar_training_get(s: SimState, p: dict) -> Any:
-    return s.task_record(s.task("avatar", p["_id"]))
-
-
-@handles("avatar_clone_voice")
-def avatar_clone_voice(s: SimState, p: dict) -> Any:
-    base = s.task("avatar", p["_id"])
-    return s.create_task("voice", {"name": f"voice of {base.fields.get('name', base.task_id)}"}, cost=10)
-
-
-# -- backgrounds ----------------------------------------------------------------------------
-@handles("background_list")
-def background_list(s: SimState, p: dict) -> Any:
-    return s.list_assets("background")
-
-
-@handles("background_add")
-def background_add(s: SimState, p: dict) -> Any:
-    return s.add_asset("background", {"img_url": p["img_url"], "type": "custom"})
-
-
-@handles("background_delete")
-def background_delete(s: SimState, p: dict) -> Any:
-    s.delete_asset("background", p["_id"])
-    return {}
-
-
-# -- face swap ------------------------------------------------------------------------------
-@handles("face_swap_image_add")
-def face_swap_image_add(s: SimState, p: dict) -> Any:
-    s.add_asset("face_image", {"face_url": p["face_url"]})
-    return s.list_assets("face_image")  # A2E answers the whole list
-
-
-@handles("face_swap_image_list")
-def face_swap_image_list(s: SimState, p: dict) -> Any:
-    return s.list_assets("face_image")
-
-
-@handles("face_swap_image_delete")
-def face_swap_image_delete(s: SimState, p: dict) -> Any:
-    s.delete_asset("face_image", p["_id"])
-    return {}
-
-
-@handles("face_swap_preview_add")
-def face_swap_preview_add(s: SimState, p: dict) -> Any:
-    return s.create_task("face_swap_preview", {"face_url": p["face_url"], "video_url": p["video_url"]})
-
-
-@handles("face_swap_preview_status")
-def face_swap_preview_status(s: SimState, p: dict) -> Any:
-    return [s.task_record(s.task("face_swap_preview", p["_id"]))]
-
-
-@handles("face_swap_task_add")
-def face_swap_task_add(s: SimState, p: dict) -> Any:
-    fields = {k: p[k] for k in ("name", "face_url", "video_url", "cover_url", "model_version") if k in p}
-    return s.create_task("face_swap_task", {**fields, "duration": 6}, cost=5)
-
-
-@handles("face_swap_task_status")
-def face_swap_task_status(s: SimState, p: dict) -> Any:
-    keep = ("_id", "current_status", "result_url", "error_code", "faild_message")
-    return [{k: r.get(k) for k in keep} for r in s.tasks_of("face_swap_task", running_only=True)]
-
-
-@handles("face_swap_task_list")
-def face_swap_task_list(s: SimState, p: dict) -> Any:
-    return _page(s.tasks_of("face_swap_task"), p)
-
-
-@handles("face_swap_task_get")
-def face_swap_task_get(s: SimState, p: dict) -> Any:
-    return s.task_record(s.task("face_swap_task", p["_id"]))
-
-
-@handles("face_swap_task_delete")
-def face_swap_task_delete(s: SimState, p: dict) -> Any:
-    s.delete_task("face_swap_task", p["_id"], only_settled=True)
-    return {}
-
-
-# -- dubbing, image to video, caption removal: the same task CRUD -------------------------
-def _task_family(kind: str, prefix: str, create_fields: tuple[str, ...], cost: int) -> None:
-    HANDLERS[f"{prefix}_get"] = lambda s, p: s.task_record(s.task(kind, p["_id"]))
-    HANDLERS[f"{prefix}_list"] = lambda s, p: _page(s.tasks_of(kind), p)
-    HANDLERS[f"{prefix}_delete"] = lambda s, p: s.delete_task(kind, p["_id"], only_settled=True) or {}
-    HANDLERS[f"{prefix}_processing"] = lambda s, p: s.tasks_of(kind, running_only=True)
-
-    def create(s: SimState, p: dict) -> Any:
-        return s.create_task(kind, {k: p[k] for k in create_fields if k in p}, cost=cost)
-
-    HANDLERS[f"{prefix}_start"] = create
-
-
-_task_family("dubbing", "dubbing", ("name", "source_url", "source_lang", "target_lang", "num_speakers"), cost=10)
-_task_family("image_to_video", "image_to_video", ("name", "image_url", "prompt", "negative_prompt"), cost=100)
-_task_family("caption_removal", "caption_removal", ("name", "source_url"), cost=5)
-
-
 # -- streaming ------------------------------------------------------------------------------
 @handles("streaming_avatars")
-def streaming_avatars(s: SimState, p: dict) -> Any:
+def streaming_avatars(s: SimState, p: Params) -> Any:
     return [dict(a) for a in AVATARS]
 
 
 @handles("agora_token")
-def agora_token(s: SimState, p: dict) -> Any:
+def agora_token(s: SimState, p: Params) -> Any:
     return s.mint(p["avatar_id"], p.get("expire_seconds"))
 
 
 @handles("set_qa_context")
-def set_qa_context(s: SimState, p: dict) -> Any:
+def set_qa_context(s: SimState, p: Params) -> Any:
     s.set_qa_context(p["channel"], p["text"])
     return {}
 
 
 @handles("get_qa_context")
-def get_qa_context(s: SimState, p: dict) -> Any:
+def get_qa_context(s: SimState, p: Params) -> Any:
     return {"channel": p["channel"], "text": s.room(p["channel"], must_be_open=False).qa_context}
 
 
 @handles("ask", "speak")
-def command(s: SimState, p: dict) -> Any:
+def command(s: SimState, p: Params) -> Any:
     raise AssertionError("ask and speak are handled by the app, which also drives the event feed")
 
 
 @handles("leave")
-def leave(s: SimState, p: dict) -> Any:
+def leave(s: SimState, p: Params) -> Any:
     s.leave(p["channel"])
     return {}
 
 
 # -- miscellaneous --------------------------------------------------------------------------
 @handles("remaining_coins")
-def remaining_coins(s: SimState, p: dict) -> Any:
+def remaining_coins(s: SimState, p: Params) -> Any:
     return {"coins": s.coins, "diamonds": s.diamonds}
 
 
 @handles("exchange_diamonds")
-def exchange_diamonds(s: SimState, p: dict) -> Any:
+def exchange_diamonds(s: SimState, p: Params) -> Any:
     diamonds = p["diamonds"]
     if diamonds < 1 or diamonds > s.diamonds:
         raise SimError(400, f"cannot exchange {diamonds} diamonds; you have {s.diamonds}")
@@ -343,18 +86,18 @@ def exchange_diamonds(s: SimState, p: dict) -> Any:
 
 
 @handles("language_list")
-def language_list(s: SimState, p: dict) -> Any:
+def language_list(s: SimState, p: Params) -> Any:
     return [{"value": "en", "label": "English", "children": [{"value": "US", "label": "United States"}]},
             {"value": "zh", "label": "Chinese", "children": [{"value": "CN", "label": "China"}]}]
 
 
 @handles("save_url")
-def save_url(s: SimState, p: dict) -> Any:
+def save_url(s: SimState, p: Params) -> Any:
     if not str(p["url"]).startswith(("http://", "https://")):
         raise SimError(400, "url must be an http(s) URL")
     return {"url": f"https://sim.a2e.invalid/storage/{object_id()}"}
 
 
 @handles("add_user")
-def add_user(s: SimState, p: dict) -> Any:
+def add_user(s: SimState, p: Params) -> Any:
     return {"_id": object_id(), "email": p["email"]}

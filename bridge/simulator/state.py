@@ -33,7 +33,7 @@ class SimError(Exception):
 class SimConfig:
     """Knobs of the simulator; defaults are generous enough for real use and load tests."""
 
-    api_keys: tuple[str, ...] = ()  # empty: any non-empty bearer key is accepted
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # also open /_sim; empty: any key, open /_sim
     coins: int = 20_000  # > 100 one-hour rooms at the default rate
     coins_per_stream_minute: int = 1
     max_channels: int = 200
@@ -149,7 +149,8 @@ class SimState:
         self.tasks: dict[str, SimTask] = {}
         self.assets: dict[str, dict[str, dict[str, Any]]] = {"background": {}, "face_image": {}, "api_token": {}}
         self.voice_training_busy_until = 0.0
-        self.counters: dict[str, int] = {}
+        self.counters: dict[str, int] = {}  # A2E operations called (refused ones too), by name
+        self.requests = 0  # every HTTP request and websocket that reached the simulator
         # called with each room when it is found expired, by whichever call notices it first
         self.on_expire: list[Callable[[SimRoom], None]] = []
         for bg in ("office", "studio", "beach"):
@@ -295,4 +296,5 @@ class SimState:
             "open_rooms": sum(1 for r in self.rooms.values() if r.status == "open"),
             "tasks": len(self.tasks),
             "calls": dict(self.counters),
+            "requests": self.requests,
         }

@@ -2,7 +2,6 @@
 // No framework, no build step: plain DOM on top of the bridge's JS client.
 import { BridgeClient, BridgeError } from "./bridge.mjs";
 
-const AGORA_SDK_URL = "https://download.agora.io/sdk/release/AgoraRTC_N.js";
 const AGORA_TIMEOUT_MS = 5000;
 const KEY_STORAGE = "a2e-bridge.apiKey";
 const ROOM_STORAGE = "a2e-bridge.roomId";
@@ -145,6 +144,7 @@ $("setup-form").addEventListener("submit", async (ev) => {
       avatarId: $("avatar-select").value || undefined,
       qaContext: $("qa-context").value.trim() || undefined,
       expireSeconds: expire,
+      forwardEvents: true, // this page forwards the Agora channel's stream-messages (rtc_event)
     });
     await attachRoom(room);
   } catch (err) {
@@ -363,16 +363,33 @@ $("new-room").addEventListener("click", () => {
 
 // -- video (Agora Web SDK, optional) -------------------------------------------------------------
 
+/**
+ * The Agora Web SDK this bridge is configured with (BRIDGE_AGORA_SDK_URL / BRIDGE_AGORA_SDK_INTEGRITY),
+ * rendered by the server into <html data-agora-sdk… >. Never taken from the page's own URL: a script
+ * URL from the query string would run in this origin, next to the API key in sessionStorage.
+ */
+function agoraSdk() {
+  const { agoraSdk: src = "", agoraSdkIntegrity: integrity = "" } = document.documentElement.dataset;
+  let url;
+  try { url = new URL(src); } catch { return null; }
+  return url.protocol === "https:" ? { src: url.href, integrity } : null;
+}
+
 /** Load the Agora Web SDK with a dynamic script tag; resolves to AgoraRTC or null (offline is normal). */
 function loadAgora() {
   if (window.AgoraRTC) return Promise.resolve(window.AgoraRTC);
   if (params.get("video") === "off") return Promise.resolve(null);
-  const src = params.get("agora_sdk") || AGORA_SDK_URL;
+  const sdk = agoraSdk();
+  if (!sdk) return Promise.resolve(null);
   return new Promise((resolve) => {
     const script = document.createElement("script");
     const done = (value) => { clearTimeout(timer); resolve(value); };
     const timer = setTimeout(() => { script.remove(); resolve(null); }, AGORA_TIMEOUT_MS);
-    script.src = src;
+    if (sdk.integrity) {
+      script.integrity = sdk.integrity; // the browser refuses the file unless it has this hash
+      script.crossOrigin = "anonymous"; // SRI on a cross-origin script needs a CORS request
+    }
+    script.src = sdk.src;
     script.async = true;
     script.onload = () => done(window.AgoraRTC || null);
     script.onerror = () => { script.remove(); done(null); };
@@ -448,7 +465,7 @@ async function resumeRoom() {
   const id = storage()?.getItem(ROOM_STORAGE);
   if (!id) return;
   try {
-    const room = await kiosk.client.getRoom(id);
+    const room = await kiosk.client.getRoom(id, { forwardEvents: true });
     if (room.state !== "open") {
       storage()?.removeItem(ROOM_STORAGE);
       return;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +50,22 @@ class MemoryRoomStore:
         ]
         recs.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
         return [Room.from_record(r) for r in recs]
+
+    async def page(
+        self, *, tenant: str, limit: int, states: Iterable[RoomState] | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Room]:
+        wanted = {RoomState(s).value for s in states} if states is not None else None
+        recs = (
+            r
+            for r in self._records.values()
+            if r["tenant"] == tenant
+            and (wanted is None or r["state"] in wanted)
+            and (before is None or (r["created_at"], r["id"]) < before)
+        )
+        # nlargest keeps `limit` records, not a sorted copy of every room
+        top = heapq.nlargest(limit, recs, key=lambda r: (r["created_at"], r["id"]))
+        return [Room.from_record(r) for r in top]
 
     async def list_live(self) -> list[Room]:
         return await self.list_rooms(states=LIVE_STATES)

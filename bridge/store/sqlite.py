@@ -44,8 +44,14 @@ _SCHEMA_V1 = [
     "CREATE INDEX rooms_state ON rooms (state)",
 ]
 
+# v2: the keyset (created_at, id) of GET /v1/rooms pages, per tenant, in one index
+_SCHEMA_V2 = [
+    "CREATE INDEX rooms_tenant_created_id ON rooms (tenant, created_at, id)",
+    "DROP INDEX rooms_tenant_created",  # a prefix of the new one
+]
+
 # MIGRATIONS[n] upgrades a database at user_version n to n + 1. Append only.
-MIGRATIONS: list[list[str]] = [_SCHEMA_V1]
+MIGRATIONS: list[list[str]] = [_SCHEMA_V1, _SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -179,8 +185,11 @@ class SqliteRoomStore:
         )
         return Room.from_record(json.loads(row[0])) if row else None
 
-    async def _select(self, where: str, params: list[object]) -> list[Room]:
+    async def _select(self, where: str, params: list[object], limit: int | None = None) -> list[Room]:
         sql = f"SELECT data FROM rooms {where} ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = [*params, limit]
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [Room.from_record(json.loads(r[0])) for r in rows]
 
@@ -197,6 +206,21 @@ class SqliteRoomStore:
             clauses.append(f"state IN ({marks})")
             params.extend(vals)
         return await self._select("WHERE " + " AND ".join(clauses) if clauses else "", params)
+
+    async def page(
+        self, *, tenant: str, limit: int, states: Iterable[RoomState] | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Room]:
+        clauses: list[str] = ["tenant = ?"]
+        params: list[object] = [tenant]
+        if states is not None:
+            marks, vals = _in(RoomState(s).value for s in states)
+            clauses.append(f"state IN ({marks})")
+            params.extend(vals)
+        if before is not None:
+            clauses.append("(created_at, id) < (?, ?)")  # a row value: walks the index from the cursor
+            params.extend(before)
+        return await self._select("WHERE " + " AND ".join(clauses), params, limit)
 
     async def list_live(self) -> list[Room]:
         return await self.list_rooms(states=LIVE_STATES)

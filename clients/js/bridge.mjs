@@ -190,6 +190,8 @@ export class BridgeClient {
    * @param {string} [opts.avatarId] default: the bridge's default avatar
    * @param {number} [opts.expireSeconds]
    * @param {string} [opts.qaContext] what `ask` answers from (at most 5,000 characters)
+   * @param {boolean} [opts.forwardEvents] this page forwards the channel's events it receives
+   *   (`forwardRtcEvent`): its tickets get the bridge's forward scope (also on reconnect)
    * @param {object} [roomOptions] see {@link Room}
    * @returns {Promise<Room>} not connected yet: call {@link Room#connect}
    */
@@ -198,11 +200,13 @@ export class BridgeClient {
     const avatarId = opts.avatarId ?? opts.avatar_id;
     const expire = opts.expireSeconds ?? opts.expire_seconds;
     const qa = opts.qaContext ?? opts.qa_context;
+    const forward = Boolean(opts.forwardEvents ?? opts.forward_events ?? roomOptions.forwardEvents);
     if (avatarId != null && avatarId !== "") body.avatar_id = avatarId;
     if (expire != null) body.expire_seconds = expire;
     if (qa != null && qa !== "") body.qa_context = qa;
+    if (forward) body.forward_events = true;
     const info = await this.request("POST", "/v1/rooms", body);
-    return new Room(this, info, roomOptions);
+    return new Room(this, info, { ...roomOptions, forwardEvents: forward });
   }
 
   /**
@@ -216,12 +220,23 @@ export class BridgeClient {
   }
 
   /**
-   * The caller's rooms, newest first.
-   * @param {{live?: boolean}} [opts]
+   * The caller's rooms, newest first: every page, fetched `pageSize` (1-200) at a time by
+   * following the bridge's `next_cursor`.
+   * @param {{live?: boolean, pageSize?: number}} [opts]
    * @returns {Promise<RoomInfo[]>}
    */
-  async listRooms({ live = false } = {}) {
-    return (await this.request("GET", live ? "/v1/rooms?state=live" : "/v1/rooms")).rooms;
+  async listRooms({ live = false, pageSize = 200 } = {}) {
+    const rooms = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ limit: String(pageSize) });
+      if (live) query.set("state", "live");
+      if (cursor) query.set("cursor", cursor);
+      const page = await this.request("GET", `/v1/rooms?${query}`);
+      rooms.push(...page.rooms);
+      cursor = page.next_cursor; // absent from bridges that did not page
+    } while (cursor);
+    return rooms;
   }
 
   /**
@@ -236,10 +251,12 @@ export class BridgeClient {
   /**
    * A fresh websocket ticket for a live room.
    * @param {string} id
+   * @param {{forwardEvents?: boolean}} [opts] `forwardEvents`: the ticket may forward channel events
    * @returns {Promise<{ws_ticket: string, ws_ticket_expires_in: number, ws_url: string}>}
    */
-  async newTicket(id) {
-    return this.request("POST", `/v1/rooms/${encodeURIComponent(id)}/tickets`);
+  async newTicket(id, { forwardEvents = false } = {}) {
+    const path = `/v1/rooms/${encodeURIComponent(id)}/tickets`;
+    return forwardEvents ? this.request("POST", path, { forward_events: true }) : this.request("POST", path);
   }
 }
 
@@ -258,8 +275,10 @@ export class Room {
    * @param {ReconnectOptions|false} [options.reconnect] `false` disables reconnecting
    * @param {number} [options.commandTimeout=120000] ms before a pending command rejects with `timeout`
    * @param {number} [options.connectTimeout=10000] ms for the socket to open and send its `room` frame
+   * @param {boolean} [options.forwardEvents=false] fetch tickets that may forward channel events
    */
-  constructor(client, info, { reconnect = {}, commandTimeout = 120000, connectTimeout = 10000 } = {}) {
+  constructor(client, info, { reconnect = {}, commandTimeout = 120000, connectTimeout = 10000,
+    forwardEvents = false } = {}) {
     /** @type {BridgeClient} */
     this.client = client;
     /** @type {string} */
@@ -273,6 +292,8 @@ export class Room {
       : { initialDelay: 500, maxDelay: 15000, factor: 2, maxAttempts: Infinity, ...reconnect };
     this.commandTimeout = commandTimeout;
     this.connectTimeout = connectTimeout;
+    /** @type {boolean} whether this handle's tickets carry the forward scope */
+    this.forwardEvents = Boolean(forwardEvents);
     /** @type {WebSocket|null} the current socket (internal; tests may close it to simulate a drop) */
     this._ws = null;
     this._ticket = info.ws_ticket
@@ -395,7 +416,7 @@ export class Room {
     const cached = this._ticket;
     this._ticket = null; // a ticket is used once
     if (cached && cached.until > Date.now()) return cached;
-    const t = await this.client.newTicket(this.id);
+    const t = await this.client.newTicket(this.id, { forwardEvents: this.forwardEvents });
     return { ticket: t.ws_ticket, url: t.ws_url };
   }
 
@@ -682,7 +703,9 @@ export class Room {
   /**
    * Forward an Agora channel event this page received (the bridge turns the avatar's QA
    * stream-messages into `reply` events, audio into `speaking_*`). Fire and forget: the bridge
-   * does not acknowledge these; a malformed one comes back as an `error` event.
+   * does not acknowledge these; a malformed one comes back as an `error` event, and so does one
+   * from a connection whose ticket lacks the forward scope (`forbidden`: create or get the room
+   * with `forwardEvents: true`).
    * @param {"stream_message"|"audio_started"|"audio_stopped"} kind
    * @param {number|string} uid the remote user's Agora uid
    * @param {Uint8Array|ArrayBuffer|string} [bytes] the stream-message payload

@@ -7,8 +7,8 @@ test passes client keys). The Agora CDN is blocked: the page must work without v
 from __future__ import annotations
 
 import asyncio
-import warnings
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,55 +17,15 @@ import pytest
 from bridge.simulator.feed import answer_for
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Python Playwright is not installed")
-async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLIENT_MODULE = Path(__file__).resolve().parents[2] / "clients" / "js" / "bridge.mjs"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (apt-get install chromium) — browser tests need it")
 
 QA = ("The museum opens at 9am every day except Monday. Tickets cost 12 euros and children enter for free. "
       "The cafe on the top floor serves lunch until 3pm.")
 QUESTION = "When does the museum open?"
 
 expect.set_options(timeout=15_000)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Callable[..., Any]:
-    """A page on a bridge, with the Agora CDN blocked and page errors collected (``page.errors``)."""
-
-    async def open_(bridge: Any, path: str = "/") -> Any:
-        context = await browser.new_context(base_url=bridge.url, viewport={"width": 1200, "height": 900})
-        page = await context.new_page()
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-        await page.route("**/download.agora.io/**", lambda route: route.abort())
-        if (await bridge.http.get("/static/bridge.mjs")).status_code == 404:
-            # Known server bug (see test_static_client_module_is_served): serve the canonical file so
-            # the other tests still exercise the page and the client.
-            warnings.warn("/static/bridge.mjs answers 404 (StaticFiles does not follow the symlink); "
-                          "the tests serve clients/js/bridge.mjs themselves", stacklevel=1)
-            await page.route("**/static/bridge.mjs", lambda route: route.fulfill(
-                status=200, content_type="text/javascript", body=CLIENT_MODULE.read_text()))
-        await page.goto(path)
-        return page
-
-    return open_  # the contexts close with the browser
 
 
 async def sim_room(bridge: Any, channel: str) -> dict[str, Any]:
@@ -201,6 +161,48 @@ async def test_kiosk_with_client_keys_asks_for_one_and_keeps_it_off_the_websocke
     await expect(page.get_by_test_id("room-state")).to_have_text("closed")
 
 
+FORWARD_QA = """async ([first, last]) => {
+  const enc = new TextEncoder();
+  const qa = (message, pos) => enc.encode(JSON.stringify({ type: 'QA', message, pos }));
+  return [kiosk.room.forwardRtcEvent('stream_message', 4242, qa(first, 'start')),
+          kiosk.room.forwardRtcEvent('stream_message', 4242, qa(last, 'end'))];
+}"""
+
+
+async def test_kiosk_page_is_a_forwarder_with_its_forward_ticket(
+        bridge_factory: Callable[..., Any], open_page: Callable[..., Any]) -> None:
+    """BRIDGE_EVENT_SOURCE=browser: the replies come only from what the page forwards. The page asks
+    for the forward scope when it opens a room and when it resumes it after a reload."""
+    key = "kiosk-forward-key-9d1e"
+    bridge = await bridge_factory(api_keys={key: "acme"}, headers={"Authorization": f"Bearer {key}"},
+                                  event_source="browser")
+    page = await open_page(bridge)
+    asked: list[tuple[str, Any]] = []
+    page.on("request", lambda r: asked.append((r.url, r.post_data_json)) if r.method == "POST" else None)
+    await page.get_by_test_id("api-key").fill(key)
+    await page.get_by_test_id("api-key-save").click()
+    await expect(page.get_by_test_id("avatar-select")).to_be_enabled()
+    await page.get_by_test_id("open-room").click()
+    await expect(page.get_by_test_id("conn-status")).to_have_text("connected")
+    room_id = (await page.get_by_test_id("room-id").text_content()).strip()
+    assert [body["forward_events"] for url, body in asked if url.endswith("/v1/rooms")] == [True]
+
+    final = page.locator('[data-testid="reply"][data-final="true"] .reply-text')
+    assert await page.evaluate(FORWARD_QA, ["Forwarded ", "by the kiosk."]) == [True, True]
+    await expect(final).to_have_text("Forwarded by the kiosk.")
+    replies = [json.loads(e.data) for e in bridge.rooms.registry.live[room_id].events.history if e.type == "reply"]
+    assert replies and all(e["source"] == "browser" for e in replies)
+
+    await page.reload()  # resumes the room with a fresh ticket, asked for with the forward scope
+    await expect(page.get_by_test_id("conn-status")).to_have_text("connected")
+    assert [body for url, body in asked if url.endswith("/tickets")] == [{"forward_events": True}]
+    assert await page.evaluate(FORWARD_QA, ["Still ", "forwarding."]) == [True, True]
+    await expect(final).to_have_text("Still forwarding.")
+    assert page.errors == []
+    await page.get_by_test_id("end-room").click()
+    await expect(page.get_by_test_id("room-state")).to_have_text("closed")
+
+
 # -- the JS client module -----------------------------------------------------------------------
 
 SETUP = """async ([qa, reconnect]) => {
@@ -209,7 +211,8 @@ SETUP = """async ([qa, reconnect]) => {
   const client = new mod.BridgeClient();
   window.client = client;
   const avatars = await client.avatars();
-  const room = await client.createRoom({ avatarId: avatars[0]._id, qaContext: qa }, { reconnect });
+  // forwardEvents: this page forwards channel events below, so its tickets need the forward scope
+  const room = await client.createRoom({ avatarId: avatars[0]._id, qaContext: qa, forwardEvents: true }, { reconnect });
   window.room = room;
   window.events = [];
   room.on("*", (e) => window.events.push(e));

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -44,7 +45,9 @@ def is_envelope(reply: httpx.Response, *, code: int | None = None) -> dict[str, 
 
 
 def url_of(row: Endpoint, value: str = "0123456789abcdef01234567") -> str:
-    return row.render_path({p: quote(value, safe="") for p in row.path_params})
+    """The row's path with ``value`` (percent-encoded) as every parameter: odd ids on purpose, which
+    ``Endpoint.render_path`` would refuse, to show the simulator copes with what any client sends."""
+    return re.sub(r"{\w+}", lambda _: quote(value, safe=""), row.path)
 
 
 def valid_params(row: Endpoint) -> dict[str, Any]:

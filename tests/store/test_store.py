@@ -15,7 +15,7 @@ from bridge.store import (
     StaleRoomError,
     open_store,
 )
-from bridge.store.sqlite import SCHEMA_VERSION, migrate
+from bridge.store.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
 
 S = RoomState
 
@@ -112,6 +112,54 @@ async def test_list_filters_and_order(store):
     assert await store.list_rooms(tenant="nobody") == []
 
 
+async def test_page_walks_a_tenant_newest_first_by_keyset(store):
+    rooms = [room(1000.0 + i // 3, rid=f"rm_{i:03d}") for i in range(10)]  # ties on created_at: id decides
+    rooms += [room(1000.0, tenant="t2"), closed(1001.0, 1050.0, rid="rm_x")]
+    for r in rooms:
+        await store.put(r)
+    everything = [x.id for x in await store.list_rooms(tenant="t1")]
+    pages, before = [], None
+    while True:
+        page = await store.page(tenant="t1", limit=4, before=before)
+        if not page:
+            break
+        assert len(page) <= 4
+        pages.append([x.id for x in page])
+        before = (page[-1].created_at, page[-1].id)
+    assert [len(p) for p in pages] == [4, 4, 3]
+    assert sum(pages, []) == everything  # same order as list(), nothing twice, nothing missed
+    live = await store.page(tenant="t1", limit=100, states=[S.OPEN])
+    assert "rm_x" not in [x.id for x in live] and len(live) == 10
+    assert await store.page(tenant="t1", limit=5, before=(0.0, "")) == []
+    assert [x.id for x in await store.page(tenant="t1", limit=2, before=(1002.0, "rm_006"))] == ["rm_x", "rm_005"]
+
+
+async def test_sqlite_page_reads_through_the_index(tmp_path):
+    """The keyset query is an index search (no scan, no sort of every room of the tenant)."""
+    s = SqliteRoomStore(tmp_path / "rooms.db")
+    await s.open()
+    try:
+        for sql, args in [("tenant = ? AND (created_at, id) < (?, ?)", ["t", 1.0, "x"]),
+                          ("tenant = ? AND state IN (?) AND (created_at, id) < (?, ?)", ["t", "open", 1.0, "x"])]:
+            plan = " ".join(r[3] for r in s._conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT data FROM rooms WHERE {sql} ORDER BY created_at DESC, id DESC LIMIT 5",
+                args))
+            assert "USING INDEX rooms_tenant_created_id" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        await s.close()
+
+
+def test_sqlite_migrates_a_v1_database(tmp_path):
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for stmt in MIGRATIONS[0]:
+        conn.execute(stmt)
+    conn.execute("PRAGMA user_version = 1")
+    assert migrate(conn) == SCHEMA_VERSION
+    idx = {r[1] for r in conn.execute("PRAGMA index_list(rooms)")}
+    assert "rooms_tenant_created_id" in idx and "rooms_tenant_created" not in idx
+    conn.close()
+
+
 async def test_list_live(store):
     live = [room(1.0, state=S.CREATING), room(2.0, state=S.OPEN), room(3.0, state=S.CLOSING)]
     failed = room(4.0, state=S.CREATING)
@@ -184,7 +232,7 @@ async def test_sqlite_pragmas_and_schema(tmp_path):
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         idx = {r[1] for r in conn.execute("PRAGMA index_list(rooms)")}
-        assert {"rooms_tenant_created", "rooms_state"} <= idx
+        assert {"rooms_tenant_created_id", "rooms_state"} <= idx
     finally:
         await s.close()
     assert await s.ping() is False

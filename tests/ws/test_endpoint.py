@@ -368,11 +368,12 @@ async def test_forwarded_rtc_events_from_two_clients_make_one_reply(acme: Any) -
             seen: list[dict[str, Any]] = []
             await until(ws, of_type("speaking_stopped"), seen=seen)
             await ping_pong(ws)  # nothing else was pending
+            reply_id, src = seen[1]["reply_id"], "browser"  # forwarded events say where they came from
             assert seen == [
-                {"type": "speaking_started"},
-                {"type": "reply", "text": "Hello ", "final": False, "reply_id": seen[1]["reply_id"]},
-                {"type": "reply", "text": "Hello from the ", "final": False, "reply_id": seen[1]["reply_id"]},
-                {"type": "reply", "text": "Hello from the kiosk.", "final": True, "reply_id": seen[1]["reply_id"]},
+                {"type": "speaking_started", "source": src},
+                {"type": "reply", "text": "Hello ", "final": False, "reply_id": reply_id, "source": src},
+                {"type": "reply", "text": "Hello from the ", "final": False, "reply_id": reply_id, "source": src},
+                {"type": "reply", "text": "Hello from the kiosk.", "final": True, "reply_id": reply_id, "source": src},
             ]
     finally:
         for ws in clients:

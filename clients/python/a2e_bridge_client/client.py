@@ -91,10 +91,24 @@ class BridgeClient:
         and on exit only disconnects, without leaving the room."""
         return self._room(await self._request("GET", f"/v1/rooms/{room_id}"), owned=False)
 
-    async def list_rooms(self, live_only: bool = False) -> list[dict[str, Any]]:
-        params = {"state": "live"} if live_only else None
-        body = await self._request("GET", "/v1/rooms", params=params)
-        return list(body["rooms"])
+    async def list_rooms(self, live_only: bool = False, *, page_size: int = 200) -> list[dict[str, Any]]:
+        """Every room of the caller, newest first (all pages: see :meth:`iter_rooms`)."""
+        return [room async for room in self.iter_rooms(live_only, page_size=page_size)]
+
+    async def iter_rooms(self, live_only: bool = False, *, page_size: int = 200) -> AsyncIterator[dict[str, Any]]:
+        """The caller's rooms, newest first, fetched ``page_size`` at a time (1-200) by following
+        the bridge's ``next_cursor``."""
+        params: dict[str, Any] = {"limit": page_size}
+        if live_only:
+            params["state"] = "live"
+        while True:
+            body = await self._request("GET", "/v1/rooms", params=params)
+            for room in body["rooms"]:
+                yield room
+            cursor = body.get("next_cursor")  # absent from bridges that did not page
+            if not cursor:
+                return
+            params["cursor"] = cursor
 
     async def close_room(self, room_id: str) -> dict[str, Any]:
         """Leave a room (idempotent); returns the room, ``closing`` or ``closed``."""
