@@ -4,6 +4,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import create_room
+
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -12,7 +14,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_metrics_count_rooms_commands_and_a2e_calls(bridge: Any) -> None:
     before = samples((await bridge.http.get("/metrics")).text)
-    room = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
+    room = await create_room(bridge, expire_seconds=60)
     assert (await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "Hi."})).status_code == 200
     live = samples((await bridge.http.get("/metrics")).text)
     assert live[("a2e_bridge_rooms_live", ())] == 1

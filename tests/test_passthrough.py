@@ -2,8 +2,6 @@
 
 from typing import Any
 
-import httpx
-
 from bridge.a2e.endpoints import ENDPOINTS
 
 
@@ -40,10 +38,9 @@ async def test_a2e_errors_and_bad_bodies_are_structured(bridge: Any) -> None:
 
 async def test_only_listed_tenants_may_use_it(bridge_factory: Any) -> None:
     b = await bridge_factory(api_keys={"k1": "acme", "k2": "globex"}, passthrough_tenants=["acme"])
-    acme = httpx.AsyncClient(base_url=b.url, headers={"Authorization": "Bearer k1"})
-    globex = httpx.AsyncClient(base_url=b.url, headers={"Authorization": "Bearer k2"})
-    async with acme, globex:
-        assert (await acme.post("/v1/a2e/remaining_coins")).status_code == 200
-        r = await globex.post("/v1/a2e/remaining_coins")
-        assert r.status_code == 401 and "PASSTHROUGH" in r.json()["error"]["message"]
-        assert (await b.http.get("/v1/a2e")).status_code == 401
+    acme = b.client(headers={"Authorization": "Bearer k1"})
+    globex = b.client(headers={"Authorization": "Bearer k2"})
+    assert (await acme.post("/v1/a2e/remaining_coins")).status_code == 200
+    r = await globex.post("/v1/a2e/remaining_coins")
+    assert r.status_code == 401 and "PASSTHROUGH" in r.json()["error"]["message"]
+    assert (await b.http.get("/v1/a2e")).status_code == 401

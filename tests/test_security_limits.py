@@ -16,14 +16,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, assert_error, free_port, poll, spawn_cli, wait_http
 
 from bridge.app import create_app
 from bridge.serving import (
@@ -38,6 +36,7 @@ from bridge.serving import (
 )
 from bridge.settings import Settings
 from bridge.simulator.state import AVATARS
+from tests.helpers import ROOT, assert_error, free_port, poll, poll_sync, spawn_cli, wait_http
 
 AVATAR = AVATARS[0]["_id"]
 ROOM_LIMIT = 64 * 1024
@@ -226,14 +225,6 @@ def test_a_connection_limit_without_headroom_refuses_to_start(children: Callable
     assert child.proc.wait(30) == 1, child.output
     poll_sync(lambda: "leaves fewer than" in child.output)
     assert "BRIDGE_MAX_CONNECTIONS=150 leaves fewer than 100 of the 200 file descriptors" in child.output
-
-
-def poll_sync(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met")
-        time.sleep(0.05)
 
 
 class Child:

@@ -6,7 +6,6 @@ test passes client keys). The Agora CDN is blocked: the page must work without v
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.simulator.feed import answer_for
+from tests.helpers import poll
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Python Playwright is not installed")
 expect = playwright_api.expect
@@ -340,11 +340,7 @@ async def test_client_module_reconnects_after_a_server_side_drop(
     assert await page.evaluate("room.close({ leave: false }).then(() => room.status)") == "closed"
     await page.wait_for_function("() => window.events.at(-1).type === 'closed'")
     assert live.room.state.value == "open"
-    for _ in range(100):
-        if live.clients == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert live.clients == 0
+    await poll(lambda: live.clients == 0, what="the closed client detached")
     await bridge.http.delete(f"/v1/rooms/{info['id']}")
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import websockets
-from conftest import bridge_settings, poll
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +21,8 @@ from bridge.serving import EmbeddedServer
 from bridge.simulator.faults import FaultSpec
 from bridge.simulator.state import AVATARS
 from bridge.store.sqlite import SqliteRoomStore
+from tests.helpers import bridge_settings, poll
+from tests.helpers import create_room as create
 
 AVATAR = AVATARS[0]["_id"]
 
@@ -38,12 +39,6 @@ async def stored_rooms(path) -> list[Room]:
         return await store.list()
     finally:
         await store.close()
-
-
-async def create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    r = await http.post("/v1/rooms", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 async def test_client_close(bridge_factory):

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from conftest import assert_error
+from tests.helpers import assert_error
 
 
 async def sim_room(bridge, channel: str) -> dict[str, Any]:

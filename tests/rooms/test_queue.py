@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import assert_error, poll
+from tests.helpers import assert_error, create_room, poll
 
 
 async def open_room(bridge) -> tuple[str, str]:
-    r = await bridge.http.post("/v1/rooms", json={"expire_seconds": 300})
-    assert r.status_code == 201, r.text
-    return r.json()["id"], r.json()["channel"]
+    room = await create_room(bridge, expire_seconds=300)
+    return room["id"], room["channel"]
 
 
 async def test_concurrent_commands_reach_a2e_in_position_order(bridge_factory):
