@@ -1,4 +1,6 @@
-"""The HTTP surface: health, avatars, room views, tickets, SSE, and one error shape for everything."""
+"""The HTTP surface: health, avatars, room views, tickets, SSE, and one error shape for everything.
+
+The bridge runs in-process; the websocket and SSE tests put it on a real socket."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 import websockets
 
 from tests.helpers import add_fault, assert_error, clear_faults, create_room, poll
+
+pytestmark = pytest.mark.in_process
 
 
 async def test_health_and_readiness(bridge_factory):
@@ -55,6 +60,7 @@ async def test_room_view_and_listing_order(bridge_factory):
     assert [r["id"] for r in live] == [second["id"]]
 
 
+@pytest.mark.real_server
 async def test_tickets_open_the_websocket(bridge_factory):
     bridge = await bridge_factory()
     room = await create_room(bridge)
@@ -80,6 +86,7 @@ async def test_tickets_open_the_websocket(bridge_factory):
         assert with_close == 4401
 
 
+@pytest.mark.real_server  # httpx's ASGITransport buffers whole responses: no streaming
 async def test_server_sent_events(bridge_factory):
     bridge = await bridge_factory()
     room = await create_room(bridge)

@@ -1,10 +1,13 @@
-"""/metrics exposes room, command and A2E call counters in Prometheus' text format."""
+"""/metrics exposes room, command and A2E call counters in Prometheus' text format (bridge in-process)."""
 
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import create_room
+
+pytestmark = pytest.mark.in_process
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -1,8 +1,12 @@
-"""The A2E pass-through: trusted tenants call any non-streaming operation by name."""
+"""The A2E pass-through: trusted tenants call any non-streaming operation by name (bridge in-process)."""
 
 from typing import Any
 
+import pytest
+
 from bridge.a2e.endpoints import ENDPOINTS
+
+pytestmark = pytest.mark.in_process
 
 
 async def test_dev_mode_lists_and_calls_operations(bridge: Any) -> None:

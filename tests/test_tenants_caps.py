@@ -1,4 +1,6 @@
-"""Tenants are isolated by their client keys, and each tenant's spending is capped."""
+"""Tenants are isolated by their client keys, and each tenant's spending is capped.
+
+The bridge runs in-process; the test that also opens websockets puts it on a real socket."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from bridge.app import ConfigurationError, create_app
 from bridge.settings import Settings
 from tests.helpers import add_fault, assert_error, create_room, poll
 
+pytestmark = pytest.mark.in_process
+
 ACME = {"Authorization": "Bearer k1"}
 GLOBEX = {"Authorization": "Bearer k2"}
 KEYS = {"k1": "acme", "k2": "globex"}
@@ -23,6 +27,7 @@ def assert_cap(response: httpx.Response, cap: str) -> None:
 
 
 # -- tenants ---------------------------------------------------------------------------------------
+@pytest.mark.real_server
 async def test_tenants_cannot_see_each_others_rooms(bridge_factory):
     bridge = await bridge_factory(api_keys=KEYS)
     http = bridge.http

@@ -1,14 +1,21 @@
 """A2E failing in every way the simulator can fail: clear errors, no blind retries of paid or visible
-calls, leaves that always get through, and a registry that never loses a room."""
+calls, leaves that always get through, and a registry that never loses a room.
+
+The bridge runs in-process; the simulator behind it is a real server, whose faults (timeouts, dropped
+connections) need sockets."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+
 from bridge.rooms.models import RoomState
 from bridge.simulator.state import AVATARS
 from tests.helpers import add_fault, assert_error, clear_faults, create_room, fault_hits, poll
+
+pytestmark = pytest.mark.in_process
 
 
 async def assert_consistent(bridge) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""A room's command queue over HTTP: order under concurrency, sentence splitting, back-pressure, flush."""
+"""A room's command queue over HTTP (bridge in-process): order under concurrency, sentence splitting,
+back-pressure, flush."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.helpers import assert_error, create_room, poll
+
+pytestmark = pytest.mark.in_process
 
 
 async def open_room(bridge) -> tuple[str, str]:
