@@ -36,7 +36,7 @@ from bridge.serving import (
 )
 from bridge.settings import Settings
 from bridge.simulator.state import AVATARS
-from tests.helpers import ROOT, assert_error, free_port, poll, poll_sync, spawn_cli, wait_http
+from tests.helpers import ROOT, assert_error, create_room_sync, free_port, poll_sync, spawn_cli, wait_http
 
 AVATAR = AVATARS[0]["_id"]
 ROOM_LIMIT = 64 * 1024
@@ -339,7 +339,7 @@ def _status(url: str) -> int | None:
         return None
 
 
-async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Callable[..., Child]) -> None:
+def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Callable[..., Child]) -> None:
     """Under a 200-descriptor limit, 260 sockets that never finish a request head: past the limit
     they are refused at once (503), the others are cut at the header deadline, the bridge keeps
     answering and still reaches A2E to leave a paid room, and nothing floods its log."""
@@ -354,7 +354,7 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
     started(bridge, url + "/healthz")
     key = {"Authorization": "Bearer k"}
     assert "limits: 100 client connections (descriptor limit 200)" in bridge.output
-    room = httpx.post(url + "/v1/rooms", json={"avatar_id": AVATAR}, headers=key, timeout=10).json()
+    room = create_room_sync(url, key, avatar_id=AVATAR)
 
     head = b"GET /healthz HTTP/1.1\r\nHost: bridge\r\n"
     sockets = Sockets()
@@ -372,13 +372,13 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
             else:
                 sockets.connect(port, f"slowloris-{i}", head)
 
-        async def all_closed() -> bool:
+        def all_closed() -> bool:
             sockets.trickle("slowloris", b"X")
             sockets.trickle("endless", b"10000\r\n" + b" " * 0x10000 + b"\r\n")
             sockets.read(0.05)
             return not sockets.open
 
-        await poll(all_closed, timeout=60, interval=0)
+        poll_sync(all_closed, timeout=60, interval=0)
     finally:
         sockets.close_all()
 
@@ -397,7 +397,7 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
     assert not stalled  # no incomplete head was ever answered: each was cut or refused
 
     # the bridge answers again, and leaving the paid room still reaches A2E
-    await poll(lambda: _status(url + "/healthz") == 200, timeout=30)
+    poll_sync(lambda: _status(url + "/healthz") == 200, timeout=30)
     r = httpx.delete(f"{url}/v1/rooms/{room['id']}", headers=key, timeout=20)
     assert r.status_code == 200 and r.json()["state"] == "closed", r.text
     sim_rooms = {r["channel"]: r for r in httpx.get(sim + "/_sim/state", timeout=5).json()["rooms"]}

@@ -36,9 +36,13 @@ async def sim_room(bridge: Any, channel: str) -> dict[str, Any]:
 # -- serving ------------------------------------------------------------------------------------
 
 
-async def test_static_client_module_is_served(bridge: Any) -> None:
-    """``bridge/static/bridge.mjs`` is a symlink to ``clients/js/bridge.mjs``: it must be served."""
+def test_static_client_module_is_the_js_client() -> None:
+    """``bridge/static/bridge.mjs`` is a symlink to ``clients/js/bridge.mjs`` (served below)."""
     assert (Path(__file__).resolve().parents[2] / "bridge" / "static" / "bridge.mjs").resolve() == CLIENT_MODULE
+
+
+async def test_static_client_module_is_served(bridge: Any) -> None:
+    """The symlinked ``/static/bridge.mjs`` is served, with the page's other files."""
     page = await bridge.http.get("/")
     assert page.status_code == 200 and 'src="/static/kiosk.js"' in page.text
     for path in ("/static/kiosk.js", "/static/kiosk.css"):
