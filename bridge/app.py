@@ -28,7 +28,7 @@ from .rooms import Rooms
 from .rooms.clients import ClientRegistry
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
-from .rooms.registry import RoomRegistry
+from .rooms.registry import Clock, RoomRegistry
 from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
@@ -43,8 +43,10 @@ log = logging.getLogger("bridge")
 SIMULATOR_MOUNT = "/_a2e"
 
 
-def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None) -> Starlette:
-    """The bridge app. With no A2E key (and no injected client) it embeds the simulator."""
+def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None,
+               clock: Clock = time.time) -> Starlette:
+    """The bridge app. With no A2E key (and no injected client) it embeds the simulator. ``clock``
+    is the rooms' time (tests move a fake one instead of sleeping)."""
     settings = settings or Settings()
     if not settings.uses_simulator and not settings.api_keys and a2e is None:
         raise ConfigurationError(
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
                 observers(settings, client, upstream_key(settings, a2e, simulator)))
             app.state.a2e = client
             app.state.event_source = observing.source
-            app.state.rooms = room_domain(settings, client, store, observing)
+            app.state.rooms = room_domain(settings, client, store, observing, clock)
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
@@ -162,10 +164,10 @@ async def observers(settings: Settings, client: A2EClient, api_key: str | None) 
         await observing.aclose()
 
 
-def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving) -> Rooms:
+def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
+                clock: Clock) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
     channel A2E forgot closes its room."""
-    clock = time.time
     clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
                              per_tenant=settings.max_clients_per_tenant)
     registry = RoomRegistry(store, clients, clock=clock)

@@ -120,7 +120,7 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
 
 
 async def _call(client: A2EClient, operation: str, params: dict[str, Any], wait: bool,
-                timeout: float, interval: float) -> Any:
+                timeout: float, interval: float) -> Any:  # noqa: ASYNC109 (passed on to wait_for)
     async with client:
         data = await client.call(operation, params)
         if not wait:

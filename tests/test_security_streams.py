@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -18,31 +19,34 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import assert_error, poll
-from test_sse import EventStream
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from ws.conftest import (
+
+from bridge import frames as p
+from bridge.errors import Unauthorized
+from bridge.http.auth import Authenticator
+from bridge.rooms.registry import LiveRoom
+from tests.helpers import (
     ACME,
     GLOBEX,
     KEYS,
     RawWS,
+    assert_error,
     closed,
-    create_room,
     of_type,
     open_ws,
     ping_pong,
+    poll,
     recv,
     send,
     stream_message,
     until,
     wait_observed,
 )
+from tests.helpers import create_room as _create_room
+from tests.test_sse import EventStream
 
-from bridge import frames as p
-from bridge.errors import Unauthorized
-from bridge.http.auth import Authenticator
-from bridge.rooms.registry import LiveRoom
+create_room = functools.partial(_create_room, headers=ACME)  # these tests speak as acme unless told otherwise
 
 SECRET = "shared-ticket-secret-for-tests"
 

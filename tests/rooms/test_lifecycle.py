@@ -1,4 +1,4 @@
-"""A room's whole life over HTTP, against the simulator on real sockets."""
+"""A room's whole life over HTTP (bridge in-process), against the simulator on a real socket."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from conftest import assert_error
+import pytest
+
+from tests.helpers import assert_error
+
+pytestmark = pytest.mark.in_process
 
 
 async def sim_room(bridge, channel: str) -> dict[str, Any]:

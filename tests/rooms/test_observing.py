@@ -3,10 +3,14 @@
 import asyncio
 from typing import Any
 
+import pytest
+
 from bridge.rooms.observing import RoomObserving, choose_source, token_bound_uid
 from bridge.rtc.accesstoken import ROLE_PUBLISHER, build_rtc_token
 
 APP, CERT = "a2e5a2e5000000000000000000000001", "ce27ce27000000000000000000000001"
+
+pytestmark = pytest.mark.in_process
 
 
 def test_auto_picks_the_simulator_feed_on_the_simulator() -> None:

@@ -1,16 +1,20 @@
-"""A room's command queue over HTTP: order under concurrency, sentence splitting, back-pressure, flush."""
+"""A room's command queue over HTTP (bridge in-process): order under concurrency, sentence splitting,
+back-pressure, flush."""
 
 from __future__ import annotations
 
 import asyncio
 
-from conftest import assert_error, poll
+import pytest
+
+from tests.helpers import assert_error, create_room, poll
+
+pytestmark = pytest.mark.in_process
 
 
 async def open_room(bridge) -> tuple[str, str]:
-    r = await bridge.http.post("/v1/rooms", json={"expire_seconds": 300})
-    assert r.status_code == 201, r.text
-    return r.json()["id"], r.json()["channel"]
+    room = await create_room(bridge, expire_seconds=300)
+    return room["id"], room["channel"]
 
 
 async def test_concurrent_commands_reach_a2e_in_position_order(bridge_factory):

@@ -1,7 +1,6 @@
 import asyncio
 import signal
 import sqlite3
-import subprocess
 import sys
 import textwrap
 
@@ -301,8 +300,10 @@ CHILD = textwrap.dedent(
 
 async def test_sqlite_survives_sigkill(tmp_path):
     path = tmp_path / "rooms.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(path), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()
     s = SqliteRoomStore(path)
     await s.open()
     try:

@@ -1,9 +1,10 @@
 """``/v1/rooms/{id}/ws`` over real sockets: the bridge under uvicorn on loopback, the A2E simulator
-behind it, the ``websockets`` client in front. Every wait is bounded (see ``conftest.WAIT``)."""
+behind it, the ``websockets`` client in front. Every wait is bounded (see ``tests.helpers.WAIT``)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
@@ -17,15 +18,13 @@ from bridge.app import create_app
 from bridge.serving import EmbeddedServer
 from bridge.settings import Settings
 from bridge.simulator.feed import answer_for
-
-from .conftest import (
+from tests.helpers import (
     ACME,
     GLOBEX,
     KEYS,
     WAIT,
     RawWS,
     closed,
-    create_room,
     of_type,
     open_ws,
     ping_pong,
@@ -35,6 +34,9 @@ from .conftest import (
     until,
     wait_observed,
 )
+from tests.helpers import create_room as _create_room
+
+create_room = functools.partial(_create_room, headers=ACME)  # these tests speak as acme unless told otherwise
 
 CONTEXT = ("Our store opens at nine in the morning. Parking is free behind the building. "
            "The cafe serves espresso and croissants.")
