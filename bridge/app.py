@@ -1,101 +1,53 @@
-"""Assembles the bridge: settings in, Starlette app out. Side effects happen in the lifespan."""
+"""Assembles the bridge: settings in, Starlette app out.
+
+Side effects happen in the lifespan, each in a small async context manager, entered in this order
+and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
+the rooms (recovered on the way in, left on the way out) and the sweeper.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
+import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.schemas import SchemaGenerator
-from starlette.staticfiles import StaticFiles
+from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Mount
 
-from . import api, passthrough
 from .a2e.client import A2EClient
-from .auth import Authenticator
 from .errors import BridgeError
-from .limits import BodyLimit
-from .metrics import metrics_endpoint, record_a2e_call
-from .rooms.manager import RoomManager
+from .http import events, ops, passthrough, rooms, ws
+from .http.auth import Authenticator
+from .http.limits import BodyLimit
+from .http.responses import EXCEPTION_HANDLERS, error_response
+from .http.security_headers import SecurityHeaders
+from .metrics import record_a2e_call
+from .rooms import Rooms
+from .rooms.clients import ClientRegistry
+from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
-from .security_headers import SecurityHeaders
-from .serving import ConfigurationError
-from .settings import Settings
-from .simulator.embedded import EmbeddedSimulator
-from .simulator.state import SimConfig
+from .rooms.registry import Clock, RoomRegistry
+from .rooms.relay import Relay
+from .rooms.store import RoomStore
+from .rooms.sweeper import Sweeper
+from .settings import ConfigurationError, Settings
+from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
+
+__all__ = ["ConfigurationError", "SIMULATOR_MOUNT", "create_app"]
 
 log = logging.getLogger("bridge")
 
 SIMULATOR_MOUNT = "/_a2e"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-
-schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
 
 
-def error_response(exc: BridgeError) -> JSONResponse:
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers)
-
-
-async def on_bridge_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BridgeError)
-    return error_response(exc)
-
-
-async def on_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
-
-
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": {"code": "internal_error", "message": "internal error"}}, status_code=500)
-
-
-async def openapi(request: Request) -> Response:
-    return JSONResponse(schemas.get_schema(routes=request.app.routes))
-
-
-# index.html carries this empty marker; the page route fills it in from the settings.
-KIOSK_SDK_MARKER = 'data-agora-sdk="" data-agora-sdk-integrity=""'
-
-
-def render_kiosk_page(settings: Settings) -> str:
-    """index.html with the Agora Web SDK's URL and integrity hash as data attributes on <html>: the page
-    learns them from the server (no inline script, nothing taken from its own URL)."""
-    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    if KIOSK_SDK_MARKER not in page:
-        raise ConfigurationError(f"bridge/static/index.html lost its {KIOSK_SDK_MARKER} marker")
-    filled = (f'data-agora-sdk="{html.escape(settings.agora_sdk_url)}" '
-              f'data-agora-sdk-integrity="{html.escape(settings.agora_sdk_integrity or "")}"')
-    return page.replace(KIOSK_SDK_MARKER, filled, 1)
-
-
-async def kiosk_page(request: Request) -> Response:
-    return HTMLResponse(request.app.state.kiosk_page, headers={"Cache-Control": "no-cache"})
-
-
-def simulator_config(settings: Settings, *, api_keys: tuple[str, ...] = ()) -> SimConfig:
-    return SimConfig(coins=settings.sim_coins, max_channels=settings.sim_max_channels,
-                     task_step_seconds=settings.sim_task_step_seconds,
-                     seconds_per_char=settings.sim_seconds_per_char, api_keys=api_keys)
-
-
-def _may_use_simulator_controls(conn: HTTPConnection) -> None:
-    passthrough.require_trusted(conn, "the simulator's controls")
-
-
-def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None) -> Starlette:
-    """The bridge app. With no A2E key (and no injected client) it embeds the simulator."""
+def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None,
+               clock: Clock = time.time) -> Starlette:
+    """The bridge app. With no A2E key (and no injected client) it embeds the simulator. ``clock``
+    is the rooms' time (tests move a fake one instead of sleeping)."""
     settings = settings or Settings()
     if not settings.uses_simulator and not settings.api_keys and a2e is None:
         raise ConfigurationError(
@@ -106,56 +58,26 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = a2e
-        observer_key: str | None = None  # what the simulated event observer presents to the simulator
-        if client is None and simulator is not None:
-            base_url = await simulator.start()
-            observer_key = simulator.key
-            client = A2EClient.from_settings(settings, api_key=simulator.key, base_url=base_url,
-                                             on_call=record_a2e_call)
-            log.warning("A2E_API_KEY is not set: using the built-in A2E simulator at %s (inspect it at %s/_sim/state)",
-                        base_url, SIMULATOR_MOUNT)
-        elif client is None:
-            assert settings.a2e_api_key is not None
-            observer_key = settings.a2e_api_key.get_secret_value()  # an external simulator wants the A2E key
-            client = A2EClient.from_settings(settings, on_call=record_a2e_call)
-            log.info("using A2E at %s", settings.a2e_base_url)
-        elif client.on_call is None:  # an injected client (tests): its calls still count in /metrics
-            client.on_call = record_a2e_call
-        if settings.dev_mode:
-            log.warning("development mode: no BRIDGE_API_KEYS, every caller is tenant 'dev'")
-        store = open_store(settings.db)
-        await store.open()
-        rooms = RoomManager(settings, client, store)
-        source = choose_source(settings.event_source, on_simulator=settings.uses_simulator)
-        observing = RoomObserving(rooms, make_observer(source, a2e_base_url=client.base_url,
-                                                          api_key=observer_key), source)
-        log.info("room events come from: %s (BRIDGE_EVENT_SOURCE=%s)", source, settings.event_source)
-        app.state.rooms = rooms
-        app.state.a2e = client
-        app.state.event_source = source
-        await rooms.start()
-        try:
-            yield
-        finally:
-            await rooms.stop()
-            await observing.aclose()
-            await store.close()
-            if a2e is None:
-                await client.aclose()
+        async with contextlib.AsyncExitStack() as stack:
             if simulator is not None:
-                await simulator.stop()
+                await stack.enter_async_context(simulator.running())
+            client = await stack.enter_async_context(a2e_client(settings, a2e, simulator))
+            if settings.dev_mode:
+                log.warning("development mode: no BRIDGE_API_KEYS, every caller is tenant 'dev'")
+            store = await stack.enter_async_context(room_store(settings))
+            observing = await stack.enter_async_context(
+                observers(settings, client, upstream_key(settings, a2e, simulator)))
+            app.state.a2e = client
+            app.state.event_source = observing.source
+            app.state.rooms = room_domain(settings, client, store, observing, clock)
+            await stack.enter_async_context(app.state.rooms.lifecycle.running())
+            await stack.enter_async_context(app.state.rooms.sweeper.running())
+            yield
 
-    routes: list[Any] = [
-        *api.routes,
-        *passthrough.routes,
-        Route("/openapi.json", openapi, include_in_schema=False),
-        Route("/metrics", metrics_endpoint, include_in_schema=False),
-        Route("/", kiosk_page, include_in_schema=False),
-        Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False, follow_symlink=True), name="static"),
-    ]
+    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
+                               *ops.site_routes]
     if simulator is not None:
-        routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(_may_use_simulator_controls)))
+        routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -163,13 +85,96 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
                                agora_connect_src=settings.agora_connect_src),
                     Middleware(BodyLimit, default=settings.max_body_bytes,
                                passthrough=settings.max_passthrough_body_bytes)],
-        exception_handlers={BridgeError: on_bridge_error, HTTPException: on_http_error, Exception: on_unexpected},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
-    app.state.kiosk_page = render_kiosk_page(settings)
+    app.state.kiosk_page = ops.render_kiosk_page(settings)
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
         ticket_max_life=settings.ticket_max_life,
         ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
     return app
+
+
+def simulator_controls(conn: HTTPConnection) -> Refusal | None:
+    """Who may use the embedded simulator's controls under ``/_a2e``: the pass-through's trusted
+    tenants (anyone in development mode); others get the bridge's refusal."""
+    try:
+        passthrough.require_trusted(conn, "the simulator's controls")
+    except BridgeError as exc:
+        return Refusal(exc.message, error_response(exc))
+    return None
+
+
+def upstream_key(settings: Settings, injected: A2EClient | None, simulator: EmbeddedSimulator | None) -> str | None:
+    """The key the bridge's own calls present upstream, its event observer's too: the embedded
+    simulator's per-process key, else the A2E key (an external simulator wants it); none for an
+    injected client."""
+    if injected is not None:
+        return None
+    if simulator is not None:
+        return simulator.key
+    assert settings.a2e_api_key is not None
+    return settings.a2e_api_key.get_secret_value()
+
+
+@contextlib.asynccontextmanager
+async def a2e_client(settings: Settings, injected: A2EClient | None,
+                     simulator: EmbeddedSimulator | None) -> AsyncIterator[A2EClient]:
+    """The injected client (its owner closes it), else one for the embedded simulator or for A2E.
+    Either way its calls are counted in /metrics (the client reports them through its hook)."""
+    if injected is not None:
+        if injected.on_call is None:
+            injected.on_call = record_a2e_call
+        yield injected
+        return
+    key = upstream_key(settings, injected, simulator)
+    assert key is not None
+    if simulator is not None:
+        assert simulator.base_url is not None
+        client = A2EClient.from_settings(settings, api_key=key, base_url=simulator.base_url,
+                                         on_call=record_a2e_call)
+        log.warning("A2E_API_KEY is not set: using the built-in A2E simulator at %s (inspect it at %s/_sim/state)",
+                    simulator.base_url, SIMULATOR_MOUNT)
+    else:
+        client = A2EClient.from_settings(settings, api_key=key, on_call=record_a2e_call)
+        log.info("using A2E at %s", settings.a2e_base_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def room_store(settings: Settings) -> AsyncIterator[RoomStore]:
+    store = open_store(settings.db)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def observers(settings: Settings, client: A2EClient, api_key: str | None) -> AsyncIterator[RoomObserving]:
+    source = choose_source(settings.event_source, on_simulator=settings.uses_simulator)
+    observing = RoomObserving(make_observer(source, a2e_base_url=client.base_url, api_key=api_key), source)
+    log.info("room events come from: %s (BRIDGE_EVENT_SOURCE=%s)", source, settings.event_source)
+    try:
+        yield observing
+    finally:
+        await observing.aclose()
+
+
+def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
+                clock: Clock) -> Rooms:
+    """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
+    channel A2E forgot closes its room."""
+    clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
+                             per_tenant=settings.max_clients_per_tenant)
+    registry = RoomRegistry(store, clients, clock=clock)
+    lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
+    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
+    lifecycle.on_open.extend([relay.open, observing.start])
+    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from typing import Any
 
@@ -31,16 +30,14 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port (BRIDGE_PORT, default 8000).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the bridge service (with no A2E_API_KEY, against the built-in simulator)."""
-    from .app import create_app
     from .serving import ConfigurationError, run
 
     settings = Settings()
     configure_logging(settings.log_level)
-    # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to
-    # the previous handler: make that a clean exit so SIGTERM ends with status 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    settings = settings.model_copy(update={"host": host or settings.host,
+                                           "port": port if port is not None else settings.port})
     try:
-        run(create_app(settings), settings, host=host, port=port)
+        run(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -52,8 +49,8 @@ def serve(host: str | None, port: int | None) -> None:
               help="A key the simulator accepts (repeatable; default SIM_API_KEYS). Unset: any key.")
 def simulate(host: str, port: int, api_keys: tuple[str, ...]) -> None:
     """Run the A2E simulator alone, speaking A2E's REST API."""
-    from .app import simulator_config
     from .simulator.app import create_simulator_app
+    from .simulator.embedded import simulator_config
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -121,7 +118,7 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
 
 
 async def _call(client: A2EClient, operation: str, params: dict[str, Any], wait: bool,
-                timeout: float, interval: float) -> Any:
+                timeout: float, interval: float) -> Any:  # noqa: ASYNC109 (passed on to wait_for)
     async with client:
         data = await client.call(operation, params)
         if not wait:

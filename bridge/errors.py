@@ -16,8 +16,8 @@
      └── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
 
 HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
-as ``error`` frames with the same code and message. :func:`from_a2e` is the one translation of
-A2E client errors.
+as ``error`` frames with the same code and message (both built in :mod:`bridge.frames`, whose
+``ErrorCode`` is the one list of codes). :func:`from_a2e` is the one translation of A2E client errors.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.a2e import errors as a2e
+from bridge.frames import ErrorCode
 
 
 class BridgeError(Exception):
     status = 500
-    code = "internal_error"
+    code = ErrorCode.INTERNAL_ERROR
 
     def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None,
-                 code: str | None = None) -> None:
+                 code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
@@ -40,47 +41,41 @@ class BridgeError(Exception):
         if code:
             self.code = code
 
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
-
 
 class BadRequest(BridgeError):
-    status, code = 400, "bad_request"
+    status, code = 400, ErrorCode.BAD_REQUEST
 
 
 class ValidationFailed(BridgeError):
-    status, code = 422, "invalid_input"
+    status, code = 422, ErrorCode.INVALID_INPUT
 
 
 class Unauthorized(BridgeError):
-    status, code = 401, "unauthorized"
+    status, code = 401, ErrorCode.UNAUTHORIZED
 
 
 class Forbidden(BridgeError):
-    status, code = 403, "forbidden"
+    status, code = 403, ErrorCode.FORBIDDEN
 
 
 class NotFound(BridgeError):
-    status, code = 404, "not_found"
+    status, code = 404, ErrorCode.NOT_FOUND
 
 
 class RoomNotOpen(BridgeError):
-    status, code = 409, "room_not_open"
+    status, code = 409, ErrorCode.ROOM_NOT_OPEN
 
 
 class Flushed(BridgeError):
-    status, code = 409, "flushed"
+    status, code = 409, ErrorCode.FLUSHED
 
 
 class PayloadTooLarge(BridgeError):
-    status, code = 413, "payload_too_large"
+    status, code = 413, ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class CapExceeded(BridgeError):
-    status, code = 429, "cap_exceeded"
+    status, code = 429, ErrorCode.CAP_EXCEEDED
 
     def __init__(self, cap: str, message: str) -> None:
         super().__init__(message, details={"cap": cap})
@@ -88,19 +83,19 @@ class CapExceeded(BridgeError):
 
 
 class QueueFull(BridgeError):
-    status, code = 429, "queue_full"
+    status, code = 429, ErrorCode.QUEUE_FULL
 
 
 class UpstreamError(BridgeError):
-    status, code = 502, "upstream_error"
+    status, code = 502, ErrorCode.UPSTREAM_ERROR
 
 
 class UpstreamBusy(BridgeError):
-    status, code = 503, "upstream_unavailable"
+    status, code = 503, ErrorCode.UPSTREAM_UNAVAILABLE
 
 
 class TooManyConnections(BridgeError):
-    status, code = 503, "too_many_connections"
+    status, code = 503, ErrorCode.TOO_MANY_CONNECTIONS
 
 
 RETRY_AFTER_BUSY = 10
@@ -113,11 +108,11 @@ def from_a2e(exc: a2e.A2EError) -> BridgeError:
         return ValidationFailed(exc.msg, details=details_)
     details = {"a2e_code": exc.code, "trace_id": exc.trace_id}
     if isinstance(exc, a2e.A2ECapacityBusy):
-        return UpstreamBusy("no avatar host free, retry later", code="no_avatar_host", details=details,
+        return UpstreamBusy("no avatar host free, retry later", code=ErrorCode.NO_AVATAR_HOST, details=details,
                             headers={"Retry-After": str(RETRY_AFTER_BUSY)})
     if isinstance(exc, a2e.A2ERateLimited):
         retry = str(int(exc.retry_after or RETRY_AFTER_BUSY))
-        return UpstreamBusy("A2E rate limit reached, retry later", code="upstream_rate_limited",
+        return UpstreamBusy("A2E rate limit reached, retry later", code=ErrorCode.UPSTREAM_RATE_LIMITED,
                             details=details, headers={"Retry-After": retry})
     if isinstance(exc, a2e.A2EUnavailable):
         return UpstreamBusy(f"A2E is unavailable: {exc.msg}", details=details, headers={"Retry-After": "5"})
@@ -125,5 +120,5 @@ def from_a2e(exc: a2e.A2EError) -> BridgeError:
         return CapExceeded("balance", "the A2E account has too few credits for this room")
     if isinstance(exc, a2e.A2EAuthError):
         return UpstreamError("the bridge's A2E key was refused; the operator must fix A2E_API_KEY",
-                             code="upstream_auth", details=details)
+                             code=ErrorCode.UPSTREAM_AUTH, details=details)
     return UpstreamError(f"A2E refused the request: {exc.msg}", details=details)

@@ -13,6 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
+from bridge.a2e.client import DEFAULT_BASE_URL
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot give a safe service (raised where the app is made or served)."""
+
+
 EventSource = Literal["auto", "agora", "simulator", "browser", "none"]
 
 # The Agora Web SDK the kiosk page loads: version-pinned (the unversioned AgoraRTC_N.js changes under
@@ -66,7 +74,7 @@ def check_connect_src(value: str | list[str] | None) -> list[str]:
             raise ValueError(f"BRIDGE_AGORA_CONNECT_SRC: {token!r} is not a CSP host or scheme source")
     return tokens
 
-QA_CONTEXT_CHARS = 5000  # A2E's limit (bridge.rooms.manager.QA_CONTEXT_LIMIT)
+
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
@@ -75,7 +83,7 @@ def largest_honest_body(max_text_chars: int) -> int:
     128-character avatar id, every character an astral one that ``json.dumps`` (ASCII-safe by default)
     writes as a 12-byte surrogate pair escape, plus room for field names and whitespace. For the
     defaults: 12 × (5000 + 128) + 512 = 62,048 bytes, within 64 KiB."""
-    return 12 * (max(max_text_chars, QA_CONTEXT_CHARS) + 128) + 512
+    return 12 * (max(max_text_chars, QA_CONTEXT_LIMIT) + 128) + 512
 
 
 def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
@@ -114,7 +122,7 @@ class Settings(BaseSettings):
 
     # upstream A2E
     a2e_api_key: SecretStr | None = Field(None, alias="A2E_API_KEY")
-    a2e_base_url: str = Field("https://video.a2e.ai", alias="A2E_BASE_URL")
+    a2e_base_url: str = Field(DEFAULT_BASE_URL, alias="A2E_BASE_URL")
     a2e_timeout: float = Field(15.0, gt=0, alias="A2E_TIMEOUT")
     a2e_max_attempts: int = Field(3, ge=1, le=10, alias="A2E_MAX_ATTEMPTS")
 
@@ -134,7 +142,7 @@ class Settings(BaseSettings):
     # development mode on a non-loopback address must be asked for (every caller would be tenant dev)
     allow_network_dev_mode: bool = Field(False, alias="BRIDGE_ALLOW_NETWORK_DEV_MODE")
 
-    # connections and request bodies (bridge/serving.py, bridge/limits.py)
+    # connections and request bodies (bridge/http/guard.py, bridge/http/limits.py)
     # unset: 64 KiB, or more if BRIDGE_MAX_TEXT_CHARS needs it (see largest_honest_body)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, alias="BRIDGE_MAX_BODY_BYTES")
     max_passthrough_body_bytes: int = Field(1024 * 1024, ge=1024, alias="BRIDGE_MAX_PASSTHROUGH_BODY_BYTES")

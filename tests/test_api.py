@@ -1,19 +1,19 @@
-"""The HTTP surface: health, avatars, room views, tickets, SSE, and one error shape for everything."""
+"""The HTTP surface: health, avatars, room views, tickets, SSE, and one error shape for everything.
+
+The bridge runs in-process; the websocket and SSE tests put it on a real socket."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
+import pytest
 import websockets
-from conftest import assert_error
 
+from tests.helpers import add_fault, assert_error, clear_faults, create_room, poll
 
-async def add_fault(bridge, **fault: Any) -> None:
-    r = await bridge.http.post(bridge.sim.url + "/_sim/faults", json=fault)
-    assert r.status_code == 201, r.text
+pytestmark = pytest.mark.in_process
 
 
 async def test_health_and_readiness(bridge_factory):
@@ -23,11 +23,11 @@ async def test_health_and_readiness(bridge_factory):
     r = await bridge.http.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
     assert r.json()["checks"]["store"] is True and r.json()["checks"]["a2e"] is True
-    await add_fault(bridge, endpoint="remaining_coins", kind="http_500")
+    add_fault(bridge.sim, endpoint="remaining_coins", kind="http_500")
     r = await bridge.http.get("/readyz")
     assert r.status_code == 503 and r.json()["status"] == "not_ready"
     assert r.json()["checks"]["a2e"] is False
-    await bridge.http.delete(bridge.sim.url + "/_sim/faults")
+    clear_faults(bridge.sim)
     assert (await bridge.http.get("/readyz")).status_code == 200
 
 
@@ -37,15 +37,15 @@ async def test_avatars(bridge_factory):
     assert r.status_code == 200
     ids = [a["_id"] for a in r.json()["avatars"]]
     assert len(ids) == 3 and all(isinstance(i, str) for i in ids)
-    await add_fault(bridge, endpoint="streaming_avatars", kind="http_500")
+    add_fault(bridge.sim, endpoint="streaming_avatars", kind="http_500")
     r = assert_error(await bridge.http.get("/v1/avatars"), 503, "upstream_unavailable")
     assert "test-key" not in json.dumps(r)  # the A2E key never reaches a client
 
 
 async def test_room_view_and_listing_order(bridge_factory):
     bridge = await bridge_factory()
-    first = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
-    second = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
+    first = await create_room(bridge, expire_seconds=60)
+    second = await create_room(bridge, expire_seconds=60)
     netloc = bridge.url.split("://", 1)[1]
     assert second["ws_url"] == f"ws://{netloc}/v1/rooms/{second['id']}/ws"
     assert second["events_url"] == f"http://{netloc}/v1/rooms/{second['id']}/events"
@@ -60,9 +60,10 @@ async def test_room_view_and_listing_order(bridge_factory):
     assert [r["id"] for r in live] == [second["id"]]
 
 
+@pytest.mark.real_server
 async def test_tickets_open_the_websocket(bridge_factory):
     bridge = await bridge_factory()
-    room = (await bridge.http.post("/v1/rooms", json={})).json()
+    room = await create_room(bridge)
     r = await bridge.http.post(f"/v1/rooms/{room['id']}/tickets")
     assert r.status_code == 201
     ticket = r.json()
@@ -75,7 +76,7 @@ async def test_tickets_open_the_websocket(bridge_factory):
             pass
         assert frame["id"] == "a" and frame["position"] == 1
     # a ticket for one room does not open another
-    other = (await bridge.http.post("/v1/rooms", json={})).json()
+    other = await create_room(bridge)
     async with websockets.connect(f"{other['ws_url']}?ticket={ticket['ws_ticket']}") as ws:
         with_close = None
         try:
@@ -85,9 +86,10 @@ async def test_tickets_open_the_websocket(bridge_factory):
         assert with_close == 4401
 
 
+@pytest.mark.real_server  # httpx's ASGITransport buffers whole responses: no streaming
 async def test_server_sent_events(bridge_factory):
     bridge = await bridge_factory()
-    room = (await bridge.http.post("/v1/rooms", json={})).json()
+    room = await create_room(bridge)
     rid = room["id"]
     seen: list[dict[str, Any]] = []
 
@@ -101,9 +103,7 @@ async def test_server_sent_events(bridge_factory):
                         return
 
     reader = asyncio.create_task(read())
-    deadline = time.monotonic() + 10
-    while not seen and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await poll(lambda: seen, what="the first event")
     assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "Streamed."})).status_code == 200
     await bridge.http.delete(f"/v1/rooms/{rid}")
     await asyncio.wait_for(reader, 10)
@@ -124,23 +124,21 @@ async def test_error_bodies_share_one_shape(bridge_factory):
     assert_error(await http.get("/v1/rooms/rm_x", headers=auth), 404, "not_found")
     assert_error(await http.put("/v1/rooms", headers=auth), 405, "method_not_allowed")
     assert_error(await http.post("/v1/rooms", json={"expire_seconds": 99_999}, headers=auth), 422, "invalid_input")
-    rid = (await http.post("/v1/rooms", json={}, headers=auth)).json()["id"]
+    rid = (await create_room(bridge, auth))["id"]
 
-    await add_fault(bridge, endpoint="speak", kind="timeout", seconds=2, times=1)
+    add_fault(bridge.sim, endpoint="speak", kind="timeout", seconds=2, times=1)
     stalled = asyncio.create_task(http.post(f"/v1/rooms/{rid}/speak", json={"text": "a"}, headers=auth))
-    queue = bridge.rooms.live[rid].queue
-    while queue.in_flight is None:
-        await asyncio.sleep(0.01)
+    queue = bridge.rooms.registry.live[rid].queue
+    await poll(lambda: queue.in_flight is not None)
     waiting = asyncio.create_task(http.post(f"/v1/rooms/{rid}/speak", json={"text": "b"}, headers=auth))
-    while queue.pending < 1:
-        await asyncio.sleep(0.01)
+    await poll(lambda: queue.pending >= 1)
     assert_error(await http.post(f"/v1/rooms/{rid}/speak", json={"text": "c"}, headers=auth), 429, "queue_full")
     await http.post(f"/v1/rooms/{rid}/flush", headers=auth)
     assert_error(await waiting, 409, "flushed")
     r = assert_error(await stalled, 503, "upstream_unavailable")
     assert r["details"]["a2e_code"] == 504
 
-    await add_fault(bridge, endpoint="agora_token", kind="code_1001", times=1)
+    add_fault(bridge.sim, endpoint="agora_token", kind="code_1001", times=1)
     r = await http.post("/v1/rooms", json={}, headers=auth)
     assert_error(r, 503, "no_avatar_host")
     assert int(r.headers["retry-after"]) > 0

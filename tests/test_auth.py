@@ -1,7 +1,7 @@
 import pytest
 
-from bridge.auth import Authenticator
 from bridge.errors import Unauthorized
+from bridge.http.auth import Authenticator
 
 
 def make(**kw: object) -> Authenticator:

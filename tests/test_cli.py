@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, free_port, spawn_cli, wait_http
 
 from bridge.a2e.endpoints import ENDPOINTS
 from bridge.simulator.state import AVATARS
+from tests.helpers import ROOT, free_port, spawn_cli, wait_http
 
 KEY = "sk_cli_CANARY_5be1"
 

@@ -6,10 +6,10 @@ import signal
 from pathlib import Path
 
 import httpx
-from conftest import free_port, spawn_cli, wait_http
 from websockets.asyncio.client import connect
 
 from bridge.logs import redact
+from tests.helpers import create_room_sync, free_port, spawn_cli, wait_http
 
 
 def test_redact_hides_tickets_and_bearer_keys() -> None:
@@ -26,7 +26,7 @@ def test_a_real_server_logs_no_ticket_and_no_key(tmp_path: Path) -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         headers = {"Authorization": "Bearer client-key-4e7f"}
-        room = httpx.post(f"http://127.0.0.1:{port}/v1/rooms", json={"expire_seconds": 60}, headers=headers).json()
+        room = create_room_sync(f"http://127.0.0.1:{port}", headers, expire_seconds=60)
 
         async def use_ticket() -> None:
             async with connect(f"{room['ws_url']}?ticket={room['ws_ticket']}") as ws:

@@ -1,8 +1,13 @@
-"""/metrics exposes room, command and A2E call counters in Prometheus' text format."""
+"""/metrics exposes room, command and A2E call counters in Prometheus' text format (bridge in-process)."""
 
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import create_room
+
+pytestmark = pytest.mark.in_process
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -12,7 +17,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_metrics_count_rooms_commands_and_a2e_calls(bridge: Any) -> None:
     before = samples((await bridge.http.get("/metrics")).text)
-    room = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
+    room = await create_room(bridge, expire_seconds=60)
     assert (await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "Hi."})).status_code == 200
     live = samples((await bridge.http.get("/metrics")).text)
     assert live[("a2e_bridge_rooms_live", ())] == 1

@@ -1,10 +1,13 @@
-"""``/openapi.json`` describes every /v1 route the bridge serves, as JSON."""
+"""``/openapi.json`` describes every /v1 route the bridge serves, as JSON (bridge in-process)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from starlette.routing import Route
+
+pytestmark = pytest.mark.in_process
 
 HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
 

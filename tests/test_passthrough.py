@@ -1,10 +1,12 @@
-"""The A2E pass-through: trusted tenants call any non-streaming operation by name."""
+"""The A2E pass-through: trusted tenants call any non-streaming operation by name (bridge in-process)."""
 
 from typing import Any
 
-import httpx
+import pytest
 
 from bridge.a2e.endpoints import ENDPOINTS
+
+pytestmark = pytest.mark.in_process
 
 
 async def test_dev_mode_lists_and_calls_operations(bridge: Any) -> None:
@@ -40,10 +42,9 @@ async def test_a2e_errors_and_bad_bodies_are_structured(bridge: Any) -> None:
 
 async def test_only_listed_tenants_may_use_it(bridge_factory: Any) -> None:
     b = await bridge_factory(api_keys={"k1": "acme", "k2": "globex"}, passthrough_tenants=["acme"])
-    acme = httpx.AsyncClient(base_url=b.url, headers={"Authorization": "Bearer k1"})
-    globex = httpx.AsyncClient(base_url=b.url, headers={"Authorization": "Bearer k2"})
-    async with acme, globex:
-        assert (await acme.post("/v1/a2e/remaining_coins")).status_code == 200
-        r = await globex.post("/v1/a2e/remaining_coins")
-        assert r.status_code == 401 and "PASSTHROUGH" in r.json()["error"]["message"]
-        assert (await b.http.get("/v1/a2e")).status_code == 401
+    acme = b.client(headers={"Authorization": "Bearer k1"})
+    globex = b.client(headers={"Authorization": "Bearer k2"})
+    assert (await acme.post("/v1/a2e/remaining_coins")).status_code == 200
+    r = await globex.post("/v1/a2e/remaining_coins")
+    assert r.status_code == 401 and "PASSTHROUGH" in r.json()["error"]["message"]
+    assert (await b.http.get("/v1/a2e")).status_code == 401

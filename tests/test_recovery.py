@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, spawn_cli, wait_http
 
 from bridge.rooms.models import CloseReason, Room, RoomState
 from bridge.store.sqlite import SqliteRoomStore
+from tests.helpers import create_room_sync, free_port, poll_sync, spawn_cli, wait_http
 
 KEY = {"Authorization": "Bearer k"}
 SHUTDOWN_TIMEOUT = 2.0
@@ -96,23 +96,8 @@ def start_bridge(children: Callable[..., Child], db: Path, sim_url: str | None =
     return child, url
 
 
-def create(url: str, **body: Any) -> dict[str, Any]:
-    r = httpx.post(url + "/v1/rooms", json=body, headers=KEY, timeout=10)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def sim_rooms(sim_url: str) -> dict[str, dict[str, Any]]:
     return {r["channel"]: r for r in httpx.get(sim_url + "/_sim/state", timeout=5).json()["rooms"]}
-
-
-def poll(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.1)
-    return value
 
 
 def stored(db: Path) -> dict[str, Room]:
@@ -120,7 +105,7 @@ def stored(db: Path) -> dict[str, Room]:
         store = SqliteRoomStore(db)
         await store.open()
         try:
-            return await store.list()
+            return await store.list_rooms()
         finally:
             await store.close()
 
@@ -135,7 +120,7 @@ def assert_clean_exit(code: int, child: Child) -> None:
 def test_sigterm_with_the_embedded_simulator(children, tmp_path):
     db = tmp_path / "bridge.db"
     bridge, url = start_bridge(children, db)
-    rooms = [create(url, expire_seconds=600) for _ in range(3)]
+    rooms = [create_room_sync(url, KEY, expire_seconds=600) for _ in range(3)]
     sim_url = url + "/_a2e"  # the embedded simulator, for as long as the process lives
     assert all(s["status"] == "open" for s in sim_rooms(sim_url).values())
     bridge.signal(signal.SIGTERM)
@@ -155,7 +140,7 @@ def test_sigterm_against_a_separate_a2e(children, tmp_path):
     sim_url = start_simulator(children)
     coins = httpx.get(sim_url + "/_sim/state").json()["coins"]
     bridge, url = start_bridge(children, db, sim_url)
-    rooms = [create(url, expire_seconds=600) for _ in range(3)]
+    rooms = [create_room_sync(url, KEY, expire_seconds=600) for _ in range(3)]
     httpx.post(url + f"/v1/rooms/{rooms[0]['id']}/speak", json={"text": "Goodbye."}, headers=KEY, timeout=10)
     bridge.signal(signal.SIGTERM)
     code = bridge.wait(EXIT_BOUND)
@@ -175,7 +160,7 @@ def test_sigterm_while_a2e_refuses_leave_is_bounded_and_recovered(children, tmp_
     db = tmp_path / "bridge.db"
     sim_url = start_simulator(children)
     bridge, url = start_bridge(children, db, sim_url)
-    rooms = [create(url, expire_seconds=600) for _ in range(2)]
+    rooms = [create_room_sync(url, KEY, expire_seconds=600) for _ in range(2)]
     r = httpx.post(sim_url + "/_sim/faults", json={"endpoint": "leave", "kind": "http_500"})
     assert r.status_code == 201
     began = time.monotonic()
@@ -190,8 +175,8 @@ def test_sigterm_while_a2e_refuses_leave_is_bounded_and_recovered(children, tmp_
 
     httpx.delete(sim_url + "/_sim/faults")
     bridge, url = start_bridge(children, db, sim_url)
-    poll(lambda: all(u["status"] == "left" for u in sim_rooms(sim_url).values()), what="rooms left")
-    poll(lambda: all(r.state is RoomState.CLOSED for r in stored(db).values()), what="rooms closed")
+    poll_sync(lambda: all(u["status"] == "left" for u in sim_rooms(sim_url).values()), what="rooms left")
+    poll_sync(lambda: all(r.state is RoomState.CLOSED for r in stored(db).values()), what="rooms closed")
     assert {r.close_reason for r in stored(db).values()} == {CloseReason.SHUTDOWN}  # the first reason stays
     bridge.signal(signal.SIGTERM)
     bridge.wait(EXIT_BOUND)
@@ -203,17 +188,17 @@ def test_kill_9_then_restart_accounts_for_every_room(children, tmp_path):
     coins_at_start = httpx.get(sim_url + "/_sim/state").json()["coins"]
     # first life: nothing idles or expires on its own before the kill
     bridge, url = start_bridge(children, db, sim_url, BRIDGE_IDLE_TIMEOUT="60", BRIDGE_LEAVE_BEFORE_EXPIRY="2")
-    long_rooms = [create(url, expire_seconds=600) for _ in range(3)]
-    short_rooms = [create(url, expire_seconds=12) for _ in range(2)]
+    long_rooms = [create_room_sync(url, KEY, expire_seconds=600) for _ in range(3)]
+    short_rooms = [create_room_sync(url, KEY, expire_seconds=12) for _ in range(2)]
     r = httpx.post(url + f"/v1/rooms/{long_rooms[0]['id']}/speak", json={"text": "Before the crash."},
                    headers=KEY, timeout=10)
     assert r.status_code == 200
     # one room is being closed when the bridge dies: A2E will not confirm its leave
-    closing = create(url, expire_seconds=600)
+    closing = create_room_sync(url, KEY, expire_seconds=600)
     httpx.post(sim_url + "/_sim/faults", json={"endpoint": "leave", "kind": "http_500"})
     with pytest.raises(httpx.ReadTimeout):
         httpx.delete(url + f"/v1/rooms/{closing['id']}", headers=KEY, timeout=0.5)
-    poll(lambda: stored(db)[closing["id"]].state is RoomState.CLOSING, what="closing stored")
+    poll_sync(lambda: stored(db)[closing["id"]].state is RoomState.CLOSING, what="closing stored")
     bridge.signal(signal.SIGKILL)
     assert bridge.wait(10) == -signal.SIGKILL
     httpx.delete(sim_url + "/_sim/faults")
@@ -225,7 +210,7 @@ def test_kill_9_then_restart_accounts_for_every_room(children, tmp_path):
     assert {records[r["id"]].state for r in long_rooms + short_rooms} == {RoomState.OPEN}
 
     # while the bridge is down the short rooms come within 10 s of their end
-    poll(lambda: time.time() > max(r["expires_at_epoch"] for r in short_rooms) - 10 + 0.5, what="short rooms near end")
+    poll_sync(lambda: time.time() > max(r["expires_at_epoch"] for r in short_rooms) - 10 + 0.5, what="short rooms near end")
     bridge, url = start_bridge(children, db, sim_url, BRIDGE_IDLE_TIMEOUT="3", BRIDGE_LEAVE_BEFORE_EXPIRY="10")
     live = httpx.get(url + "/v1/rooms", params={"state": "live"}, headers=KEY, timeout=5).json()["rooms"]
     open_now = {r["id"] for r in live if r["state"] == "open"}
@@ -235,7 +220,7 @@ def test_kill_9_then_restart_accounts_for_every_room(children, tmp_path):
     assert r.status_code == 200, r.text
 
     # eventually A2E holds no open room: the resumed ones idled out, the others were left at once
-    poll(lambda: not any(u["status"] == "open" for u in sim_rooms(sim_url).values()), timeout=20,
+    poll_sync(lambda: not any(u["status"] == "open" for u in sim_rooms(sim_url).values()), timeout=20,
          what="no open room upstream")
     rooms = {r["id"]: r for r in httpx.get(url + "/v1/rooms", headers=KEY, timeout=5).json()["rooms"]}
     assert set(rooms) == {r["id"] for r in everything}

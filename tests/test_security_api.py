@@ -14,19 +14,25 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, assert_error, poll
-from ws.conftest import ACME, GLOBEX, KEYS, create_room, open_ws, ping_pong, recv, send, until
 
 from bridge.settings import Settings
-
-
-async def add_fault(bridge: Any, **fault: Any) -> None:
-    r = await bridge.http.post(bridge.sim.url + "/_sim/faults", json=fault)
-    assert r.status_code == 201, r.text
-
-
-async def fault_hits(bridge: Any) -> int:
-    return sum(f["hits"] for f in (await bridge.http.get(bridge.sim.url + "/_sim/faults")).json()["faults"])
+from tests.helpers import (
+    ACME,
+    GLOBEX,
+    KEYS,
+    ROOT,
+    add_fault,
+    assert_error,
+    clear_faults,
+    create_room,
+    fault_hits,
+    open_ws,
+    ping_pong,
+    poll,
+    recv,
+    send,
+    until,
+)
 
 
 async def sim_calls(bridge: Any) -> dict[str, int]:
@@ -46,31 +52,31 @@ async def test_readyz_flood_shares_one_a2e_call(bridge_factory: Any) -> None:
     before = (await sim_calls(bridge)).get("remaining_coins", 0)
     # A2E is slow (the first answer stalls half a second, then a retry succeeds): every probe of the
     # flood arrives while the one check is in flight.
-    await add_fault(bridge, endpoint="remaining_coins", kind="timeout", seconds=0.5, times=1)
+    add_fault(bridge.sim, endpoint="remaining_coins", kind="timeout", seconds=0.5, times=1)
     answers = await asyncio.gather(*(bridge.http.get("/readyz") for _ in range(50)))
     assert [r.status_code for r in answers] == [200] * 50
     assert {r.json()["status"] for r in answers} == {"ready"}
-    assert await fault_hits(bridge) == 1  # only one probe's check reached A2E while it stalled
+    assert sum(fault_hits(bridge.sim)) == 1  # only one probe's check reached A2E while it stalled
     assert 1 <= (await sim_calls(bridge)).get("remaining_coins", 0) - before <= 2
 
 
 async def test_readyz_caches_failures_too(bridge_factory: Any) -> None:
     """A2E failing is when a probe flood must not reach it: the failure is kept like a success."""
     bridge = await bridge_factory(ready_cache_seconds=60)
-    await add_fault(bridge, endpoint="remaining_coins", kind="http_500")
+    add_fault(bridge.sim, endpoint="remaining_coins", kind="http_500")
     first = await bridge.http.get("/readyz")
     assert first.status_code == 503 and first.json()["checks"]["a2e"] is False
-    hits = await fault_hits(bridge)
+    hits = sum(fault_hits(bridge.sim))
     assert hits >= 1  # one check (with the client's retries)
     answers = await asyncio.gather(*(bridge.http.get("/readyz") for _ in range(30)))
     assert [r.status_code for r in answers] == [503] * 30
-    assert await fault_hits(bridge) == hits  # none of them asked A2E again
+    assert sum(fault_hits(bridge.sim)) == hits  # none of them asked A2E again
 
 
 async def test_readyz_reports_a_failure_once_the_cache_expires(bridge_factory: Any) -> None:
     bridge = await bridge_factory(ready_cache_seconds=0.2)
     assert (await bridge.http.get("/readyz")).status_code == 200
-    await add_fault(bridge, endpoint="remaining_coins", kind="http_500")
+    add_fault(bridge.sim, endpoint="remaining_coins", kind="http_500")
 
     async def not_ready() -> httpx.Response | None:
         r = await bridge.http.get("/readyz")
@@ -80,7 +86,7 @@ async def test_readyz_reports_a_failure_once_the_cache_expires(bridge_factory: A
     assert r.json()["status"] == "not_ready"
     assert r.json()["checks"]["a2e"] is False and r.json()["checks"]["a2e_error"]
     assert r.json()["checks"]["store"] is True
-    await bridge.http.delete(bridge.sim.url + "/_sim/faults")
+    clear_faults(bridge.sim)
     await poll(lambda: _status_is(bridge, "/readyz", 200))
 
 
@@ -127,7 +133,7 @@ async def test_room_creation_rate_is_capped_per_tenant_before_a2e(bridge_factory
     bridge = await bridge_factory(api_keys=dict(KEYS), room_create_rate=6, room_create_burst=2,
                                   tenant_limits={"globex": {"room_create_burst": 3}})
     clock = Clock()
-    bridge.rooms.caps.creation_rate.clock = clock
+    bridge.rooms.lifecycle.caps.creation_rate.clock = clock
     for _ in range(2):
         await create_room(bridge, ACME)
     calls, coins = await sim_calls(bridge), bridge.sim.state.coins
@@ -181,7 +187,7 @@ async def test_list_rooms_pages_with_a_cursor(bridge_factory: Any) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the listing must not read every room")
 
-    bridge.rooms.store.list = refuse  # only one page (plus one row) may be read
+    bridge.rooms.registry.store.list_rooms = refuse  # only one page (plus one row) may be read
     newest_first = created[::-1]
     assert await walk(bridge, "limit=2") == [newest_first[:2], newest_first[2:4], newest_first[4:]]
     assert await walk(bridge, "limit=5") == [newest_first]

@@ -16,14 +16,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, assert_error, free_port, poll, spawn_cli, wait_http
 
 from bridge.app import create_app
 from bridge.serving import (
@@ -38,6 +36,7 @@ from bridge.serving import (
 )
 from bridge.settings import Settings
 from bridge.simulator.state import AVATARS
+from tests.helpers import ROOT, assert_error, create_room_sync, free_port, poll_sync, spawn_cli, wait_http
 
 AVATAR = AVATARS[0]["_id"]
 ROOM_LIMIT = 64 * 1024
@@ -228,14 +227,6 @@ def test_a_connection_limit_without_headroom_refuses_to_start(children: Callable
     assert "BRIDGE_MAX_CONNECTIONS=150 leaves fewer than 100 of the 200 file descriptors" in child.output
 
 
-def poll_sync(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met")
-        time.sleep(0.05)
-
-
 class Child:
     """``a2e-bridge ARGS`` with a descriptor limit of ``nofile``; its output is drained and kept."""
 
@@ -348,7 +339,7 @@ def _status(url: str) -> int | None:
         return None
 
 
-async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Callable[..., Child]) -> None:
+def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Callable[..., Child]) -> None:
     """Under a 200-descriptor limit, 260 sockets that never finish a request head: past the limit
     they are refused at once (503), the others are cut at the header deadline, the bridge keeps
     answering and still reaches A2E to leave a paid room, and nothing floods its log."""
@@ -363,7 +354,7 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
     started(bridge, url + "/healthz")
     key = {"Authorization": "Bearer k"}
     assert "limits: 100 client connections (descriptor limit 200)" in bridge.output
-    room = httpx.post(url + "/v1/rooms", json={"avatar_id": AVATAR}, headers=key, timeout=10).json()
+    room = create_room_sync(url, key, avatar_id=AVATAR)
 
     head = b"GET /healthz HTTP/1.1\r\nHost: bridge\r\n"
     sockets = Sockets()
@@ -381,13 +372,13 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
             else:
                 sockets.connect(port, f"slowloris-{i}", head)
 
-        async def all_closed() -> bool:
+        def all_closed() -> bool:
             sockets.trickle("slowloris", b"X")
             sockets.trickle("endless", b"10000\r\n" + b" " * 0x10000 + b"\r\n")
             sockets.read(0.05)
             return not sockets.open
 
-        await poll(all_closed, timeout=60, interval=0)
+        poll_sync(all_closed, timeout=60, interval=0)
     finally:
         sockets.close_all()
 
@@ -406,7 +397,7 @@ async def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Cal
     assert not stalled  # no incomplete head was ever answered: each was cut or refused
 
     # the bridge answers again, and leaving the paid room still reaches A2E
-    await poll(lambda: _status(url + "/healthz") == 200, timeout=30)
+    poll_sync(lambda: _status(url + "/healthz") == 200, timeout=30)
     r = httpx.delete(f"{url}/v1/rooms/{room['id']}", headers=key, timeout=20)
     assert r.status_code == 200 and r.json()["state"] == "closed", r.text
     sim_rooms = {r["channel"]: r for r in httpx.get(sim + "/_sim/state", timeout=5).json()["rooms"]}

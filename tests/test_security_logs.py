@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, spawn_cli, wait_http
 from websockets.asyncio.client import connect
 
 from bridge.logs import RedactingFormatter, RedactSecrets, redact
+from tests.helpers import free_port, spawn_cli, wait_http
 
 A2E_KEY = "sk_A2E-canary-7d1e"
 CLIENT_KEY = "client-canary-51aa"

@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, assert_error
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import ENDPOINTS, Endpoint
 from bridge.a2e.errors import A2EInvalidInput
+from tests.helpers import ROOT, assert_error
 
 KEYS = {"k-acme": "acme", "k-globex": "globex"}
 ACME = {"Authorization": "Bearer k-acme"}  # trusted: BRIDGE_PASSTHROUGH_TENANTS=acme

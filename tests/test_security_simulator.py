@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import assert_error, bridge_settings, poll
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -24,6 +23,7 @@ from bridge.app import create_app
 from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import SimConfig
+from tests.helpers import assert_error, bridge_settings, create_room, poll
 
 KEYS = {"k-acme": "acme", "k-globex": "globex"}
 TRUSTED = {"Authorization": "Bearer k-acme"}  # BRIDGE_PASSTHROUGH_TENANTS=acme
@@ -70,9 +70,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 async def open_room(bridge: Served, headers: dict[str, str]) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=bridge.url, headers=headers, timeout=10) as http:
-        r = await http.post("/v1/rooms", json={"expire_seconds": 300, "qa_context": QA_SECRET})
-        assert r.status_code == 201, r.text
-        return r.json()
+        return await create_room(http, expire_seconds=300, qa_context=QA_SECRET)
 
 
 async def ws_refusal(url: str, headers: dict[str, str]) -> tuple[int, str] | None:

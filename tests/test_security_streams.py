@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,36 +19,47 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import assert_error, poll
-from test_sse import EventStream
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from ws.conftest import (
+
+from bridge import frames as p
+from bridge.errors import Unauthorized
+from bridge.http.auth import Authenticator
+from bridge.rooms.registry import LiveRoom
+from tests.helpers import (
     ACME,
     GLOBEX,
     KEYS,
     RawWS,
+    assert_error,
     closed,
-    create_room,
     of_type,
     open_ws,
     ping_pong,
+    poll,
     recv,
     send,
     stream_message,
     until,
     wait_observed,
 )
+from tests.helpers import create_room as _create_room
+from tests.test_sse import EventStream
 
-from bridge.auth import Authenticator
-from bridge.errors import Unauthorized
-from bridge.ws import protocol as p
+create_room = functools.partial(_create_room, headers=ACME)  # these tests speak as acme unless told otherwise
 
 SECRET = "shared-ticket-secret-for-tests"
 
 
+def live_room(bridge: Any, tenant: str, room_id: str) -> LiveRoom:
+    """The live room ``room_id``, which must be ``tenant``'s."""
+    lr: LiveRoom = bridge.rooms.registry.live[room_id]
+    assert lr.room.tenant == tenant
+    return lr
+
+
 def counted(bridge: Any, cap: str, key: str) -> int:
-    return bridge.rooms.clients.count(cap, key)
+    return bridge.rooms.registry.clients.count(cap, key)
 
 
 async def try_ws(bridge: Any, room_id: str, *, headers: dict[str, str] | None = None,
@@ -111,13 +124,13 @@ async def test_one_ticket_cannot_open_unbounded_connections(bridge_factory: Any)
     first, _ = await try_ws(bridge, rid, ticket=ticket)
     assert first is not None
     async with sse(bridge, rid, ticket=ticket):  # websocket and SSE share the ticket's count
-        assert await refused_ws(bridge, rid, ticket=ticket) == (p.CLOSE_CAP_EXCEEDED,
+        assert await refused_ws(bridge, rid, ticket=ticket) == (p.CloseCode.CAP_EXCEEDED,
                                                                 "cap_exceeded: clients_per_ticket (at most 2)")
         assert cap_of(await try_sse(bridge, rid, ticket=ticket)) == "clients_per_ticket"
         # the tickets the bridge pushes to the socket belong to the same chain: no way around the cap
         renewed = (await until(first, of_type("ticket")))["ws_ticket"]
         assert renewed != ticket
-        assert (await refused_ws(bridge, rid, ticket=renewed))[0] == p.CLOSE_CAP_EXCEEDED
+        assert (await refused_ws(bridge, rid, ticket=renewed))[0] == p.CloseCode.CAP_EXCEEDED
         # another ticket (a key holder asked for it) has its own count
         fresh = (await bridge.http.post(f"/v1/rooms/{rid}/tickets", headers=ACME)).json()["ws_ticket"]
         other, _ = await try_ws(bridge, rid, ticket=fresh)
@@ -128,7 +141,7 @@ async def test_one_ticket_cannot_open_unbounded_connections(bridge_factory: Any)
     # both slots come back: a reconnect with the renewed ticket is accepted again
     assert (again := await poll(lambda: _accepted(bridge, rid, ticket=renewed)))
     await again.close()
-    await poll(lambda: bridge.rooms.clients.total == 0)
+    await poll(lambda: bridge.rooms.registry.clients.total == 0)
 
 
 async def _accepted(bridge: Any, room_id: str, **kwargs: Any) -> ClientConnection | None:
@@ -144,10 +157,10 @@ async def test_room_cap_counts_websockets_and_sse_together(bridge_factory: Any) 
     assert all(sockets)
     stream = await try_sse(bridge, rid, headers=ACME)
     assert stream.status_code == 200
-    lr = bridge.rooms.get("acme", rid)
+    lr = live_room(bridge, "acme", rid)
     assert lr.clients == 3 and counted(bridge, "clients_per_room", rid) == 3
     # a backend with its key is capped like everyone else, and refused clients are not counted
-    assert await refused_ws(bridge, rid, headers=ACME) == (p.CLOSE_CAP_EXCEEDED,
+    assert await refused_ws(bridge, rid, headers=ACME) == (p.CloseCode.CAP_EXCEEDED,
                                                           "cap_exceeded: clients_per_room (at most 3)")
     response = await try_sse(bridge, rid, headers=ACME)
     assert cap_of(response) == "clients_per_room" and "3" in response.json()["error"]["message"]
@@ -162,7 +175,7 @@ async def test_room_cap_counts_websockets_and_sse_together(bridge_factory: Any) 
     await ping_pong(joined)
     for ws in [*sockets, joined]:
         await ws.close()
-    await poll(lambda: lr.clients == 0 and bridge.rooms.clients.total == 0)
+    await poll(lambda: lr.clients == 0 and bridge.rooms.registry.clients.total == 0)
 
 
 async def test_tenant_cap_spans_rooms_and_is_released_when_a_room_closes(bridge_factory: Any) -> None:
@@ -172,7 +185,7 @@ async def test_tenant_cap_spans_rooms_and_is_released_when_a_room_closes(bridge_
     assert on_a is not None
     async with sse(bridge, b["id"], headers=ACME):
         assert await refused_ws(bridge, b["id"], ticket=b["ws_ticket"]) == (
-            p.CLOSE_CAP_EXCEEDED, "cap_exceeded: clients_per_tenant (at most 2)")
+            p.CloseCode.CAP_EXCEEDED, "cap_exceeded: clients_per_tenant (at most 2)")
         assert cap_of(await try_sse(bridge, a["id"], headers=ACME)) == "clients_per_tenant"
         # another tenant has its own count
         theirs = await create_room(bridge, headers=GLOBEX)
@@ -182,23 +195,23 @@ async def test_tenant_cap_spans_rooms_and_is_released_when_a_room_closes(bridge_
         # room a closes: its client is let go and the tenant's slot comes back
         assert (await bridge.http.delete(f"/v1/rooms/{a['id']}", headers=ACME)).status_code == 200
         code, frames = await closed(on_a)
-        assert code == p.CLOSE_ROOM_CLOSED and frames[-1]["type"] == "room_closed"
+        assert code == p.CloseCode.ROOM_CLOSED and frames[-1]["type"] == "room_closed"
         joined = await poll(lambda: _accepted(bridge, b["id"], headers=ACME))
         await joined.close()
-    await poll(lambda: bridge.rooms.clients.total == 0)
+    await poll(lambda: bridge.rooms.registry.clients.total == 0)
 
 
 async def test_concurrent_handshakes_are_counted_exactly(bridge_factory: Any) -> None:
     bridge = await bridge_factory(api_keys=dict(KEYS), max_clients_per_room=5)
     rid = (await create_room(bridge))["id"]
-    lr = bridge.rooms.get("acme", rid)
+    lr = live_room(bridge, "acme", rid)
     attempts = await asyncio.gather(*[try_ws(bridge, rid, headers=ACME) for _ in range(16)],
                                     *[try_sse(bridge, rid, headers=ACME) for _ in range(8)])
     sockets = [ws for ws, _ in attempts[:16] if ws is not None]
     streams = [r for r in attempts[16:] if r.status_code == 200]
     refusals = [refusal for _, refusal in attempts[:16] if refusal is not None]
     assert len(sockets) + len(streams) == 5
-    assert all(code == p.CLOSE_CAP_EXCEEDED for code, _ in refusals)
+    assert all(code == p.CloseCode.CAP_EXCEEDED for code, _ in refusals)
     assert all(cap_of(r) == "clients_per_room" for r in attempts[16:] if r.status_code != 200)
     assert lr.clients == 5 and counted(bridge, "clients_per_room", rid) == 5
     assert counted(bridge, "clients_per_tenant", "acme") == 5
@@ -206,7 +219,7 @@ async def test_concurrent_handshakes_are_counted_exactly(bridge_factory: Any) ->
         await ws.close()
     for response in streams:
         await response.aclose()
-    await poll(lambda: lr.clients == 0 and bridge.rooms.clients.total == 0 and lr.events.subscriber_count == 0)
+    await poll(lambda: lr.clients == 0 and bridge.rooms.registry.clients.total == 0 and lr.events.subscriber_count == 0)
 
 
 async def test_every_way_out_gives_the_slot_back(bridge_factory: Any) -> None:
@@ -214,8 +227,8 @@ async def test_every_way_out_gives_the_slot_back(bridge_factory: Any) -> None:
     the stream), a refused handshake and a socket that got an error frame: none of them leaks a slot."""
     bridge = await bridge_factory(max_clients_per_room=1)  # dev mode: RawWS sends no key
     rid = (await create_room(bridge, headers={}))["id"]
-    lr = bridge.rooms.get("dev", rid)
-    free = lambda: lr.clients == 0 and bridge.rooms.clients.total == 0  # noqa: E731
+    lr = live_room(bridge, "dev", rid)
+    free = lambda: lr.clients == 0 and bridge.rooms.registry.clients.total == 0  # noqa: E731
 
     raw = await RawWS.open(bridge.url, rid)
     await poll(lambda: lr.clients == 1)
@@ -232,7 +245,7 @@ async def test_every_way_out_gives_the_slot_back(bridge_factory: Any) -> None:
     await poll(free)
 
     other_room = await create_room(bridge, headers={})
-    assert (await refused_ws(bridge, rid, ticket=other_room["ws_ticket"]))[0] == p.CLOSE_UNAUTHORIZED
+    assert (await refused_ws(bridge, rid, ticket=other_room["ws_ticket"]))[0] == p.CloseCode.UNAUTHORIZED
     assert free()
     ws, _ = await try_ws(bridge, rid, headers=None)
     assert ws is not None
@@ -252,7 +265,7 @@ async def test_refused_connections_do_not_keep_a_room_open(bridge_factory: Any) 
     x, y = await create_room(bridge), await create_room(bridge)
     holder, _ = await try_ws(bridge, x["id"], headers=ACME)
     assert holder is not None
-    ly = bridge.rooms.get("acme", y["id"])
+    ly = live_room(bridge, "acme", y["id"])
     attempts = 0
 
     async def y_closed_while_refusing() -> bool:
@@ -260,7 +273,7 @@ async def test_refused_connections_do_not_keep_a_room_open(bridge_factory: Any) 
         if ly.room.state.value == "open":
             attempts += 1
             code, _ = await refused_ws(bridge, y["id"], ticket=y["ws_ticket"])
-            assert code == p.CLOSE_CAP_EXCEEDED or ly.room.state.value != "open"  # (or it just closed)
+            assert code == p.CloseCode.CAP_EXCEEDED or ly.room.state.value != "open"  # (or it just closed)
             response = await try_sse(bridge, y["id"], headers=ACME)
             assert response.status_code == 429 or ly.room.state.value != "open"
             assert ly.clients == 0
@@ -268,7 +281,7 @@ async def test_refused_connections_do_not_keep_a_room_open(bridge_factory: Any) 
 
     await poll(y_closed_while_refusing, timeout=15)
     assert attempts >= 2 and ly.room.close_reason.value == "idle"
-    assert bridge.rooms.get("acme", x["id"]).room.state.value == "open"  # the held room stays
+    assert live_room(bridge, "acme", x["id"]).room.state.value == "open"  # the held room stays
     await ping_pong(holder)
     await holder.close()
 
@@ -280,12 +293,12 @@ async def test_a_ticket_whose_tenant_lost_its_key_is_refused(bridge_factory: Any
     second = await bridge_factory(api_keys={"key-globex": "globex"}, ticket_secret=SECRET, db="memory://")
     room = await create_room(first)
     code, reason = await refused_ws(second, room["id"], ticket=room["ws_ticket"])
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "the ticket's tenant no longer has a key")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "the ticket's tenant no longer has a key")
     error = assert_error(await try_sse(second, room["id"], ticket=room["ws_ticket"]), 401, "unauthorized")
     assert error["message"] == "the ticket's tenant no longer has a key"
     # control: the shared secret works; a globex ticket passes authentication there (no such room: 4404)
     theirs = first.app.state.auth.issue_ticket(room["id"], "globex")
-    assert (await refused_ws(second, room["id"], ticket=theirs))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused_ws(second, room["id"], ticket=theirs))[0] == p.CloseCode.NOT_FOUND
     # on the first bridge, acme's ticket still works
     ws, _ = await try_ws(first, room["id"], ticket=room["ws_ticket"])
     assert ws is not None
@@ -302,7 +315,7 @@ async def test_no_renewal_for_a_tenant_that_lost_its_key(bridge_factory: Any) ->
     bridge.app.state.auth = Authenticator({"key-globex": "globex"}, dev_mode=False, ticket_ttl=2,
                                           ticket_secret=SECRET.encode())
     code, frames = await closed(ws)
-    assert code == p.CLOSE_UNAUTHORIZED and ws.protocol.close_rcvd.reason == "the ticket's tenant no longer has a key"
+    assert code == p.CloseCode.UNAUTHORIZED and ws.protocol.close_rcvd.reason == "the ticket's tenant no longer has a key"
     assert not [f for f in frames if f["type"] == "ticket"]
     assert_error(await bridge.http.post(f"/v1/rooms/{room['id']}/tickets", headers=ACME), 401, "unauthorized")
 
@@ -327,7 +340,7 @@ async def test_a_ticket_chain_ends_after_its_max_life(bridge_factory: Any) -> No
         assert int(fields[3]) == started and int(fields[2]) <= ends
     await ping_pong(ws)  # the socket itself stays
     code, reason = await refused_ws(bridge, room["id"], ticket=pushed[-1])
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket expired")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket expired")
     # honest way back: a key holder mints a new chain
     fresh = (await bridge.http.post(f"/v1/rooms/{room['id']}/tickets", headers=ACME)).json()["ws_ticket"]
     again, _ = await try_ws(bridge, room["id"], ticket=fresh)
@@ -374,7 +387,8 @@ async def test_a_plain_ticket_cannot_forward_events(bridge_factory: Any) -> None
         reply = await watcher.until("reply")
         assert reply["data"]["text"] == "Genuine." and reply["data"]["source"] == "browser"
         await backend.close()
-    avatar = [e for _, e in bridge.rooms.get("acme", rid).events.history if e["type"] not in ("room", "command")]
+    avatar = [json.loads(e.data) for e in live_room(bridge, "acme", rid).events.history
+              if e.type not in ("room", "command")]
     assert [e["type"] for e in avatar] == ["reply"] and avatar[0]["text"] == "Genuine."
     await browser.close()
 
@@ -456,7 +470,7 @@ async def test_malformed_tickets_are_a_clean_401_and_4401(bridge: Any, caplog: p
         assert error["message"] in ("malformed ticket", "invalid ticket"), (name, error)
         ws = await open_ws(bridge, rid, headers=None, ticket=quote(ticket, safe=""))
         code, _ = await closed(ws)
-        assert code == p.CLOSE_UNAUTHORIZED, name
+        assert code == p.CloseCode.UNAUTHORIZED, name
     for name in ("non-ascii", "non-ascii signature", "only dots", "huge", "too many dots", "base64 garbage"):
         ticket = odd_tickets(room["ws_ticket"])[name]
         assert assert_error(await try_sse(bridge, rid, ticket=ticket), 401, "unauthorized")["message"] == \

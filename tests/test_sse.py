@@ -1,4 +1,5 @@
-"""``GET /v1/rooms/{id}/events`` (Server-Sent Events) over a real socket with httpx streaming."""
+"""``GET /v1/rooms/{id}/events`` (Server-Sent Events) over a real socket with httpx streaming
+(httpx's ASGITransport buffers whole responses, so these bridges run under uvicorn)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,14 @@ import httpx
 import pytest
 
 from bridge.simulator.feed import answer_for
+from tests.helpers import ACME, GLOBEX, KEYS, WAIT, create_room, poll, wait_observed
 
-KEYS = {"key-acme": "acme", "key-globex": "globex"}
-ACME = {"Authorization": "Bearer key-acme"}
-GLOBEX = {"Authorization": "Bearer key-globex"}
 CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on the second floor."
-WAIT = 5.0
 
 
 @pytest.fixture
 async def bridge(bridge_factory: Any) -> Any:
     return await bridge_factory(api_keys=dict(KEYS), headers=ACME)
-
-
-async def create_room(bridge: Any, **body: Any) -> dict[str, Any]:
-    response = await bridge.http.post("/v1/rooms", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 class EventStream:
@@ -81,13 +73,6 @@ async def status_of(bridge: Any, room_id: str, **kwargs: Any) -> tuple[int, dict
     """The status of a refused stream (it answers with a JSON error body at once)."""
     response = await asyncio.wait_for(bridge.http.get(f"/v1/rooms/{room_id}/events", **kwargs), WAIT)
     return response.status_code, response.json()
-
-
-async def wait_observed(bridge: Any, room: dict[str, Any]) -> None:
-    feed = bridge.sim.app.state.sim_feed
-    async with asyncio.timeout(WAIT):
-        while feed.subscribers(room["channel"]) < 1:
-            await asyncio.sleep(0.01)
 
 
 async def test_reply_after_an_ask(bridge: Any) -> None:
@@ -182,7 +167,7 @@ async def test_refusals(bridge: Any) -> None:
 async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any) -> None:
     room = await create_room(bridge)
     rid = room["id"]
-    lr = bridge.rooms.get("acme", rid)
+    lr = bridge.rooms.registry.live[rid]
     async with events(bridge, rid) as first, events(bridge, rid) as second:
         assert lr.clients == 2
         assert (await bridge.http.delete(f"/v1/rooms/{rid}")).status_code == 200
@@ -198,12 +183,10 @@ async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any
 
 async def test_a_client_that_goes_away_is_detached(bridge: Any) -> None:
     room = await create_room(bridge)
-    lr = bridge.rooms.get("acme", room["id"])
+    lr = bridge.rooms.registry.live[room["id"]]
     async with events(bridge, room["id"]) as stream:
         assert lr.clients == 1 and lr.events.subscriber_count == 1
         assert (await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "Hi."})).status_code == 200
         await stream.until("command")
-    async with asyncio.timeout(WAIT):
-        while lr.clients or lr.events.subscriber_count:
-            await asyncio.sleep(0.02)
+    await poll(lambda: not (lr.clients or lr.events.subscriber_count), WAIT, what="the stream detached")
     assert lr.room.state.value == "open"

@@ -1,17 +1,20 @@
-"""Tenants are isolated by their client keys, and each tenant's spending is capped."""
+"""Tenants are isolated by their client keys, and each tenant's spending is capped.
+
+The bridge runs in-process; the test that also opens websockets puts it on a real socket."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
 import websockets
-from conftest import assert_error
 
 from bridge.app import ConfigurationError, create_app
 from bridge.settings import Settings
+from tests.helpers import add_fault, assert_error, create_room, poll
+
+pytestmark = pytest.mark.in_process
 
 ACME = {"Authorization": "Bearer k1"}
 GLOBEX = {"Authorization": "Bearer k2"}
@@ -23,18 +26,13 @@ def assert_cap(response: httpx.Response, cap: str) -> None:
     assert error["details"]["cap"] == cap, error
 
 
-async def create(http: httpx.AsyncClient, headers: dict[str, str] | None = None, **body: Any) -> dict[str, Any]:
-    r = await http.post("/v1/rooms", json=body, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 # -- tenants ---------------------------------------------------------------------------------------
+@pytest.mark.real_server
 async def test_tenants_cannot_see_each_others_rooms(bridge_factory):
     bridge = await bridge_factory(api_keys=KEYS)
     http = bridge.http
-    acme = await create(http, ACME)
-    globex = await create(http, GLOBEX)
+    acme = await create_room(http, ACME)
+    globex = await create_room(http, GLOBEX)
     rid = acme["id"]
     calls = dict(bridge.sim.state.counters)
     for method, path, body in [("GET", "", None), ("DELETE", "", None), ("POST", "/speak", {"text": "x"}),
@@ -92,11 +90,11 @@ async def test_dev_mode_without_keys_on_the_simulator(bridge_factory):
     assert Settings(_env_file=None).dev_mode
     bridge = await bridge_factory()
     http = bridge.http
-    one = await create(http)
-    two = await create(http, {"Authorization": "Bearer whatever"})
+    one = await create_room(http)
+    two = await create_room(http, {"Authorization": "Bearer whatever"})
     rooms = (await http.get("/v1/rooms")).json()["rooms"]
     assert {r["id"] for r in rooms} == {one["id"], two["id"]}  # everyone is tenant "dev"
-    assert bridge.rooms.live[one["id"]].room.tenant == "dev"
+    assert bridge.rooms.registry.live[one["id"]].room.tenant == "dev"
 
 
 # -- caps ------------------------------------------------------------------------------------------
@@ -108,7 +106,7 @@ def test_default_caps_are_generous_enough():
 
 async def test_twenty_rooms_for_one_tenant_by_default(bridge_factory):
     bridge = await bridge_factory(api_keys=KEYS)
-    rooms = await asyncio.gather(*(create(bridge.http, ACME, expire_seconds=60) for _ in range(20)))
+    rooms = await asyncio.gather(*(create_room(bridge, ACME, expire_seconds=60) for _ in range(20)))
     assert len({r["channel"] for r in rooms}) == 20
     assert sum(1 for r in bridge.sim.state.rooms.values() if r.status == "open") == 20
     if Settings(_env_file=None).max_rooms_per_tenant == 20:
@@ -117,20 +115,16 @@ async def test_twenty_rooms_for_one_tenant_by_default(bridge_factory):
 
 async def test_a_queue_of_64_by_default(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=10)
-    rid = (await create(bridge.http))["id"]
+    rid = (await create_room(bridge.http))["id"]
     size = Settings(_env_file=None).queue_size
-    r = await bridge.http.post(bridge.sim.url + "/_sim/faults",
-                               json={"endpoint": "speak", "kind": "timeout", "seconds": 3, "times": 1})
-    assert r.status_code == 201
-    queue = bridge.rooms.live[rid].queue
+    add_fault(bridge.sim, endpoint="speak", kind="timeout", seconds=3, times=1)
+    queue = bridge.rooms.registry.live[rid].queue
     first = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "in flight"}))
-    while queue.in_flight is None:
-        await asyncio.sleep(0.01)
+    await poll(lambda: queue.in_flight is not None)
     # `size` commands wait behind the one in flight; the next one is refused
     texts = [f"Waiting {i}." for i in range(size)]
     waiting = [asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": t})) for t in texts]
-    while queue.pending < size and not any(t.done() for t in waiting):
-        await asyncio.sleep(0.01)
+    await poll(lambda: queue.pending >= size or any(t.done() for t in waiting))
     assert queue.pending == size
     assert_error(await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "no room"}), 429, "queue_full")
     replies = await asyncio.gather(*waiting)
@@ -148,10 +142,10 @@ async def test_concurrent_rooms_cap(bridge_factory):
         if r.status_code == 429:
             assert_cap(r, "concurrent_rooms")
     assert sum(1 for r in bridge.sim.state.rooms.values() if r.status == "open") == 2  # A2E minted only two
-    await create(http, GLOBEX)  # another tenant has its own cap
+    await create_room(http, GLOBEX)  # another tenant has its own cap
     first = next(r.json() for r in replies if r.status_code == 201)
     await http.delete(f"/v1/rooms/{first['id']}", headers=ACME)
-    await create(http, ACME)  # a closed room frees its slot
+    await create_room(http, ACME)  # a closed room frees its slot
 
 
 async def test_expire_seconds_cap(bridge_factory):
@@ -159,20 +153,20 @@ async def test_expire_seconds_cap(bridge_factory):
     calls = bridge.sim.state.counters.get("agora_token", 0)
     assert_cap(await bridge.http.post("/v1/rooms", json={"expire_seconds": 121}), "expire_seconds")
     assert bridge.sim.state.counters.get("agora_token", 0) == calls
-    assert (await create(bridge.http, expire_seconds=120))["expire_seconds"] == 120
-    assert (await create(bridge.http))["expire_seconds"] == 120  # the default is capped too
+    assert (await create_room(bridge.http, expire_seconds=120))["expire_seconds"] == 120
+    assert (await create_room(bridge.http))["expire_seconds"] == 120  # the default is capped too
 
 
 async def test_room_minutes_per_day_cap(bridge_factory):
     bridge = await bridge_factory(api_keys=KEYS, room_minutes_per_day=2.5)
     http = bridge.http
-    first = await create(http, ACME, expire_seconds=60)
-    await create(http, ACME, expire_seconds=60)
+    first = await create_room(http, ACME, expire_seconds=60)
+    await create_room(http, ACME, expire_seconds=60)
     assert_cap(await http.post("/v1/rooms", json={"expire_seconds": 60}, headers=ACME), "room_minutes_per_day")
-    await create(http, GLOBEX, expire_seconds=120)  # per tenant
+    await create_room(http, GLOBEX, expire_seconds=120)  # per tenant
     # a room given back early only costs the time it was open
     await http.delete(f"/v1/rooms/{first['id']}", headers=ACME)
-    await create(http, ACME, expire_seconds=60)
+    await create_room(http, ACME, expire_seconds=60)
     assert_cap(await http.post("/v1/rooms", json={"expire_seconds": 60}, headers=ACME), "room_minutes_per_day")
 
 
@@ -182,7 +176,7 @@ async def test_balance_cap(bridge_factory):
     calls = bridge.sim.state.counters.get("agora_token", 0)
     assert_cap(await bridge.http.post("/v1/rooms", json={"expire_seconds": 600}), "balance")
     assert bridge.sim.state.counters.get("agora_token", 0) == calls  # refused before minting
-    assert (await create(bridge.http, expire_seconds=300))["expire_seconds"] == 300  # 5 coins: enough
+    assert (await create_room(bridge.http, expire_seconds=300))["expire_seconds"] == 300  # 5 coins: enough
 
 
 async def test_balance_refused_by_a2e_itself(bridge_factory):
@@ -191,7 +185,7 @@ async def test_balance_refused_by_a2e_itself(bridge_factory):
     assert_cap(await bridge.http.post("/v1/rooms", json={"expire_seconds": 600}), "balance")
     rooms = (await bridge.http.get("/v1/rooms")).json()["rooms"]
     assert [(r["state"], r["close_reason"]) for r in rooms] == [("failed", "error")]
-    assert bridge.rooms.live == {}
+    assert bridge.rooms.registry.live == {}
 
 
 async def test_per_tenant_limits_override_the_global_caps(bridge_factory) -> None:

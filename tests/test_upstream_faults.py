@@ -1,76 +1,60 @@
 """A2E failing in every way the simulator can fail: clear errors, no blind retries of paid or visible
-calls, leaves that always get through, and a registry that never loses a room."""
+calls, leaves that always get through, and a registry that never loses a room.
+
+The bridge runs in-process; the simulator behind it is a real server, whose faults (timeouts, dropped
+connections) need sockets."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-from conftest import assert_error
+import pytest
 
 from bridge.rooms.models import RoomState
 from bridge.simulator.state import AVATARS
+from tests.helpers import add_fault, assert_error, clear_faults, create_room, fault_hits, poll
+
+pytestmark = pytest.mark.in_process
 
 
-async def add_fault(bridge, **fault: Any) -> None:
-    r = await bridge.http.post(bridge.sim.url + "/_sim/faults", json=fault)
-    assert r.status_code == 201, r.text
-
-
-async def clear_faults(bridge) -> None:
-    await bridge.http.delete(bridge.sim.url + "/_sim/faults")
-
-
-async def fault_hits(bridge) -> list[int]:
-    return [f["hits"] for f in (await bridge.http.get(bridge.sim.url + "/_sim/faults")).json()["faults"]]
-
-
-async def create(bridge, **body: Any) -> dict[str, Any]:
-    r = await bridge.http.post("/v1/rooms", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-async def assert_consistent(bridge, timeout: float = 15.0) -> dict[str, Any]:
+async def assert_consistent(bridge) -> dict[str, Any]:
     """Once the closes under way have finished, the store, the manager and A2E agree on every room."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rooms = await bridge.rooms.store.list()
-        busy = [r for r in rooms if r.state in (RoomState.CREATING, RoomState.CLOSING)]
-        if not busy:
-            break
-        assert time.monotonic() < deadline, f"rooms stuck: {busy}"
-        await asyncio.sleep(0.05)
+
+    async def settled() -> bool:
+        return not any(r.state in (RoomState.CREATING, RoomState.CLOSING) for r in await bridge.rooms.registry.store.list_rooms())
+
+    await poll(settled, timeout=15, what="no room creating or closing")
+    rooms = await bridge.rooms.registry.store.list_rooms()
     upstream = bridge.sim.state.rooms
     bridge.sim.state.refresh()
     for room in rooms:
         if room.state is RoomState.OPEN:
-            assert room.id in bridge.rooms.live, room
+            assert room.id in bridge.rooms.registry.live, room
             assert upstream[room.channel].status == "open", room
         elif room.state is RoomState.CLOSED:
-            assert room.id not in bridge.rooms.live, room
+            assert room.id not in bridge.rooms.registry.live, room
             assert upstream[room.channel].status in ("left", "expired"), room
         else:
             assert room.state is RoomState.FAILED, room
-            assert room.id not in bridge.rooms.live and room.close_reason is not None, room
+            assert room.id not in bridge.rooms.registry.live and room.close_reason is not None, room
             assert not room.channel, room  # never minted: nothing charged
     known = {r.channel: r for r in rooms if r.channel}
     for channel, sim_room in upstream.items():
         assert channel in known, f"A2E room {channel} unknown to the bridge"
         if sim_room.status == "open":
             assert known[channel].state is RoomState.OPEN
-    assert set(bridge.rooms.live) == {r.id for r in rooms if r.state is RoomState.OPEN}
+    assert set(bridge.rooms.registry.live) == {r.id for r in rooms if r.state is RoomState.OPEN}
     return {r.id: r for r in rooms}
 
 
 async def test_no_avatar_host_is_503_and_the_room_is_recorded_failed(bridge_factory):
     bridge = await bridge_factory()
-    await add_fault(bridge, endpoint="/api/v1/streaming-avatar/agora-token", kind="code_1001", times=1)
+    add_fault(bridge.sim, endpoint="/api/v1/streaming-avatar/agora-token", kind="code_1001", times=1)
     r = await bridge.http.post("/v1/rooms", json={})
     assert_error(r, 503, "no_avatar_host")
     assert int(r.headers["Retry-After"]) > 0
-    assert await fault_hits(bridge) == [1]  # a mint is paid for: never retried blindly
+    assert fault_hits(bridge.sim) == [1]  # a mint is paid for: never retried blindly
     rooms = await assert_consistent(bridge)
     [failed] = rooms.values()
     assert failed.state is RoomState.FAILED and failed.close_reason.value == "error"
@@ -78,18 +62,18 @@ async def test_no_avatar_host_is_503_and_the_room_is_recorded_failed(bridge_fact
     assert bridge.sim.state.rooms == {}
     listed = (await bridge.http.get("/v1/rooms")).json()["rooms"]
     assert [(x["id"], x["state"]) for x in listed] == [(failed.id, "failed")]
-    await create(bridge)  # the fault is spent: the next room opens
+    await create_room(bridge)  # the fault is spent: the next room opens
     await assert_consistent(bridge)
 
 
 async def test_mint_that_never_answers(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=0.5)
     for kind in ("timeout", "drop_connection", "http_500"):
-        await add_fault(bridge, endpoint="agora_token", kind=kind, seconds=2)
+        add_fault(bridge.sim, endpoint="agora_token", kind=kind, seconds=2)
         r = await bridge.http.post("/v1/rooms", json={})
         assert_error(r, 503, "upstream_unavailable")
-        assert await fault_hits(bridge) == [1], kind
-        await clear_faults(bridge)
+        assert fault_hits(bridge.sim) == [1], kind
+        clear_faults(bridge.sim)
     rooms = await assert_consistent(bridge)
     assert [r.state for r in rooms.values()] == [RoomState.FAILED] * 3
     assert (await bridge.http.get("/readyz")).status_code == 200
@@ -97,11 +81,11 @@ async def test_mint_that_never_answers(bridge_factory):
 
 async def test_leave_failing_once_is_retried(bridge_factory):
     bridge = await bridge_factory()
-    room = await create(bridge)
-    await add_fault(bridge, endpoint="leave", kind="http_500", times=1)
+    room = await create_room(bridge)
+    add_fault(bridge.sim, endpoint="leave", kind="http_500", times=1)
     r = await bridge.http.delete(f"/v1/rooms/{room['id']}")
     assert r.status_code == 200 and r.json()["state"] == "closed", r.text
-    assert await fault_hits(bridge) == [1]
+    assert fault_hits(bridge.sim) == [1]
     assert bridge.sim.state.counters["leave"] == 1
     assert bridge.sim.state.rooms[room["channel"]].status == "left"
     await assert_consistent(bridge)
@@ -109,58 +93,58 @@ async def test_leave_failing_once_is_retried(bridge_factory):
 
 async def test_leave_keeps_being_retried_past_the_clients_attempts(bridge_factory):
     bridge = await bridge_factory()
-    room = await create(bridge)
-    await add_fault(bridge, endpoint="leave", kind="http_500", times=5)
-    await add_fault(bridge, endpoint="leave", kind="drop_connection", times=2)
+    room = await create_room(bridge)
+    add_fault(bridge.sim, endpoint="leave", kind="http_500", times=5)
+    add_fault(bridge.sim, endpoint="leave", kind="drop_connection", times=2)
     r = await bridge.http.delete(f"/v1/rooms/{room['id']}")
     assert r.status_code == 200 and r.json()["state"] in ("closing", "closed"), r.text
     rooms = await assert_consistent(bridge)
     assert rooms[room["id"]].state is RoomState.CLOSED
-    assert await fault_hits(bridge) == [5, 2]
+    assert fault_hits(bridge.sim) == [5, 2]
     assert bridge.sim.state.rooms[room["channel"]].status == "left"
     assert bridge.sim.state.rooms[room["channel"]].refunded > 0
 
 
 async def test_leave_of_a_channel_a2e_forgot(bridge_factory):
     bridge = await bridge_factory()
-    room = await create(bridge)
+    room = await create_room(bridge)
     bridge.sim.state.rooms.pop(room["channel"])  # A2E answers 404 for the channel
     r = await bridge.http.delete(f"/v1/rooms/{room['id']}")
     assert r.json()["state"] == "closed" and r.json()["close_reason"] == "client"
-    assert room["id"] not in bridge.rooms.live
+    assert room["id"] not in bridge.rooms.registry.live
 
 
 async def test_speak_faults_are_clear_and_not_retried(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=0.5)
-    room = await create(bridge)
+    room = await create_room(bridge)
     rid, channel = room["id"], room["channel"]
     cases = [("drop_connection", 503, "upstream_unavailable"), ("timeout", 503, "upstream_unavailable"),
              ("http_500", 503, "upstream_unavailable"), ("http_429", 503, "upstream_rate_limited")]
     for n, (kind, status, code) in enumerate(cases):
-        await add_fault(bridge, endpoint="speak", kind=kind, seconds=2)  # unlimited: a retry would count
+        add_fault(bridge.sim, endpoint="speak", kind=kind, seconds=2)  # unlimited: a retry would count
         r = await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": f"attempt {n}"})
         assert_error(r, status, code)
         if kind == "http_429":
             assert int(r.headers["Retry-After"]) >= 1
-        assert await fault_hits(bridge) == [1], kind  # sent once: A2E may have said it already
-        await clear_faults(bridge)
+        assert fault_hits(bridge.sim) == [1], kind  # sent once: A2E may have said it already
+        clear_faults(bridge.sim)
         r = await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": f"after {kind}"})
         assert r.status_code == 200, r.text
     assert [c["text"] for c in bridge.sim.state.rooms[channel].commands] == [f"after {k}" for k, _, _ in cases]
     assert (await bridge.http.get(f"/v1/rooms/{rid}")).json()["state"] == "open"
     # ask behaves the same
-    await add_fault(bridge, endpoint="ask", kind="drop_connection")
+    add_fault(bridge.sim, endpoint="ask", kind="drop_connection")
     assert_error(await bridge.http.post(f"/v1/rooms/{rid}/ask", json={"text": "well?"}), 503,
                  "upstream_unavailable")
-    assert await fault_hits(bridge) == [1]
-    await clear_faults(bridge)
+    assert fault_hits(bridge.sim) == [1]
+    clear_faults(bridge.sim)
     await assert_consistent(bridge)
 
 
 async def test_a_failed_command_does_not_block_the_ones_behind_it(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=5)
-    room = await create(bridge)
-    await add_fault(bridge, endpoint="speak", kind="http_500", times=1)
+    room = await create_room(bridge)
+    add_fault(bridge.sim, endpoint="speak", kind="http_500", times=1)
     replies = await asyncio.gather(*(bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": f"n{i}"})
                                      for i in range(5)))
     codes = sorted(r.status_code for r in replies)
@@ -172,30 +156,30 @@ async def test_a_failed_command_does_not_block_the_ones_behind_it(bridge_factory
 
 async def test_qa_context_failure_keeps_the_room(bridge_factory):
     bridge = await bridge_factory()
-    room = await create(bridge, qa_context="first")
-    await add_fault(bridge, endpoint="set_qa_context", kind="http_500")
+    room = await create_room(bridge, qa_context="first")
+    add_fault(bridge.sim, endpoint="set_qa_context", kind="http_500")
     r = await bridge.http.put(f"/v1/rooms/{room['id']}/qa-context", json={"text": "second"})
     assert_error(r, 503, "upstream_unavailable")
     assert (await bridge.http.get(f"/v1/rooms/{room['id']}/qa-context")).json()["text"] == "first"
     assert (await bridge.http.get(f"/v1/rooms/{room['id']}")).json()["state"] == "open"
-    await clear_faults(bridge)
+    clear_faults(bridge.sim)
     await assert_consistent(bridge)
 
 
 async def test_balance_check_is_skipped_when_a2e_cannot_tell(bridge_factory):
     bridge = await bridge_factory()
-    await add_fault(bridge, endpoint="remaining_coins", kind="http_500")
-    room = await create(bridge)
+    add_fault(bridge.sim, endpoint="remaining_coins", kind="http_500")
+    room = await create_room(bridge)
     assert room["state"] == "open"
-    assert (await fault_hits(bridge))[0] >= 1
+    assert fault_hits(bridge.sim)[0] >= 1
     await assert_consistent(bridge)
 
 
 async def test_avatar_list_failure_when_no_avatar_is_given(bridge_factory):
     bridge = await bridge_factory()
-    await add_fault(bridge, endpoint="streaming_avatars", kind="http_500")
+    add_fault(bridge.sim, endpoint="streaming_avatars", kind="http_500")
     assert_error(await bridge.http.post("/v1/rooms", json={}), 503, "upstream_unavailable")
-    await clear_faults(bridge)
+    clear_faults(bridge.sim)
     await assert_consistent(bridge)
     assert bridge.sim.state.rooms == {}
 
@@ -205,7 +189,7 @@ async def test_chaos_loses_nothing(bridge_factory):
     # a default avatar: every attempt writes its record before it mints (no avatar lookup first)
     bridge = await bridge_factory(a2e_timeout=0.5, default_avatar_id=AVATARS[0]["_id"])
     for kind in ("http_500", "drop_connection", "timeout", "code_1001"):
-        await add_fault(bridge, endpoint="*", kind=kind, rate=0.1, seconds=1)
+        add_fault(bridge.sim, endpoint="*", kind=kind, rate=0.1, seconds=1)
     http = bridge.http
 
     async def session(i: int) -> None:
@@ -222,8 +206,8 @@ async def test_chaos_loses_nothing(bridge_factory):
             assert r.status_code == 200, r.text
 
     await asyncio.gather(*(session(i) for i in range(12)))
-    assert sum(await fault_hits(bridge)) > 0  # the faults did fire
-    await clear_faults(bridge)
+    assert sum(fault_hits(bridge.sim)) > 0  # the faults did fire
+    clear_faults(bridge.sim)
     rooms = await assert_consistent(bridge)
     assert len(rooms) == 12
     # everything still open can be closed, and then A2E holds no open room

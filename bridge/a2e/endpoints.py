@@ -1,9 +1,10 @@
 """The one table of A2E's REST API.
 
-Every A2E operation the project knows is one row here. The client sends requests from it, the
-simulator builds its routes from it, the CLI's ``call`` command and the tests iterate it. What we
-are unsure of (paths and shapes marked ``GUESSED``) is visible in this file and nowhere else; when
-the live API proves a row wrong, the fix is that row.
+Every A2E operation the project knows is one row here (an :class:`Endpoint`, defined with its path
+checks in :mod:`bridge.a2e.operation`). The client sends requests from it, the simulator builds its
+routes from it, the CLI's ``call`` command and the tests iterate it. What we are unsure of (paths
+and shapes marked ``GUESSED``) is visible in this file and nowhere else; when the live API proves a
+row wrong, the fix is that row.
 
 Sources: ../shared/notes/a2e-api-*.md. ``DOCUMENTED`` means an official A2E page showed it,
 ``CODE`` that public code calling A2E uses it, ``GUESSED`` that it is inferred from naming.
@@ -11,15 +12,8 @@ Sources: ../shared/notes/a2e-api-*.md. ``DOCUMENTED`` means an official A2E page
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from functools import cached_property
-from typing import Any, Literal
-from urllib.parse import quote
-
-from .errors import A2EInvalidInput, A2EUnknownOperation
+from .errors import A2EUnknownOperation
+from .operation import OBJECT_ID, PATH_PARAM_SHAPES, Certainty, Endpoint, _shown
 
 __all__ = [
     "Certainty",
@@ -28,111 +22,9 @@ __all__ = [
     "GROUPS",
     "OBJECT_ID",
     "PATH_PARAM_SHAPES",
+    "QA_CONTEXT_LIMIT",
     "endpoint",
 ]
-
-Method = Literal["GET", "POST", "PUT", "DELETE"]
-
-_PATH_PARAM = re.compile(r"{(\w+)}")
-
-# A2E's ids are MongoDB ObjectIds: 24 hex digits (see the notes). Every path parameter must have a
-# shape here; a value outside it never reaches a URL (no "../", no "/", no "%2F", no CR/LF).
-OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
-PATH_PARAM_SHAPES: dict[str, re.Pattern[str]] = {"_id": OBJECT_ID}
-_SHAPE_NAMES = {"_id": "a 24-hex-digit A2E id"}
-
-
-def _shown(name: object) -> str:
-    """A caller-chosen name, quoted and cut short, for an error message."""
-    text = repr(name)
-    return text if len(text) <= 66 else text[:60] + "…" + text[-5:]
-
-
-class Certainty(str, Enum):
-    """How sure we are of a row's method, path and body."""
-
-    DOCUMENTED = "documented"
-    CODE = "seen in code"
-    GUESSED = "guessed"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One A2E operation.
-
-    ``required`` and ``optional`` map body/query field names to their JSON type ("str", "int",
-    "number", "bool", "list", "dict", "any"); together with the path parameters they are every
-    field the operation takes (:meth:`check_params`; the pass-through refuses any other). The
-    simulator enforces ``required`` and the CLI shows it. ``retry_safe`` says whether re-sending
-    the request after a failure that may have reached A2E can do no harm (reads, ``leave``).
-    ``status_op`` names the operation that reports progress of the task this one creates.
-    """
-
-    name: str
-    group: str
-    method: Method
-    path: str
-    certainty: Certainty
-    summary: str
-    retry_safe: bool = False
-    required: dict[str, str] = field(default_factory=dict)
-    status_op: str | None = None
-    deprecated: bool = False
-    optional: dict[str, str] = field(default_factory=dict)
-    # offered through the bridge's /v1/a2e pass-through; rooms and account tokens never are (rooms are
-    # tracked and always left by /v1/rooms; tokens would hand out the account)
-    passthrough: bool = True
-
-    @property
-    def path_params(self) -> tuple[str, ...]:
-        return tuple(_PATH_PARAM.findall(self.path))
-
-    @property
-    def creates_task(self) -> bool:
-        return self.status_op is not None
-
-    @property
-    def fields(self) -> frozenset[str]:
-        """Every field this operation takes: path parameters, required and optional fields."""
-        return frozenset((*self.path_params, *self.required, *self.optional))
-
-    @cached_property
-    def path_pattern(self) -> re.Pattern[str]:
-        """The paths this row may produce: its template with each parameter in its shape."""
-        parts = _PATH_PARAM.split(self.path)  # literal, name, literal, name, ..., literal
-        return re.compile("".join(re.escape(part) if i % 2 == 0 else PATH_PARAM_SHAPES[part].pattern
-                                  for i, part in enumerate(parts)))
-
-    def check_params(self, params: Mapping[str, Any]) -> None:
-        """Refuse a bad path parameter, then a field this operation does not take
-        (:class:`A2EInvalidInput` naming it). The client always checks the path; this is for
-        callers that must not pass anything the table does not list (the pass-through)."""
-        self.render_path(params)
-        for name in params:
-            if name not in self.fields:
-                accepted = ", ".join(sorted(self.fields)) or "none"
-                raise A2EInvalidInput(f"takes no field {_shown(name)} (it takes: {accepted})",
-                                      field=str(name), operation=self.name)
-
-    def render_path(self, params: Mapping[str, Any]) -> str:
-        """The path with its parameters filled from ``params``: each checked against its shape,
-        then percent-encoded. Raises :class:`A2EInvalidInput` naming a missing or bad parameter."""
-        values: dict[str, str] = {}
-        for name in self.path_params:
-            value = params.get(name)
-            if value is None or value == "":
-                raise A2EInvalidInput(f"needs {name} (a path parameter)", field=name,
-                                      operation=self.name)
-            if not isinstance(value, str) or not PATH_PARAM_SHAPES[name].fullmatch(value):
-                raise A2EInvalidInput(f"{name} must be {_SHAPE_NAMES[name]}, not {_shown(value)}",
-                                      field=name, operation=self.name)
-            values[name] = quote(value, safe="")
-        path = _PATH_PARAM.sub(lambda m: values[m.group(1)], self.path)
-        if not self.path_pattern.fullmatch(path):  # cannot happen with the shapes above; kept as the invariant
-            raise A2EInvalidInput(f"the path does not fit its template {self.path}",
-                                  operation=self.name)
-        return path
-
 
 D, C, G = Certainty.DOCUMENTED, Certainty.CODE, Certainty.GUESSED
 V1 = "/api/v1"
@@ -294,7 +186,7 @@ _ROWS: list[Endpoint] = [
              required={"avatar_id": "str"}, optional={"expire_seconds": "int"}, passthrough=False),
     Endpoint("set_qa_context", "streaming", "POST", f"{V1}/streaming-avatar/set-qa-context", D,
              "Set a room's QA context (at most 5,000 characters)", retry_safe=True,
-             required={"channel": "str", "text": "str"}, passthrough=False),
+             required={"channel": "str", "text": "str"}, limits={"text": 5000}, passthrough=False),
     Endpoint("get_qa_context", "streaming", "GET", f"{V1}/streaming-avatar/get-qa-context", G,
              "Read a room's QA context", retry_safe=True, required={"channel": "str"}, passthrough=False),
     Endpoint("ask", "streaming", "POST", f"{V1}/streaming-avatar/ask", D,
@@ -327,6 +219,9 @@ assert all(p in PATH_PARAM_SHAPES for r in _ROWS for p in r.path_params), "every
 assert not any(set(r.required) & set(r.optional) for r in _ROWS), "a field is required or optional, not both"
 assert {k for r in _ROWS for k in (*r.required.values(), *r.optional.values())} <= {
     "str", "int", "number", "bool", "list", "dict", "any"}, "unknown field type"
+
+QA_CONTEXT_LIMIT = ENDPOINTS["set_qa_context"].limits["text"]
+"""The longest QA context A2E accepts, in characters (the bridge checks it before calling A2E)."""
 
 
 def endpoint(name: str) -> Endpoint:

@@ -94,7 +94,7 @@ async def wait_for(
     operation: str,
     task_id: str,
     *,
-    timeout: float = 900.0,
+    timeout: float = 900.0,  # noqa: ASYNC109 (a deadline for the task, reported as TaskTimeout with its last status)
     interval: float = 3.0,
     progress: ProgressCallback | None = None,
 ) -> TaskStatus:

@@ -1,4 +1,15 @@
-"""Rooms: the model and state machine the rest of the bridge builds on."""
+"""Rooms: the domain of the bridge.
+
+``models`` (the state machine), ``registry`` (live rooms, the one lookup), ``lifecycle`` (open,
+recover, close, leave), ``relay`` (commands and their queue), ``sweeper`` (idle, expiry, purge),
+``events`` (fan-out), ``observing`` (channel events), ``caps``, ``text`` and ``store`` (the port
+``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bridge.rooms.models import (
     LIVE_STATES,
@@ -12,6 +23,12 @@ from bridge.rooms.models import (
     new_room_id,
 )
 
+if TYPE_CHECKING:
+    from bridge.rooms.lifecycle import RoomLifecycle
+    from bridge.rooms.registry import RoomRegistry
+    from bridge.rooms.relay import Relay
+    from bridge.rooms.sweeper import Sweeper
+
 __all__ = [
     "LIVE_STATES",
     "TERMINAL_STATES",
@@ -21,5 +38,16 @@ __all__ = [
     "Room",
     "RoomError",
     "RoomState",
+    "Rooms",
     "new_room_id",
 ]
+
+
+@dataclass(frozen=True)
+class Rooms:
+    """The room domain as the transports see it (``app.state.rooms``)."""
+
+    registry: RoomRegistry
+    lifecycle: RoomLifecycle
+    relay: Relay
+    sweeper: Sweeper

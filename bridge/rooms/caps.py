@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError
 from bridge.errors import CapExceeded, ValidationFailed
+from bridge.rooms.store import RoomStore
 from bridge.settings import Settings
-from bridge.store.base import RoomStore
 
 log = logging.getLogger("bridge.rooms")
 

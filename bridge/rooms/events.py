@@ -1,5 +1,8 @@
 """A room's event fan-out: every subscriber (websocket client, SSE stream) gets every event.
 
+A published frame is encoded once (:func:`bridge.frames.encode`); subscribers get the text, which
+the websocket sends as it is and SSE uses as ``data`` (with the frame's type as the event name).
+
 Each subscriber has a bounded queue; one that falls behind is cut off (``overflowed``) instead of
 slowing the room or the others. A bounded history with increasing ids lets SSE clients resume
 with ``Last-Event-ID``.
@@ -12,18 +15,28 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple
+
+from bridge.frames import ServerFrame, encode
+
+
+class Event(NamedTuple):
+    """One published frame: its id in the room's history, its type and its encoded text."""
+
+    id: int
+    type: str
+    data: str
 
 
 @dataclass(eq=False)
 class Subscription:
-    queue: asyncio.Queue[tuple[int, dict[str, Any]] | None]
+    queue: asyncio.Queue[Event | None]
     overflowed: bool = False
     closed: bool = False
     _hub: RoomEvents | None = field(default=None, repr=False)
 
-    async def get(self) -> tuple[int, dict[str, Any]] | None:
-        """The next (id, event), or None once the room ended or this subscriber was cut off."""
+    async def get(self) -> Event | None:
+        """The next event, or None once the room ended or this subscriber was cut off."""
         if self.closed:
             try:
                 return self.queue.get_nowait()
@@ -36,7 +49,7 @@ class Subscription:
             self._hub._subscribers.discard(self)
         self.closed = True
 
-    async def __aiter__(self) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    async def __aiter__(self) -> AsyncIterator[Event]:
         while (item := await self.get()) is not None:
             yield item
 
@@ -46,7 +59,7 @@ class RoomEvents:
 
     def __init__(self, history: int = 256, subscriber_buffer: int = 256) -> None:
         self._ids = itertools.count(1)
-        self.history: deque[tuple[int, dict[str, Any]]] = deque(maxlen=history)
+        self.history: deque[Event] = deque(maxlen=history)
         self._subscribers: set[Subscription] = set()
         self.subscriber_buffer = subscriber_buffer
         self.ended = False
@@ -55,20 +68,20 @@ class RoomEvents:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, event: dict[str, Any]) -> int:
-        event_id = next(self._ids)
-        self.history.append((event_id, event))
+    def publish(self, frame: ServerFrame) -> int:
+        event = Event(next(self._ids), frame.frame_type, encode(frame))
+        self.history.append(event)
         for sub in list(self._subscribers):
             try:
-                sub.queue.put_nowait((event_id, event))
+                sub.queue.put_nowait(event)
             except asyncio.QueueFull:
                 sub.overflowed = True
                 self._cut(sub)
-        return event_id
+        return event.id
 
     def subscribe(self, after: int | None = None) -> Subscription:
         """A new subscriber; with ``after``, history newer than that id is queued first."""
-        backlog = [item for item in self.history if after is not None and item[0] > after]
+        backlog = [event for event in self.history if after is not None and event.id > after]
         sub = Subscription(asyncio.Queue(self.subscriber_buffer + len(backlog)), _hub=self)
         for item in backlog:
             sub.queue.put_nowait(item)

@@ -1,4 +1,4 @@
-"""Room events from the avatar's channel: which source a room uses, and feeding its reassembler.
+"""Room events from the avatar's channel: which source a room uses, and delivering what it says.
 
 Three sources (``BRIDGE_EVENT_SOURCE``):
 - ``agora``: the bridge joins each room's Agora channel receive-only with the Agora server SDK;
@@ -9,6 +9,9 @@ Three sources (``BRIDGE_EVENT_SOURCE``):
 else ``browser``. Forwarded events are accepted whatever the source, so a kiosk never hurts, but
 only from clients allowed to forward (a key, or a ticket minted with ``forward_events``); the room
 events they cause say ``"source": "browser"``, the observers' ``"simulator"`` / ``"agora"``.
+
+Raw channel events (from an observer or a forwarding client) go through the room's reassembler and
+come out as ``reply``/``speaking_*`` frames on the room's event hub.
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
+from bridge import frames
+from bridge.errors import BadRequest
 from bridge.rtc.accesstoken import TokenError, parse_token
 from bridge.rtc.base import ObserverError, ObserveTarget, RoomObserver
+from bridge.rtc.events import ChannelEvent, Reply, RoomEvent, SpeakingStarted
 from bridge.rtc.simulated import SimulatorObserver
+from bridge.rtc.wire import frame_to_event
 
-from .manager import LiveRoom, RoomManager
 from .models import RoomState
+from .registry import LiveRoom
 
 log = logging.getLogger("bridge.events")
 
@@ -61,16 +69,52 @@ def token_bound_uid(token: str | None) -> str | None:
     return uid if uid not in (None, "", "0") else None
 
 
+def room_frame(event: RoomEvent, origin: str | None = None) -> frames.ServerFrame:
+    """The frame clients get for what the reassembler made of the channel's events; ``origin`` is
+    where they came from (``source``: ``browser``, ``simulator``, ``agora``)."""
+    if isinstance(event, Reply):
+        return frames.Reply(text=event.text, final=event.final, reply_id=event.reply_id, source=origin)
+    if isinstance(event, SpeakingStarted):
+        return frames.SpeakingStarted(source=origin)
+    return frames.SpeakingStopped(source=origin)
+
+
+def deliver_channel_event(lr: LiveRoom, event: ChannelEvent, source: Any, *, origin: str | None = None) -> None:
+    """Raw channel events (from an observer or a forwarding client) become room events.
+
+    ``source`` tells forwarders apart (de-duplication); ``origin`` is what the room events say
+    they came from (``"source"``: ``browser``, ``simulator``, ``agora``), by default ``source``.
+    """
+    lr.event_origin = origin or str(source)
+    for room_event in lr.reassembler.feed(event, source=source):
+        lr.events.publish(room_frame(room_event, lr.event_origin))
+
+
+def forward_rtc_event(lr: LiveRoom, raw: dict[str, Any], *, source: Any) -> None:
+    """A raw channel event forwarded by a client (a kiosk's Agora Web SDK); the caller checked
+    that this client may forward."""
+    event = frame_to_event(raw)
+    if event is None:
+        raise BadRequest("rtc_event.event must be {kind: stream_message|audio_started|audio_stopped, uid, "
+                         "data_b64?}")
+    deliver_channel_event(lr, event, source, origin="browser")
+
+
+def expire_partial_replies(lr: LiveRoom) -> None:
+    """Finish replies whose end never came (the sweeper calls this for every open room)."""
+    for room_event in lr.reassembler.expire():
+        lr.events.publish(room_frame(room_event, lr.event_origin))
+
+
 class RoomObserving:
     """Runs one observer task per open room and turns channel events into room events."""
 
-    def __init__(self, rooms: RoomManager, observer: RoomObserver | None, source: str) -> None:
-        self.rooms = rooms
+    def __init__(self, observer: RoomObserver | None, source: str) -> None:
         self.observer = observer
         self.source = source
-        rooms.room_hooks.append(self._on_open)
 
-    def _on_open(self, lr: LiveRoom) -> None:
+    def start(self, lr: LiveRoom) -> None:
+        """Watch a room that just opened (a hook of the room lifecycle)."""
         if self.observer is not None:
             lr.tasks.append(asyncio.create_task(self._observe(lr), name=f"observe-{lr.room.id}"))
 
@@ -92,7 +136,7 @@ class RoomObserving:
                 try:
                     delay = 0.2
                     async for event in sub:
-                        self.rooms.deliver_channel_event(lr, event, self.source)
+                        deliver_channel_event(lr, event, self.source)
                 finally:
                     await sub.aclose()
             except ObserverError as exc:

@@ -3,7 +3,8 @@
 ``events`` (raw channel events, wire room events), ``reassembler`` (sans-I/O
 QA stream-messages -> replies), ``base`` (the RoomObserver seam), and the
 observers: ``agora`` (native SDK, optional) and ``simulated`` (the A2E
-simulator's feed). ``accesstoken`` builds and reads Agora AccessToken2.
+simulator's feed). ``wire`` is the channel-event wire format (simulator feed,
+forwarding browsers). ``accesstoken`` builds and reads Agora AccessToken2.
 Importing this package never imports the Agora SDK.
 """
 

@@ -2,67 +2,33 @@
 
 The simulator has no Agora channel; its feed (``bridge.simulator.feed``)
 serves the events an Agora observer would see at ``/_sim/rtc/{channel}``, one
-JSON text frame per event. This module owns that wire format.
+JSON text frame per event (the format of :mod:`bridge.rtc.wire`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
 import weakref
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .base import JoinError, ObserverError, ObserveTarget, QueueSubscription
-from .events import AudioStarted, AudioStopped, ChannelEvent, StreamMessage
+from .wire import frame_to_event
 
 __all__ = [
     "FEED_PATH",
     "SimulatorObserver",
     "SimulatorSubscription",
-    "event_to_frame",
     "feed_url",
-    "frame_to_event",
 ]
 
 log = logging.getLogger(__name__)
 FEED_PATH = "/_sim/rtc/{channel}"
-
-
-def event_to_frame(event: ChannelEvent) -> dict[str, Any]:
-    """Wire dict of a channel event."""
-    if isinstance(event, StreamMessage):
-        return {"kind": "stream_message", "uid": event.uid, "stream_id": event.stream_id,
-                "data_b64": base64.b64encode(event.data).decode()}
-    if isinstance(event, AudioStarted):
-        return {"kind": "audio_started", "uid": event.uid}
-    return {"kind": "audio_stopped", "uid": event.uid}
-
-
-def frame_to_event(frame: Any) -> ChannelEvent | None:
-    """Parse one wire dict; ``None`` for anything malformed or unknown."""
-    if not isinstance(frame, dict) or not isinstance(frame.get("uid"), int):
-        return None
-    kind, uid = frame.get("kind"), frame["uid"]
-    if kind == "audio_started":
-        return AudioStarted(uid)
-    if kind == "audio_stopped":
-        return AudioStopped(uid)
-    if kind == "stream_message" and isinstance(frame.get("data_b64"), str):
-        try:
-            data = base64.b64decode(frame["data_b64"], validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        stream_id = frame.get("stream_id", 0)
-        return StreamMessage(uid, data, stream_id if isinstance(stream_id, int) else 0)
-    return None
 
 
 def feed_url(base_url: str, channel: str) -> str:

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bridge.rtc.base import QueueSubscription
 from bridge.rtc.events import AudioStarted, AudioStopped, ChannelEvent, StreamMessage
-from bridge.rtc.simulated import event_to_frame
+from bridge.rtc.wire import event_to_frame
 
 __all__ = ["ChannelFeed", "FeedSubscription", "answer_for", "feed_websocket", "split_chunks"]
 

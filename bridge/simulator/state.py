@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import CODE_CAPACITY_BUSY, CODE_INSUFFICIENT_CREDITS
 from bridge.rtc.accesstoken import ROLE_PUBLISHER, build_rtc_token
-
-QA_CONTEXT_LIMIT = 5000
 
 
 class SimError(Exception):
@@ -34,8 +33,7 @@ class SimError(Exception):
 class SimConfig:
     """Knobs of the simulator; defaults are generous enough for real use and load tests."""
 
-    # accepted bearer keys; they also open the /_sim controls. Empty: any non-empty key, open controls
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # also open /_sim; empty: any key, open /_sim
     coins: int = 20_000  # > 100 one-hour rooms at the default rate
     coins_per_stream_minute: int = 1
     max_channels: int = 200

@@ -1,8 +1,12 @@
-"""Room persistence. ``open_store(url)`` picks the backend from a URL or path."""
+"""Room persistence: implementations of :class:`bridge.rooms.store.RoomStore`.
+
+``open_store(url)`` picks the backend from a URL or path. This package imports the room domain, never the
+reverse.
+"""
 
 from __future__ import annotations
 
-from bridge.store.base import RoomStore, StaleRoomError
+from bridge.rooms.store import RoomStore, StaleRoomError
 from bridge.store.memory import MemoryRoomStore
 from bridge.store.sqlite import SqliteRoomStore
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.rooms.models import LIVE_STATES, TERMINAL_STATES, Room, RoomState
-from bridge.store.base import StaleRoomError
+from bridge.rooms.store import StaleRoomError
 
 
 class MemoryRoomStore:
@@ -38,7 +38,7 @@ class MemoryRoomStore:
         rec = self._records.get(room_id)
         return Room.from_record(rec) if rec is not None else None
 
-    async def list(
+    async def list_rooms(
         self, *, tenant: str | None = None, states: Iterable[RoomState] | None = None
     ) -> list[Room]:
         wanted = {RoomState(s).value for s in states} if states is not None else None
@@ -68,10 +68,10 @@ class MemoryRoomStore:
         return [Room.from_record(r) for r in top]
 
     async def list_live(self) -> list[Room]:
-        return await self.list(states=LIVE_STATES)
+        return await self.list_rooms(states=LIVE_STATES)
 
     async def usage_seconds(self, tenant: str, since: float) -> float:
-        return sum(r.usage_seconds(since) for r in await self.list(tenant=tenant))
+        return sum(r.usage_seconds(since) for r in await self.list_rooms(tenant=tenant))
 
     async def delete_closed_before(self, ts: float) -> int:
         terminal = {s.value for s in TERMINAL_STATES}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bridge.rooms.models import LIVE_STATES, TERMINAL_STATES, Room, RoomState
-from bridge.store.base import StaleRoomError
+from bridge.rooms.store import StaleRoomError
 
 T = TypeVar("T")
 
@@ -193,7 +193,7 @@ class SqliteRoomStore:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [Room.from_record(json.loads(r[0])) for r in rows]
 
-    async def list(
+    async def list_rooms(
         self, *, tenant: str | None = None, states: Iterable[RoomState] | None = None
     ) -> list[Room]:
         clauses: list[str] = []
@@ -223,7 +223,7 @@ class SqliteRoomStore:
         return await self._select("WHERE " + " AND ".join(clauses), params, limit)
 
     async def list_live(self) -> list[Room]:
-        return await self.list(states=LIVE_STATES)
+        return await self.list_rooms(states=LIVE_STATES)
 
     async def usage_seconds(self, tenant: str, since: float) -> float:
         # Only rooms that can have cost something after `since`; the math

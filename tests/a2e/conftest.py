@@ -9,21 +9,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from conftest import Sim
 
 from bridge.a2e.client import A2EClient
-from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import SimConfig
+from tests.helpers import Sim, serve
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_sim() -> AsyncIterator[Sim]:
     app = create_simulator_app(SimConfig(task_step_seconds=0.02, seconds_per_char=0.002), fault_seed=1)
-    server = EmbeddedServer.for_app(app)
-    url = await server.start()
-    yield Sim(url, app)
-    await server.stop()
+    async with serve(app) as url:
+        yield Sim(url, app)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -11,9 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
-from conftest import free_port
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import (
@@ -29,6 +27,7 @@ from bridge.a2e.errors import (
     error_from_reply,
 )
 from bridge.simulator.state import AVATARS
+from tests.helpers import add_fault, free_port
 
 KEY = "sk_CANARY-d0-not-l3ak-9f27c1"
 AVATAR = AVATARS[0]["_id"]
@@ -90,17 +89,6 @@ def check(exc: A2EError, *, code: int | None, status: int | None, operation: str
         for rendering in (str(chain), repr(chain), json.dumps(as_dict)):
             assert KEY not in rendering
         chain = chain.__cause__ or chain.__context__
-
-
-async def add_fault(sim: Any, **spec: Any) -> None:
-    async with httpx.AsyncClient(base_url=sim.url) as http:
-        reply = await http.post("/_sim/faults", json=spec)
-        assert reply.status_code == 201, reply.text
-
-
-async def fault_hits(sim: Any) -> int:
-    async with httpx.AsyncClient(base_url=sim.url) as http:
-        return sum(f["hits"] for f in (await http.get("/_sim/faults")).json()["faults"])
 
 
 # -- A2EAuthError ---------------------------------------------------------------------------
@@ -211,7 +199,7 @@ async def test_capacity_at_max_channels(sim_factory: Any, client_factory: Callab
 
 
 async def test_capacity_fault(sim: Any, client: A2EClient) -> None:
-    await add_fault(sim, endpoint="agora_token", kind="code_1001", times=1)
+    add_fault(sim, endpoint="agora_token", kind="code_1001", times=1)
     with pytest.raises(A2ECapacityBusy) as info:
         await client.agora_token(AVATAR, 60)
     check(info.value, code=1001, status=200, operation="agora_token")
@@ -220,7 +208,7 @@ async def test_capacity_fault(sim: Any, client: A2EClient) -> None:
 
 # -- A2ERateLimited -------------------------------------------------------------------------
 async def test_rate_limited(sim: Any, client: A2EClient) -> None:
-    await add_fault(sim, endpoint="speak", kind="http_429", seconds=7)
+    add_fault(sim, endpoint="speak", kind="http_429", seconds=7)
     room = await client.agora_token(AVATAR, 60)
     with pytest.raises(A2ERateLimited) as info:
         await client.speak(room["channel"], "hi")
@@ -230,7 +218,7 @@ async def test_rate_limited(sim: Any, client: A2EClient) -> None:
 
 # -- A2EUnavailable -------------------------------------------------------------------------
 async def test_http_500(sim: Any, client: A2EClient, caplog: pytest.LogCaptureFixture) -> None:
-    await add_fault(sim, endpoint="/api/v1/streaming-avatar/agora-token", kind="http_500")
+    add_fault(sim, endpoint="/api/v1/streaming-avatar/agora-token", kind="http_500")
     with pytest.raises(A2EUnavailable) as info:
         await client.agora_token(AVATAR, 60)
     assert type(info.value) is A2EUnavailable and info.value.request_sent
@@ -241,7 +229,7 @@ async def test_http_500(sim: Any, client: A2EClient, caplog: pytest.LogCaptureFi
 
 
 async def test_dropped_connection(sim: Any, client: A2EClient) -> None:
-    await add_fault(sim, endpoint="agora_token", kind="drop_connection")
+    add_fault(sim, endpoint="agora_token", kind="drop_connection")
     with pytest.raises(A2EUnavailable) as info:
         await client.agora_token(AVATAR, 60)
     assert type(info.value) is A2EUnavailable and info.value.request_sent
@@ -258,7 +246,7 @@ async def test_connection_refused(client_factory: Callable[..., A2EClient]) -> N
 
 # -- A2ETimeout -----------------------------------------------------------------------------
 async def test_timeout(sim: Any, client_factory: Callable[..., A2EClient]) -> None:
-    await add_fault(sim, endpoint="ask", kind="timeout", seconds=20)
+    add_fault(sim, endpoint="ask", kind="timeout", seconds=20)
     client = client_factory(sim.url, timeout=0.3)
     room = await client.agora_token(AVATAR, 60)
     with pytest.raises(A2ETimeout) as info:

@@ -1,21 +1,17 @@
 """Retries happen only where re-sending is safe, counted on the simulator's side.
 
 Faults are applied in the simulator's middleware, before the handler counts the call: the number of
-HTTP attempts is the fault's ``hits`` (from ``GET /_sim/faults``) plus the growth of the
-operation's counter in ``/_sim/state`` ``calls``.
+HTTP attempts is the fault's ``hits`` plus the growth of the operation's counter in the simulator's
+state (what ``GET /_sim/faults`` and ``GET /_sim/state`` report).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
-from conftest import free_port
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import ENDPOINTS
@@ -29,6 +25,7 @@ from bridge.a2e.errors import (
 from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import AVATARS, SimConfig
+from tests.helpers import Sim, add_fault, clear_faults, fault_hits, free_port
 
 from .examples import Resolver
 
@@ -39,46 +36,41 @@ ATTEMPTS = 3
 class Attempts:
     """Reads how many HTTP requests reached the simulator for one operation."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=url, timeout=5)
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
         self.base = 0
 
-    async def state(self) -> dict[str, Any]:
-        return (await self.http.get("/_sim/state")).json()
+    def state(self) -> dict[str, Any]:
+        return self.sim.state.snapshot()
 
-    async def fault(self, **spec: Any) -> None:
-        await self.http.delete("/_sim/faults")
-        reply = await self.http.post("/_sim/faults", json=spec)
-        assert reply.status_code == 201, reply.text
+    def hits(self) -> int:
+        return sum(fault_hits(self.sim))
 
-    async def hits(self) -> int:
-        return sum(f["hits"] for f in (await self.http.get("/_sim/faults")).json()["faults"])
-
-    async def start(self, operation: str, **spec: Any) -> None:
-        """Install a fault on ``operation`` and remember its counter."""
+    def start(self, operation: str, **spec: Any) -> None:
+        """Install a fault on ``operation`` (the only one) and remember its counter."""
         self.operation = operation
-        self.base = (await self.state())["calls"].get(operation, 0)
-        await self.fault(endpoint=operation, **spec)
+        self.base = self.sim.state.counters.get(operation, 0)
+        clear_faults(self.sim)
+        add_fault(self.sim, endpoint=operation, **spec)
 
-    async def handled(self) -> int:
-        return (await self.state())["calls"].get(self.operation, 0) - self.base
+    def handled(self) -> int:
+        return self.sim.state.counters.get(self.operation, 0) - self.base
 
-    async def total(self) -> int:
-        return await self.hits() + await self.handled()
+    def total(self) -> int:
+        return self.hits() + self.handled()
+
+    def clear(self) -> None:
+        clear_faults(self.sim)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(module_sim: Any, module_a2e: A2EClient) -> AsyncIterator[tuple[A2EClient, Attempts]]:
-    attempts = Attempts(module_sim.url)
-    yield module_a2e, attempts
-    await attempts.http.aclose()
+@pytest.fixture(scope="module")
+def shared(module_sim: Sim, module_a2e: A2EClient) -> tuple[A2EClient, Attempts]:
+    return module_a2e, Attempts(module_sim)
 
 
 @pytest.fixture
-async def attempts(sim: Any) -> AsyncIterator[Attempts]:
-    counter = Attempts(sim.url)
-    yield counter
-    await counter.http.aclose()
+def attempts(sim: Sim) -> Attempts:
+    return Attempts(sim)
 
 
 @pytest.fixture
@@ -97,15 +89,15 @@ async def test_one_server_error_is_retried_only_where_safe(operation: str, share
     """Every row: one HTTP 500, then the call succeeds after one retry if safe, else raises after one try."""
     client, counter = shared
     params = await Resolver(client).params(operation)  # create what the call needs, before the fault
-    await counter.start(operation, kind="http_500", times=1)
+    counter.start(operation, kind="http_500", times=1)
     if ENDPOINTS[operation].retry_safe:
         await client.call(operation, params)
-        assert await counter.hits() == 1 and await counter.handled() == 1, "expected exactly one retry"
+        assert counter.hits() == 1 and counter.handled() == 1, "expected exactly one retry"
     else:
         with pytest.raises(A2EUnavailable):
             await client.call(operation, params)
-        assert await counter.hits() == 1 and await counter.handled() == 0, "a non-safe call was sent twice"
-    await counter.http.delete("/_sim/faults")
+        assert counter.hits() == 1 and counter.handled() == 0, "a non-safe call was sent twice"
+    counter.clear()
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -113,13 +105,13 @@ async def test_one_server_error_is_retried_only_where_safe(operation: str, share
 async def test_safe_operation_gives_up_after_max_attempts(kind: str, shared: tuple[A2EClient, Attempts],
                                                           retry_log: pytest.LogCaptureFixture) -> None:
     a2e, attempts = shared
-    await attempts.start("remaining_coins", kind=kind, seconds=1)
+    attempts.start("remaining_coins", kind=kind, seconds=1)
     with pytest.raises((A2EUnavailable, A2ERateLimited)):
         await a2e.remaining_coins()
-    assert await attempts.hits() == a2e.max_attempts == ATTEMPTS
-    assert await attempts.handled() == 0
+    assert attempts.hits() == a2e.max_attempts == ATTEMPTS
+    assert attempts.handled() == 0
     assert retries_logged(retry_log) == ATTEMPTS - 1
-    await attempts.http.delete("/_sim/faults")
+    attempts.clear()
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -129,12 +121,12 @@ async def test_unsafe_operations_are_tried_once(operation: str, kind: str, share
                                                 retry_log: pytest.LogCaptureFixture) -> None:
     a2e, attempts = shared
     params = await Resolver(a2e).params(operation)
-    await attempts.start(operation, kind=kind, seconds=1)  # unlimited: a retry would hit it again
+    attempts.start(operation, kind=kind, seconds=1)  # unlimited: a retry would hit it again
     with pytest.raises((A2EUnavailable, A2ERateLimited)):
         await a2e.call(operation, params)
-    assert await attempts.total() == 1
+    assert attempts.total() == 1
     assert retries_logged(retry_log) == 0
-    await attempts.http.delete("/_sim/faults")
+    attempts.clear()
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -142,56 +134,55 @@ async def test_long_retry_after_is_not_waited_for(shared: tuple[A2EClient, Attem
                                                   retry_log: pytest.LogCaptureFixture) -> None:
     """Retry-After longer than one backoff may last: the caller gets the error and its retry_after at once."""
     a2e, attempts = shared
-    await attempts.start("remaining_coins", kind="http_429", seconds=30)
+    attempts.start("remaining_coins", kind="http_429", seconds=30)
     with pytest.raises(A2ERateLimited) as info:
         await a2e.remaining_coins()
     assert info.value.retry_after == 30
-    assert await attempts.total() == 1
+    assert attempts.total() == 1
     assert retries_logged(retry_log) == 0
-    await attempts.http.delete("/_sim/faults")
+    attempts.clear()
 
 
 async def test_safe_operation_waits_retry_after_then_succeeds(sim: Any, attempts: Attempts,
                                                               retry_log: pytest.LogCaptureFixture) -> None:
     async with A2EClient("k", sim.url, timeout=2.0, max_attempts=3, backoff_max=1.0) as a2e:
-        await attempts.start("remaining_coins", kind="http_429", times=1, seconds=1)  # Retry-After: 1
+        attempts.start("remaining_coins", kind="http_429", times=1, seconds=1)  # Retry-After: 1
         assert "coins" in await a2e.remaining_coins()
-    assert await attempts.hits() == 1 and await attempts.handled() == 1
+    assert attempts.hits() == 1 and attempts.handled() == 1
     (message,) = [r.getMessage() for r in retry_log.records if "retrying A2E call" in r.getMessage()]
     assert "again in 1.00s" in message
 
 
 async def test_leave_is_retried_and_refunds_once(sim: Any, a2e: A2EClient, attempts: Attempts) -> None:
     room = await a2e.agora_token(AVATAR, 600)
-    after_mint = (await attempts.state())["coins"]
-    await attempts.start("leave", kind="drop_connection", times=2)
+    after_mint = attempts.state()["coins"]
+    attempts.start("leave", kind="drop_connection", times=2)
     assert await a2e.leave(room["channel"]) == {}
-    assert await attempts.hits() == 2 and await attempts.handled() == 1
-    state = await attempts.state()
+    assert attempts.hits() == 2 and attempts.handled() == 1
+    state = attempts.state()
     (record,) = [r for r in state["rooms"] if r["channel"] == room["channel"]]
     assert record["status"] == "left"
     assert state["coins"] == after_mint + record["refunded"]
     # and leaving again changes nothing
     await a2e.leave(room["channel"])
-    assert (await attempts.state())["coins"] == state["coins"]
+    assert attempts.state()["coins"] == state["coins"]
 
 
 async def test_timeout_is_not_retried_for_unsafe_operations(sim_factory: Any, retry_log: pytest.LogCaptureFixture) -> None:
     sim = await sim_factory()
-    counter = Attempts(sim.url)
+    counter = Attempts(sim)
     async with A2EClient("k", sim.url, timeout=0.3, backoff_max=0.01) as client:
         room = await client.agora_token(AVATAR, 60)
-        await counter.start("speak", kind="timeout", seconds=30)
+        counter.start("speak", kind="timeout", seconds=30)
         with pytest.raises(A2ETimeout):
             await client.speak(room["channel"], "hello")
-        assert await counter.total() == 1
+        assert counter.total() == 1
         assert retries_logged(retry_log) == 0
         # a safe operation is retried after a timeout
-        await counter.start("remaining_coins", kind="timeout", seconds=30, times=1)
+        counter.start("remaining_coins", kind="timeout", seconds=30, times=1)
         await client.remaining_coins()
-        assert await counter.hits() == 1 and await counter.handled() == 1
+        assert counter.hits() == 1 and counter.handled() == 1
         assert retries_logged(retry_log) == 1
-    await counter.http.aclose()
 
 
 async def test_request_never_sent_is_retried_even_for_speak(retry_log: pytest.LogCaptureFixture) -> None:
@@ -235,9 +226,9 @@ async def test_refused_connection_exhausts_attempts(retry_log: pytest.LogCapture
 async def test_refusals_are_not_retried(shared: tuple[A2EClient, Attempts]) -> None:
     """A2E's own refusals (4xx, non-zero codes) are answers, not failures: never re-sent."""
     a2e, attempts = shared
-    await attempts.start("video_status", kind="http_500", rate=0)  # a rule that never fires
+    attempts.start("video_status", kind="http_500", rate=0)  # a rule that never fires
     for _ in range(2):
         with pytest.raises(A2EError):
             await a2e.call("video_status", _id="0123456789abcdef01234567")
-    assert await attempts.total() == 2
-    await attempts.http.delete("/_sim/faults")
+    assert attempts.total() == 2
+    attempts.clear()

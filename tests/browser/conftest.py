@@ -16,12 +16,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLIENT_MODULE = Path(__file__).resolve().parents[2] / "clients" / "js" / "bridge.mjs"
+HAVE_CHROMIUM = CHROMIUM.exists()
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     playwright_api = pytest.importorskip("playwright.async_api", reason="Python Playwright is not installed")
-    if not CHROMIUM.exists():
+    if not HAVE_CHROMIUM:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium) — browser tests need it")
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)

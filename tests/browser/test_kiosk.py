@@ -6,7 +6,7 @@ test passes client keys). The Agora CDN is blocked: the page must work without v
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bridge.simulator.feed import answer_for
+from tests.helpers import poll
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="Python Playwright is not installed")
 expect = playwright_api.expect
@@ -36,9 +37,13 @@ async def sim_room(bridge: Any, channel: str) -> dict[str, Any]:
 # -- serving ------------------------------------------------------------------------------------
 
 
-async def test_static_client_module_is_served(bridge: Any) -> None:
-    """``bridge/static/bridge.mjs`` is a symlink to ``clients/js/bridge.mjs``: it must be served."""
+def test_static_client_module_is_the_js_client() -> None:
+    """``bridge/static/bridge.mjs`` is a symlink to ``clients/js/bridge.mjs`` (served below)."""
     assert (Path(__file__).resolve().parents[2] / "bridge" / "static" / "bridge.mjs").resolve() == CLIENT_MODULE
+
+
+async def test_static_client_module_is_served(bridge: Any) -> None:
+    """The symlinked ``/static/bridge.mjs`` is served, with the page's other files."""
     page = await bridge.http.get("/")
     assert page.status_code == 200 and 'src="/static/kiosk.js"' in page.text
     for path in ("/static/kiosk.js", "/static/kiosk.css"):
@@ -189,7 +194,7 @@ async def test_kiosk_page_is_a_forwarder_with_its_forward_ticket(
     final = page.locator('[data-testid="reply"][data-final="true"] .reply-text')
     assert await page.evaluate(FORWARD_QA, ["Forwarded ", "by the kiosk."]) == [True, True]
     await expect(final).to_have_text("Forwarded by the kiosk.")
-    replies = [e for _, e in bridge.rooms.live[room_id].events.history if e["type"] == "reply"]
+    replies = [json.loads(e.data) for e in bridge.rooms.registry.live[room_id].events.history if e.type == "reply"]
     assert replies and all(e["source"] == "browser" for e in replies)
 
     await page.reload()  # resumes the room with a fresh ticket, asked for with the forward scope
@@ -231,7 +236,7 @@ async def test_client_module_commands_errors_reconnect_and_forwarding(
     page = await open_page(bridge, "/healthz")
     info = await page.evaluate(SETUP, [QA, FAST_RECONNECT])
     assert info["status"] == "open" and info["state"] == "open" and info["avatars"] == 3
-    live = bridge.rooms.live[info["id"]]
+    live = bridge.rooms.registry.live[info["id"]]
     assert live.clients == 1
 
     # ack resolves with the queue position
@@ -334,17 +339,13 @@ async def test_client_module_reconnects_after_a_server_side_drop(
     ack = await page.evaluate("room.speak('Still here.')")
     assert ack["kind"] == "speak"
     assert [e["reconnect"] for e in await events_of(page, "connected")] == [False, True]
-    live = bridge.rooms.live[info["id"]]
+    live = bridge.rooms.registry.live[info["id"]]
     assert live.clients == 1
     # close({leave: false}) only disconnects: the room stays open (the bridge leaves it once idle)
     assert await page.evaluate("room.close({ leave: false }).then(() => room.status)") == "closed"
     await page.wait_for_function("() => window.events.at(-1).type === 'closed'")
     assert live.room.state.value == "open"
-    for _ in range(100):
-        if live.clients == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert live.clients == 0
+    await poll(lambda: live.clients == 0, what="the closed client detached")
     await bridge.http.delete(f"/v1/rooms/{info['id']}")
 
 

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from a2e_bridge_client import (
     BridgeClient,
@@ -25,6 +24,8 @@ from a2e_bridge_client import (
     RoomClosed,
 )
 
+from tests.helpers import add_fault, poll
+
 T = TypeVar("T")
 TIMEOUT = 10.0
 FAST = Reconnect(initial_delay=0.05, max_delay=0.5)
@@ -32,14 +33,6 @@ FAST = Reconnect(initial_delay=0.05, max_delay=0.5)
 
 async def within(awaitable: Awaitable[T], timeout: float = TIMEOUT) -> T:
     return await asyncio.wait_for(awaitable, timeout)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Wait for a condition the client only exposes as state (bounded, not an assertion)."""
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-    await within(poll(), timeout)
 
 
 async def next_of(events: EventStream, event_type: str, **match: Any) -> dict[str, Any]:
@@ -60,10 +53,7 @@ async def drain(events: EventStream) -> list[dict[str, Any]]:
 
 async def stall_next_speak(bridge: Any, seconds: float = 1.0) -> None:
     """Make the simulator sit on the next A2E speak call, so later commands stay queued."""
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{bridge.sim.url}/_sim/faults",
-                                   json={"endpoint": "speak", "kind": "timeout", "seconds": seconds, "times": 1})
-        response.raise_for_status()
+    add_fault(bridge.sim, endpoint="speak", kind="timeout", seconds=seconds, times=1)
 
 
 def drop_network(room: Room) -> None:
@@ -189,8 +179,8 @@ async def test_reconnects_to_the_same_room_after_a_network_drop(
 
         assert room.state is ConnectionState.OPEN and room._ws is not old_ws
         assert after["position"] > before["position"]  # the same room's queue: positions continue
-        assert room.id in bridge.rooms.live and bridge.rooms.live[room.id].room.state.value == "open"
-        await until(lambda: bridge.rooms.live[room.id].clients == 1)  # the dropped socket was detached
+        assert room.id in bridge.rooms.registry.live and bridge.rooms.registry.live[room.id].room.state.value == "open"
+        await poll(lambda: bridge.rooms.registry.live[room.id].clients == 1, TIMEOUT)  # the dropped socket was detached
         # The events iterator survived the reconnect.
         assert (await next_of(events, "command", seq=after["position"]))["text"] == "After the drop."
 
@@ -199,7 +189,7 @@ async def test_command_in_flight_during_a_drop_fails_with_connection_lost(bridge
     async with BridgeClient(bridge.url, reconnect=FAST) as client, client.room() as room:
         await stall_next_speak(bridge)
         pending = asyncio.create_task(room.speak("Said once, never twice."))
-        await until(lambda: bool(room._pending))
+        await poll(lambda: bool(room._pending), TIMEOUT)
         drop_network(room)
         with pytest.raises(ConnectionLost):
             await within(pending)
@@ -228,7 +218,7 @@ async def test_commands_wait_for_the_reconnect_only_up_to_connect_timeout(bridge
     never = Stalled()
     async with BridgeClient(bridge.url, reconnect=never, connect_timeout=0.3) as client, client.room() as room:
         drop_network(room)
-        await until(lambda: room.state is ConnectionState.RECONNECTING)
+        await poll(lambda: room.state is ConnectionState.RECONNECTING, TIMEOUT)
         with pytest.raises(ConnectionLost):
             await within(room.speak("Anyone there?"))
     assert room.state is ConnectionState.CLOSED  # close() ended the pending reconnect cleanly
@@ -247,7 +237,7 @@ async def test_room_deleted_elsewhere_ends_events_without_reconnecting(bridge: A
             for events in (first, second):
                 seen = await drain(events)  # ends by itself after room_closed
                 assert seen[-1]["type"] == "room_closed" and seen[-1]["reason"] == "client"
-            await until(lambda: room.state is ConnectionState.CLOSED)
+            await poll(lambda: room.state is ConnectionState.CLOSED, TIMEOUT)
             assert room._runner is not None and room._runner.done()  # no reconnect loop left
             assert room.info["state"] == "closed"
             with pytest.raises(RoomClosed) as ended:
@@ -264,7 +254,7 @@ async def test_get_room_attaches_without_leaving(bridge: Any) -> None:
             async with attached:
                 ack = await within(attached.speak("From the second backend."))
             assert attached.state is ConnectionState.CLOSED
-        assert bridge.rooms.live[room.id].room.state.value == "open"  # the guest did not leave it
+        assert bridge.rooms.registry.live[room.id].room.state.value == "open"  # the guest did not leave it
         assert (await next_of(events, "command", seq=ack["position"]))["text"] == "From the second backend."
         assert (await within(room.speak("Owner still connected.")))["kind"] == "speak"
 
@@ -278,7 +268,7 @@ async def test_without_reconnect_a_drop_ends_the_room_loudly(bridge: Any) -> Non
         assert room.state is ConnectionState.CLOSED
         with pytest.raises(ConnectionLost):
             await within(room.speak("Gone."))
-    assert bridge.rooms.live.get(room.id) is None  # still left on exit, over HTTP
+    assert bridge.rooms.registry.live.get(room.id) is None  # still left on exit, over HTTP
 
 
 async def test_room_block_leaves_the_room_when_the_body_fails(bridge: Any) -> None:

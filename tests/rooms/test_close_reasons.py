@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import websockets
-from conftest import bridge_settings, poll
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +21,8 @@ from bridge.serving import EmbeddedServer
 from bridge.simulator.faults import FaultSpec
 from bridge.simulator.state import AVATARS
 from bridge.store.sqlite import SqliteRoomStore
+from tests.helpers import FakeClock, bridge_settings, poll
+from tests.helpers import create_room as create
 
 AVATAR = AVATARS[0]["_id"]
 
@@ -35,15 +36,9 @@ async def stored_rooms(path) -> list[Room]:
     store = SqliteRoomStore(path)
     await store.open()
     try:
-        return await store.list()
+        return await store.list_rooms()
     finally:
         await store.close()
-
-
-async def create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    r = await http.post("/v1/rooms", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 async def test_client_close(bridge_factory):
@@ -55,36 +50,45 @@ async def test_client_close(bridge_factory):
 
 
 async def test_idle_close_only_without_clients(bridge_factory):
-    bridge = await bridge_factory(idle_timeout=0.5)
+    clock = FakeClock()
+    bridge = await bridge_factory(idle_timeout=60, clock=clock)
     idle = await create(bridge.http)
     watched = await create(bridge.http)
     url = f"{watched['ws_url']}?ticket={watched['ws_ticket']}"
     async with websockets.connect(url) as ws:
         assert json.loads(await ws.recv())["type"] == "room"
+        clock.advance(120)  # twice the idle timeout
         room = await poll(lambda: closed(bridge.http, idle["id"]))
         assert room["close_reason"] == "idle"
         assert bridge.sim.state.rooms[idle["channel"]].status == "left"
-        await asyncio.sleep(1.0)  # twice the idle timeout: a room with a client is not idle
+        await bridge.rooms.sweeper.sweep()  # one more whole pass at this time: a room with a client is not idle
         assert (await bridge.http.get(f"/v1/rooms/{watched['id']}")).json()["state"] == "open"
+    await poll(lambda: bridge.rooms.registry.live[watched["id"]].clients == 0, what="the websocket detached")
+    clock.advance(60)
     room = await poll(lambda: closed(bridge.http, watched["id"]))
     assert room["close_reason"] == "idle"
     assert bridge.sim.state.rooms[watched["channel"]].status == "left"
 
 
 async def test_activity_keeps_a_room_from_idling(bridge_factory):
-    bridge = await bridge_factory(idle_timeout=1.0)
+    clock = FakeClock()
+    bridge = await bridge_factory(idle_timeout=60, clock=clock)
     room = await create(bridge.http)
-    for i in range(6):  # 1.5 s of activity, more than the idle timeout
+    for i in range(6):  # 90 s of activity, more than the idle timeout
         r = await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": f"still talking {i}"})
         assert r.status_code == 200, r.text
-        await asyncio.sleep(0.25)
+        clock.advance(15)
+        await bridge.rooms.sweeper.sweep()  # a whole pass 15 s after the last command
+    clock.advance(45)
     closed_room = await poll(lambda: closed(bridge.http, room["id"]))
     assert closed_room["close_reason"] == "idle"
 
 
 async def test_expiry_close(bridge_factory):
-    bridge = await bridge_factory(leave_before_expiry=9)
+    clock = FakeClock()
+    bridge = await bridge_factory(leave_before_expiry=9, clock=clock)
     room = await create(bridge.http, expire_seconds=10)
+    clock.advance(2)  # within leave_before_expiry of the end, well before A2E's own expiry
     closed_room = await poll(lambda: closed(bridge.http, room["id"]))
     assert closed_room["close_reason"] == "expiry"
     upstream = bridge.sim.state.rooms[room["channel"]]
@@ -206,7 +210,7 @@ async def test_recovery_at_start(tmp_path, sim, bridge_factory):
     assert (rooms[closing.id]["state"], rooms[closing.id]["close_reason"]) == ("closed", "client")
     assert (rooms[unminted.id]["state"], rooms[unminted.id]["close_reason"]) == ("failed", "recovery")
     assert (rooms[unminted_closing.id]["state"], rooms[unminted_closing.id]["close_reason"]) == ("closed", "client")
-    assert set(bridge.rooms.live) == {resumed.id, creating.id}  # nothing stuck in memory
+    assert set(bridge.rooms.registry.live) == {resumed.id, creating.id}  # nothing stuck in memory
     assert sim.state.rooms[near_expiry.channel].status == "left"
     assert sim.state.rooms[closing.channel].status == "left"
     assert sim.state.rooms[resumed.channel].status == "open"

@@ -1,4 +1,4 @@
-"""A room's whole life over HTTP, against the simulator on real sockets."""
+"""A room's whole life over HTTP (bridge in-process), against the simulator on a real socket."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from conftest import assert_error
+import pytest
+
+from tests.helpers import assert_error
+
+pytestmark = pytest.mark.in_process
 
 
 async def sim_room(bridge, channel: str) -> dict[str, Any]:
@@ -167,7 +171,7 @@ async def test_ended_rooms_are_purged_after_the_retention_period(bridge_factory)
     old = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
     await bridge.http.delete(f"/v1/rooms/{old['id']}")
     live = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
-    assert await bridge.rooms.purge() == 0  # ended just now: kept
-    assert await bridge.rooms.purge(now=time.time() + 86_400 + 60) == 1  # a day later: gone
+    assert await bridge.rooms.sweeper.purge() == 0  # ended just now: kept
+    assert await bridge.rooms.sweeper.purge(now=time.time() + 86_400 + 60) == 1  # a day later: gone
     assert (await bridge.http.get(f"/v1/rooms/{old['id']}")).status_code == 404
     assert (await bridge.http.get(f"/v1/rooms/{live['id']}")).json()["state"] == "open"  # live rooms stay

@@ -3,10 +3,14 @@
 import asyncio
 from typing import Any
 
+import pytest
+
 from bridge.rooms.observing import RoomObserving, choose_source, token_bound_uid
 from bridge.rtc.accesstoken import ROLE_PUBLISHER, build_rtc_token
 
 APP, CERT = "a2e5a2e5000000000000000000000001", "ce27ce27000000000000000000000001"
+
+pytestmark = pytest.mark.in_process
 
 
 def test_auto_picks_the_simulator_feed_on_the_simulator() -> None:
@@ -43,10 +47,10 @@ class RecordingObserver:
 async def test_agora_observer_does_not_join_with_a_uid_bound_token(bridge_factory: Any) -> None:
     bridge = await bridge_factory(event_source="none")  # so the only observer is the one below
     observer = RecordingObserver()
-    RoomObserving(bridge.rooms, observer, "agora")  # registers its hook on the running manager
+    bridge.rooms.lifecycle.on_open.append(RoomObserving(observer, "agora").start)  # hooked into the running app
     room = (await bridge.http.post("/v1/rooms", json={"expire_seconds": 60})).json()
     assert token_bound_uid(room["token"]) == str(room["uid"])  # the simulator binds tokens like A2E
-    live = bridge.rooms.live[room["id"]]
+    live = bridge.rooms.registry.live[room["id"]]
     agora_tasks = [t for t in live.tasks if t.get_name() == f"observe-{room['id']}"]
     await asyncio.wait_for(asyncio.gather(*agora_tasks, return_exceptions=True), 5)
     assert observer.targets == []

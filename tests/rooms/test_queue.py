@@ -1,16 +1,20 @@
-"""A room's command queue over HTTP: order under concurrency, sentence splitting, back-pressure, flush."""
+"""A room's command queue over HTTP (bridge in-process): order under concurrency, sentence splitting,
+back-pressure, flush."""
 
 from __future__ import annotations
 
 import asyncio
 
-from conftest import assert_error, poll
+import pytest
+
+from tests.helpers import assert_error, create_room, poll
+
+pytestmark = pytest.mark.in_process
 
 
 async def open_room(bridge) -> tuple[str, str]:
-    r = await bridge.http.post("/v1/rooms", json={"expire_seconds": 300})
-    assert r.status_code == 201, r.text
-    return r.json()["id"], r.json()["channel"]
+    room = await create_room(bridge, expire_seconds=300)
+    return room["id"], room["channel"]
 
 
 async def test_concurrent_commands_reach_a2e_in_position_order(bridge_factory):
@@ -68,7 +72,7 @@ async def test_queue_full_then_flush(bridge_factory):
     r = await bridge.http.post(sim.url + "/_sim/faults",
                                json={"endpoint": "speak", "kind": "timeout", "seconds": 2, "times": 1})
     assert r.status_code == 201
-    queue = bridge.rooms.live[rid].queue
+    queue = bridge.rooms.registry.live[rid].queue
     in_flight = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "stalled"}))
     await poll(lambda: queue.in_flight is not None)
     pending = [asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": f"pending {i}"}))
@@ -104,7 +108,7 @@ async def test_close_fails_pending_commands(bridge_factory):
     rid, channel = await open_room(bridge)
     await bridge.http.post(bridge.sim.url + "/_sim/faults",
                            json={"endpoint": "speak", "kind": "timeout", "seconds": 2, "times": 1})
-    queue = bridge.rooms.live[rid].queue
+    queue = bridge.rooms.registry.live[rid].queue
     first = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "stalled"}))
     await poll(lambda: queue.in_flight is not None)
     second = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "waiting"}))

@@ -1,8 +1,10 @@
 import asyncio
+import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.frames import Command, RoomClosed
 from bridge.rooms.events import RoomEvents
 from bridge.rooms.text import split_sentences
 
@@ -32,19 +34,19 @@ def test_chunks_are_bounded_and_keep_every_word(text: str, limit: int) -> None:
 async def test_every_subscriber_gets_every_event_and_history_resumes() -> None:
     hub = RoomEvents(history=3, subscriber_buffer=10)
     a, b = hub.subscribe(), hub.subscribe()
-    ids = [hub.publish({"type": "e", "n": n}) for n in range(5)]
+    ids = [hub.publish(Command(kind="speak", seq=n, text="")) for n in range(5)]
     got_a = [await a.get() for _ in ids]
     got_b = [await b.get() for _ in ids]
-    assert [e[1]["n"] for e in got_a] == [e[1]["n"] for e in got_b] == list(range(5))
+    assert [json.loads(e.data)["seq"] for e in got_a] == [json.loads(e.data)["seq"] for e in got_b] == list(range(5))
     late = hub.subscribe(after=ids[2])  # only ids 4 and 5 are newer and still in the history
-    assert [(await late.get())[1]["n"] for _ in range(2)] == [3, 4]
+    assert [json.loads((await late.get()).data)["seq"] for _ in range(2)] == [3, 4]
 
 
 async def test_a_subscriber_that_falls_behind_is_cut_off_alone() -> None:
     hub = RoomEvents(history=1, subscriber_buffer=2)
     slow, fast = hub.subscribe(), hub.subscribe()
     for n in range(3):
-        hub.publish({"n": n})
+        hub.publish(Command(kind="speak", seq=n, text=""))
         await fast.get()
     assert slow.overflowed and not fast.overflowed
     assert hub.subscriber_count == 1
@@ -53,8 +55,8 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_alone() -> None:
 async def test_end_delivers_what_is_queued_then_stops() -> None:
     hub = RoomEvents()
     sub = hub.subscribe()
-    hub.publish({"type": "room_closed"})
+    hub.publish(RoomClosed(reason="client", room={}))
     hub.end()
     items = [item async for item in sub]
-    assert [i[1]["type"] for i in items] == ["room_closed"]
+    assert [i.type for i in items] == ["room_closed"]
     assert await asyncio.wait_for(hub.subscribe().get(), 1) is None

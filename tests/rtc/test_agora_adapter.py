@@ -27,6 +27,7 @@ from bridge.rtc.agora import (
 )
 from bridge.rtc.base import ObserveTarget, RoomObserver, Subscription
 from bridge.rtc.events import AudioStarted, AudioStopped, ChannelEvent, StreamMessage
+from tests.helpers import poll
 
 FAKES = pathlib.Path(__file__).resolve().parents[1] / "fakes"
 APP_ID = "970CA35de60c44645bbae8a215061b33"
@@ -235,14 +236,9 @@ async def test_backpressure_drops_oldest_and_counts(fake: Any) -> None:
     for i in range(20):
         remote.send_stream_message(str(AVATAR), b"%d" % i)
     await asyncio.to_thread(remote.wait_idle)
-    await asyncio.wait_for(_until(lambda: sub.dropped == 16), TIMEOUT)
+    await poll(lambda: sub.dropped == 16, TIMEOUT, interval=0.005)  # counted on the fake SDK's thread
     assert [e.data for e in await take(sub, 4)] == [b"16", b"17", b"18", b"19"]  # type: ignore[union-attr]
     await obs.aclose()
-
-
-async def _until(cond: Any) -> None:
-    while not cond():  # noqa: ASYNC110 (set from the fake's thread)
-        await asyncio.sleep(0.005)
 
 
 # --- teardown and lifecycle ---------------------------------------------------------------

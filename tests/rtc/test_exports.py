@@ -9,7 +9,7 @@ import sys
 import pytest
 
 MODULES = ["bridge.rtc", "bridge.rtc.events", "bridge.rtc.reassembler", "bridge.rtc.base", "bridge.rtc.agora",
-           "bridge.rtc.agora_sdk", "bridge.rtc.simulated", "bridge.rtc.accesstoken", "bridge.simulator.feed"]
+           "bridge.rtc.agora_sdk", "bridge.rtc.simulated", "bridge.rtc.wire", "bridge.rtc.accesstoken", "bridge.simulator.feed"]
 
 
 @pytest.mark.parametrize("name", MODULES)

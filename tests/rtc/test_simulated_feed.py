@@ -23,10 +23,10 @@ from bridge.rtc.events import (
     StreamMessage,
 )
 from bridge.rtc.reassembler import Reassembler
-from bridge.rtc.simulated import SimulatorObserver, event_to_frame, feed_url, frame_to_event
+from bridge.rtc.simulated import SimulatorObserver, feed_url
+from bridge.rtc.wire import event_to_frame, frame_to_event
 from bridge.simulator.feed import ChannelFeed, answer_for, feed_websocket, split_chunks
-
-from ._server import serve
+from tests.helpers import poll, serve
 
 AVATAR = 1001
 TIMEOUT = 10.0
@@ -171,8 +171,8 @@ async def test_slow_subscriber_is_bounded() -> None:
     feed = ChannelFeed(seconds_per_char=0.0, min_duration=0.0, chunk_chars=1, queue_size=3)
     sub = feed.subscribe("c")
     feed.on_ask("c", "x", "a b c d e f g h i j k l m n o p x.", AVATAR)
-    await asyncio.sleep(0.05)
-    assert sub.dropped > 0 and len(await asyncio.wait_for(_collect_n(sub, 3), TIMEOUT)) == 3
+    await poll(lambda: sub.dropped > 0, TIMEOUT, what="the feed dropping frames for a slow subscriber")
+    assert len(await asyncio.wait_for(_collect_n(sub, 3), TIMEOUT)) == 3
     await feed.aclose()
 
 
@@ -196,7 +196,7 @@ async def test_ask_reaches_observer_as_final_reply(feed: ChannelFeed, base_url: 
     partials = [e for e in out if isinstance(e, Reply) and not e.final]
     assert partials and all(finals[0].text.startswith(p.text) for p in partials)
     await observer.aclose()
-    await asyncio.wait_for(_until(lambda: feed.subscribers("room-1") == 0), TIMEOUT)
+    await poll(lambda: feed.subscribers("room-1") == 0, TIMEOUT, what="the feed forgetting the observer")
 
 
 async def test_speak_gives_speaking_events_only(feed: ChannelFeed, base_url: str) -> None:
@@ -225,7 +225,3 @@ async def test_unreachable_simulator_raises_join_error() -> None:
     with pytest.raises(JoinError):
         await SimulatorObserver(url, open_timeout=2).observe(target())
 
-
-async def _until(cond: object) -> None:
-    while not cond():  # type: ignore[operator]  # noqa: ASYNC110
-        await asyncio.sleep(0.01)

@@ -20,9 +20,9 @@ from starlette.routing import Mount, Route
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import ENDPOINTS, Endpoint
 from bridge.a2e.errors import A2ECapacityBusy, A2EUnavailable
-from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import AVATARS, SimConfig
+from tests.helpers import serve
 
 AVATAR = AVATARS[0]["_id"]
 AUTH = {"Authorization": "Bearer k"}
@@ -65,9 +65,8 @@ async def send(http: httpx.AsyncClient, row: Endpoint, params: dict[str, Any], p
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_sim() -> AsyncIterator[str]:
     app = create_simulator_app(SimConfig(task_step_seconds=0.02, seconds_per_char=0.002), fault_seed=1)
-    server = EmbeddedServer.for_app(app)
-    yield await server.start()
-    await server.stop()
+    async with serve(app) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -188,9 +187,7 @@ async def test_rate_zero_never_fires_and_times_limits(sim: Any, sim_http: httpx.
 async def test_faults_work_when_the_simulator_is_mounted_under_a_prefix() -> None:
     """The bridge mounts the simulator at /_a2e: faults must match paths relative to the mount."""
     sim_app = create_simulator_app(SimConfig(), fault_seed=1)
-    server = EmbeddedServer.for_app(Starlette(routes=[Mount("/_a2e", app=sim_app)]))
-    url = await server.start()
-    try:
+    async with serve(Starlette(routes=[Mount("/_a2e", app=sim_app)])) as url:
         async with httpx.AsyncClient(base_url=f"{url}/_a2e", timeout=5) as http, \
                 A2EClient("k", f"{url}/_a2e", timeout=2, max_attempts=1) as a2e:
             assert "coins" in await a2e.remaining_coins()
@@ -209,8 +206,6 @@ async def test_faults_work_when_the_simulator_is_mounted_under_a_prefix() -> Non
             reply = await http.get("/api/v1/nope", headers=AUTH)
             assert reply.status_code == 404 and reply.json()["code"] == 404
         assert sim_app.state.sim.counters == {"remaining_coins": 1}
-    finally:
-        await server.stop()
 
 
 # -- bad requests -------------------------------------------------------------------------------

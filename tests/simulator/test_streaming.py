@@ -23,6 +23,7 @@ from bridge.rtc.accesstoken import (
 )
 from bridge.rtc.simulated import feed_url
 from bridge.simulator.state import AVATARS, QA_CONTEXT_LIMIT, SimConfig
+from tests.helpers import FakeClock
 
 AVATAR = AVATARS[0]["_id"]
 
@@ -138,14 +139,15 @@ async def test_leave_is_idempotent_and_refunds_once(sim: Any, a2e: A2EClient) ->
 
 
 async def test_rooms_expire_at_their_expiry(sim_factory: Any) -> None:
-    sim = await sim_factory()
+    clock = FakeClock()
+    sim = await sim_factory(clock=clock)
     async with A2EClient("k", sim.url, timeout=2) as a2e:
         start = (await a2e.remaining_coins())["coins"]
         channel = (await a2e.agora_token(AVATAR, 1))["channel"]
+        clock.advance(0.999)
         assert (await room_of(sim, channel))["status"] == "open"
-        async with asyncio.timeout(10):
-            while (await room_of(sim, channel))["status"] != "expired":
-                await asyncio.sleep(0.05)
+        clock.advance(0.001)
+        assert (await room_of(sim, channel))["status"] == "expired"
         assert (await sim_state(sim))["open_rooms"] == 0
         with pytest.raises(A2ENotFound, match="expired"):
             await a2e.speak(channel, "too late")
@@ -175,14 +177,14 @@ async def test_feed_ends_at_expiry_without_any_request(sim: Any, a2e: A2EClient)
 
 
 async def test_feed_ends_at_expiry_seen_through_sim_state(sim: Any, a2e: A2EClient) -> None:
+    sim.state.clock = clock = FakeClock()  # expiry is noticed by the state request, not by the timer
     channel = (await a2e.agora_token(AVATAR, 1))["channel"]
 
-    async def poll_state_until_expired() -> None:
-        async with asyncio.timeout(10):
-            while (await room_of(sim, channel))["status"] != "expired":
-                await asyncio.sleep(0.05)
+    async def expire_and_look() -> None:
+        clock.advance(1)
+        assert (await room_of(sim, channel))["status"] == "expired"
 
-    await frames_until_closed(sim, channel, poll_state_until_expired)
+    await frames_until_closed(sim, channel, expire_and_look)
 
 
 async def test_feed_plays_answers_and_ends_on_leave(sim: Any, a2e: A2EClient) -> None:
@@ -205,7 +207,8 @@ async def test_feed_plays_answers_and_ends_on_leave(sim: Any, a2e: A2EClient) ->
 
 
 async def test_capacity_counts_open_rooms_only(sim_factory: Any) -> None:
-    sim = await sim_factory(max_channels=2)
+    clock = FakeClock()
+    sim = await sim_factory(max_channels=2, clock=clock)
     async with A2EClient("k", sim.url, timeout=2) as a2e:
         short = (await a2e.agora_token(AVATAR, 1))["channel"]
         long = (await a2e.agora_token(AVATAR, 600))["channel"]
@@ -214,9 +217,8 @@ async def test_capacity_counts_open_rooms_only(sim_factory: Any) -> None:
         assert info.value.code == 1001 and "hosts are occupied" in info.value.msg
         coins = (await a2e.remaining_coins())["coins"]
         assert coins == sim.state.config.coins - 1 - 10  # the refused mint charged nothing
-        async with asyncio.timeout(10):  # the short room expires and frees its host
-            while (await room_of(sim, short))["status"] != "expired":
-                await asyncio.sleep(0.05)
+        clock.advance(1)  # the short room expires and frees its host
+        assert (await room_of(sim, short))["status"] == "expired"
         third = (await a2e.agora_token(AVATAR, 60))["channel"]
         with pytest.raises(A2ECapacityBusy):
             await a2e.agora_token(AVATAR, 60)

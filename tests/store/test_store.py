@@ -1,7 +1,6 @@
 import asyncio
 import signal
 import sqlite3
-import subprocess
 import sys
 import textwrap
 
@@ -104,12 +103,12 @@ async def test_list_filters_and_order(store):
     for r in (a, b, c, d):
         await store.put(r)
     ids = lambda rooms: [x.id for x in rooms]  # noqa: E731
-    assert ids(await store.list()) == [b.id, d.id, c.id, a.id]
-    assert ids(await store.list(tenant="t1")) == [d.id, c.id, a.id]
-    assert ids(await store.list(states=[S.OPEN])) == [d.id, a.id]
-    assert ids(await store.list(tenant="t1", states={S.CLOSED, S.CREATING})) == [c.id]
-    assert await store.list(states=[]) == []
-    assert await store.list(tenant="nobody") == []
+    assert ids(await store.list_rooms()) == [b.id, d.id, c.id, a.id]
+    assert ids(await store.list_rooms(tenant="t1")) == [d.id, c.id, a.id]
+    assert ids(await store.list_rooms(states=[S.OPEN])) == [d.id, a.id]
+    assert ids(await store.list_rooms(tenant="t1", states={S.CLOSED, S.CREATING})) == [c.id]
+    assert await store.list_rooms(states=[]) == []
+    assert await store.list_rooms(tenant="nobody") == []
 
 
 async def test_page_walks_a_tenant_newest_first_by_keyset(store):
@@ -117,7 +116,7 @@ async def test_page_walks_a_tenant_newest_first_by_keyset(store):
     rooms += [room(1000.0, tenant="t2"), closed(1001.0, 1050.0, rid="rm_x")]
     for r in rooms:
         await store.put(r)
-    everything = [x.id for x in await store.list(tenant="t1")]
+    everything = [x.id for x in await store.list_rooms(tenant="t1")]
     pages, before = [], None
     while True:
         page = await store.page(tenant="t1", limit=4, before=before)
@@ -192,8 +191,8 @@ async def test_tenants_isolated(store):
     a, b = room(1.0, tenant="a"), room(2.0, tenant="b")
     await store.put(a)
     await store.put(b)
-    assert [r.id for r in await store.list(tenant="a")] == [a.id]
-    assert [r.id for r in await store.list(tenant="b")] == [b.id]
+    assert [r.id for r in await store.list_rooms(tenant="a")] == [a.id]
+    assert [r.id for r in await store.list_rooms(tenant="b")] == [b.id]
 
 
 async def test_delete_closed_before(store):
@@ -205,7 +204,7 @@ async def test_delete_closed_before(store):
     for r in (old, new, live, failed):
         await store.put(r)
     assert await store.delete_closed_before(100.0) == 2
-    assert {r.id for r in await store.list()} == {new.id, live.id}
+    assert {r.id for r in await store.list_rooms()} == {new.id, live.id}
     assert await store.delete_closed_before(100.0) == 0
 
 
@@ -216,7 +215,7 @@ async def test_ping(store):
 async def test_concurrent_puts(store):
     rooms = [room(float(i)) for i in range(50)]
     await asyncio.gather(*(store.put(r) for r in rooms))
-    assert len(await store.list()) == 50
+    assert len(await store.list_rooms()) == 50
 
 
 # -- SQLite specifics ------------------------------------------------------
@@ -301,8 +300,10 @@ CHILD = textwrap.dedent(
 
 async def test_sqlite_survives_sigkill(tmp_path):
     path = tmp_path / "rooms.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(path), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()
     s = SqliteRoomStore(path)
     await s.open()
     try:

@@ -1,9 +1,10 @@
 """``/v1/rooms/{id}/ws`` over real sockets: the bridge under uvicorn on loopback, the A2E simulator
-behind it, the ``websockets`` client in front. Every wait is bounded (see ``conftest.WAIT``)."""
+behind it, the ``websockets`` client in front. Every wait is bounded (see ``tests.helpers.WAIT``)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
@@ -11,21 +12,19 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge import frames as p
 from bridge.a2e.client import A2EClient
 from bridge.app import create_app
 from bridge.serving import EmbeddedServer
 from bridge.settings import Settings
 from bridge.simulator.feed import answer_for
-from bridge.ws import protocol as p
-
-from .conftest import (
+from tests.helpers import (
     ACME,
     GLOBEX,
     KEYS,
     WAIT,
     RawWS,
     closed,
-    create_room,
     of_type,
     open_ws,
     ping_pong,
@@ -35,6 +34,9 @@ from .conftest import (
     until,
     wait_observed,
 )
+from tests.helpers import create_room as _create_room
+
+create_room = functools.partial(_create_room, headers=ACME)  # these tests speak as acme unless told otherwise
 
 CONTEXT = ("Our store opens at nine in the morning. Parking is free behind the building. "
            "The cafe serves espresso and croissants.")
@@ -53,7 +55,7 @@ async def test_bearer_handshake_first_frame_is_the_room(acme: Any) -> None:
         assert first["room"]["id"] == room["id"] and first["room"]["state"] == "open"
         assert first["room"]["channel"] == room["channel"]
         await ping_pong(ws)
-        assert acme.rooms.get("acme", room["id"]).clients == 1
+        assert acme.rooms.registry.live[room["id"]].clients == 1
 
 
 async def test_ticket_handshake(acme: Any) -> None:
@@ -79,26 +81,26 @@ async def refused(bridge: Any, room_id: str, **kwargs: Any) -> tuple[int | None,
 async def test_refused_handshakes(acme: Any) -> None:
     room = await create_room(acme)
     auth = acme.app.state.auth
-    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CLOSE_NOT_FOUND  # another tenant's room
-    assert (await refused(acme, "no-such-room"))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CloseCode.NOT_FOUND  # another tenant's room
+    assert (await refused(acme, "no-such-room"))[0] == p.CloseCode.NOT_FOUND
     # a genuine ticket, but for the other tenant: their room does not exist for them
     other = auth.issue_ticket(room["id"], "globex")
-    assert (await refused(acme, room["id"], headers=None, ticket=other))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused(acme, room["id"], headers=None, ticket=other))[0] == p.CloseCode.NOT_FOUND
 
-    assert (await refused(acme, room["id"], headers=None))[0] == p.CLOSE_UNAUTHORIZED
-    assert (await refused(acme, room["id"], headers={"Authorization": "Bearer wrong"}))[0] == p.CLOSE_UNAUTHORIZED
-    assert (await refused(acme, room["id"], headers={"Authorization": "Basic a2V5LWFjbWU="}))[0] == p.CLOSE_UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers=None))[0] == p.CloseCode.UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers={"Authorization": "Bearer wrong"}))[0] == p.CloseCode.UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers={"Authorization": "Basic a2V5LWFjbWU="}))[0] == p.CloseCode.UNAUTHORIZED
     expired = auth.issue_ticket(room["id"], "acme", now=time.time() - 3600)
     code, reason = await refused(acme, room["id"], headers=None, ticket=expired)
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket expired")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket expired")
     forged = room["ws_ticket"][:-4] + ("AAAA" if not room["ws_ticket"].endswith("AAAA") else "BBBB")
-    assert await refused(acme, room["id"], headers=None, ticket=forged) == (p.CLOSE_UNAUTHORIZED, "invalid ticket")
-    assert (await refused(acme, room["id"], headers=None, ticket="garbage"))[0] == p.CLOSE_UNAUTHORIZED
+    assert await refused(acme, room["id"], headers=None, ticket=forged) == (p.CloseCode.UNAUTHORIZED, "invalid ticket")
+    assert (await refused(acme, room["id"], headers=None, ticket="garbage"))[0] == p.CloseCode.UNAUTHORIZED
     other_room = await create_room(acme)
     code, reason = await refused(acme, room["id"], headers=None, ticket=other_room["ws_ticket"])
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket is for another room")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket is for another room")
     # a refused ticket is refused even with a valid key alongside
-    assert (await refused(acme, room["id"], headers=ACME, ticket=expired))[0] == p.CLOSE_UNAUTHORIZED
+    assert (await refused(acme, room["id"], headers=ACME, ticket=expired))[0] == p.CloseCode.UNAUTHORIZED
 
 
 async def test_ticket_ttl_expires(bridge_factory: Any) -> None:
@@ -106,16 +108,16 @@ async def test_ticket_ttl_expires(bridge_factory: Any) -> None:
     room = await create_room(bridge)
     await asyncio.sleep(1.01)  # tickets carry whole seconds
     code, reason = await refused(bridge, room["id"], headers=None, ticket=room["ws_ticket"])
-    assert (code, reason) == (p.CLOSE_UNAUTHORIZED, "ticket expired")
+    assert (code, reason) == (p.CloseCode.UNAUTHORIZED, "ticket expired")
 
 
 async def test_closed_room_refuses_with_4009(acme: Any) -> None:
     room = await create_room(acme)
     ticket = room["ws_ticket"]
     assert (await acme.http.delete(f"/v1/rooms/{room['id']}")).json()["state"] == "closed"
-    assert (await refused(acme, room["id"]))[0] == p.CLOSE_ROOM_NOT_OPEN
-    assert (await refused(acme, room["id"], headers=None, ticket=ticket))[0] == p.CLOSE_ROOM_NOT_OPEN
-    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CLOSE_NOT_FOUND
+    assert (await refused(acme, room["id"]))[0] == p.CloseCode.ROOM_NOT_OPEN
+    assert (await refused(acme, room["id"], headers=None, ticket=ticket))[0] == p.CloseCode.ROOM_NOT_OPEN
+    assert (await refused(acme, room["id"], headers=GLOBEX))[0] == p.CloseCode.NOT_FOUND
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ async def test_no_ack_until_a2e_answers_and_flush(acme: Any, monkeypatch: pytest
     """While A2E has not answered, no ack; flush drops what waits behind it and says so."""
     room = await create_room(acme)
     gate = asyncio.Event()
-    a2e = acme.rooms.a2e
+    a2e = acme.app.state.a2e
     real_speak = a2e.speak
 
     async def gated_speak(channel: str, text: str) -> Any:
@@ -251,11 +253,11 @@ async def test_flood_closes_with_4429(bridge_factory: Any) -> None:
         for i in range(40):
             await send(ws, {"type": "ping", "id": i})
         code, frames = await closed(ws)
-        assert code == p.CLOSE_FLOOD
+        assert code == p.CloseCode.FLOOD
         pongs = [f["id"] for f in frames if f["type"] == "pong"]
         assert 10 <= len(pongs) <= 12 and pongs == sorted(pongs)  # the burst, then a little refill
     # the room is unharmed
-    assert bridge.rooms.get("dev", room["id"]).room.state.value == "open"
+    assert bridge.rooms.registry.live[room["id"]].room.state.value == "open"
     async with await open_ws(bridge, room["id"], headers=None) as ws:
         await recv(ws)
         await ping_pong(ws)
@@ -316,7 +318,7 @@ async def test_three_clients_share_one_order_and_every_event(acme: Any) -> None:
         assert (await until(clients[1], of_type("ack", id="after")))["position"] == 3 * per_client + 2
         event = await until(clients[0], of_type("command", seq=3 * per_client + 2))
         assert event == {"type": "command", "kind": "speak", "seq": 3 * per_client + 2, "text": "Still open."}
-        assert acme.rooms.get("acme", room["id"]).room.state.value == "open"
+        assert acme.rooms.registry.live[room["id"]].room.state.value == "open"
         assert expected
     finally:
         for ws in clients:
@@ -390,7 +392,7 @@ async def test_room_deleted_over_http_closes_every_client(acme: Any) -> None:
     assert response.status_code == 200
     for ws in clients:
         code, frames = await closed(ws)
-        assert code == p.CLOSE_ROOM_CLOSED
+        assert code == p.CloseCode.ROOM_CLOSED
         assert frames[-1]["type"] == "room_closed" and frames[-1]["reason"] == "client"
         assert frames[-1]["room"]["state"] == "closed"
         assert [f["room"]["state"] for f in frames if f["type"] == "room"] == ["closing"]
@@ -399,23 +401,23 @@ async def test_room_deleted_over_http_closes_every_client(acme: Any) -> None:
 async def test_commands_in_a_closing_room_are_refused(acme: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     room = await create_room(acme)
     gate = asyncio.Event()
-    real_leave = acme.rooms.a2e.leave
+    real_leave = acme.app.state.a2e.leave
 
     async def slow_leave(channel: str) -> Any:
         await gate.wait()
         return await real_leave(channel)
 
-    monkeypatch.setattr(acme.rooms.a2e, "leave", slow_leave)
+    monkeypatch.setattr(acme.app.state.a2e, "leave", slow_leave)
     async with await open_ws(acme, room["id"]) as ws:
         await recv(ws)
         deleting = asyncio.create_task(acme.http.delete(f"/v1/rooms/{room['id']}"))
         await until(ws, lambda f: f["type"] == "room" and f["room"]["state"] == "closing")
         await send(ws, {"type": "speak", "id": "late", "text": "Too late."})
         assert (await until(ws, of_type("error", id="late")))["code"] == "room_not_open"
-        assert (await refused(acme, room["id"]))[0] == p.CLOSE_ROOM_NOT_OPEN  # closing: no new clients
+        assert (await refused(acme, room["id"]))[0] == p.CloseCode.ROOM_NOT_OPEN  # closing: no new clients
         gate.set()
         code, frames = await closed(ws)
-        assert code == p.CLOSE_ROOM_CLOSED and frames[-1]["type"] == "room_closed"
+        assert code == p.CloseCode.ROOM_CLOSED and frames[-1]["type"] == "room_closed"
         await deleting
 
 
@@ -423,7 +425,7 @@ async def test_commands_in_a_closing_room_are_refused(acme: Any, monkeypatch: py
 async def test_a_slow_reader_is_dropped_with_4008_and_the_room_goes_on(bridge_factory: Any) -> None:
     bridge = await bridge_factory(ws_send_buffer=8, ws_rate_limit=1000, ws_rate_burst=1000)
     room = await create_room(bridge, headers={})
-    lr = bridge.rooms.get("dev", room["id"])
+    lr = bridge.rooms.registry.live[room["id"]]
     readers = [await open_ws(bridge, room["id"], headers=None) for _ in range(2)]
     slow = await RawWS.open(bridge.url, room["id"], paused=True)  # will read, too late
     dead = await RawWS.open(bridge.url, room["id"], paused=True)  # never reads at all
@@ -453,7 +455,7 @@ async def test_a_slow_reader_is_dropped_with_4008_and_the_room_goes_on(bridge_fa
 
         slow.resume()  # it reads now: what was sent before the overflow, then 4008
         code, frames, _ = await slow.until_close()
-        assert code == p.CLOSE_SLOW_CONSUMER
+        assert code == p.CloseCode.SLOW_CONSUMER
         assert frames[0]["type"] == "room"
         assert 0 < len([f for f in frames if f["type"] == "reply"]) < count
         # the one that never reads is let go as well: the room no longer counts it
@@ -489,7 +491,7 @@ async def test_a_client_that_stops_answering_pings_is_dropped(tmp_path: Any, sim
             async with httpx.AsyncClient(base_url=url) as http:
                 room = (await http.post("/v1/rooms", json={})).json()
             raw = await RawWS.open(url, room["id"])
-            lr = app.state.rooms.get("dev", room["id"])
+            lr = app.state.rooms.registry.live[room["id"]]
             assert lr.clients == 1
             started = time.monotonic()
             code, frames, opcodes = await raw.until_close()
@@ -523,7 +525,7 @@ async def test_ticket_clients_are_kept_holding_a_valid_ticket(bridge_factory: An
     assert expiry(newer["ws_ticket"]) > expiry(room["ws_ticket"])
     await asyncio.sleep(max(0.0, expiry(room["ws_ticket"]) + 0.1 - time.time()))  # let the first one lapse
     code, _ = await refused(bridge, room["id"], headers=None, ticket=room["ws_ticket"])
-    assert code == p.CLOSE_UNAUTHORIZED
+    assert code == p.CloseCode.UNAUTHORIZED
     async with await open_ws(bridge, room["id"], headers=None, ticket=newer["ws_ticket"]) as ws:
         assert (await recv(ws))["type"] == "room"
 

@@ -1,4 +1,4 @@
-"""The websocket frame schema, sans I/O: ``parse`` (text in) and ``encode``/``error_frame`` (out)."""
+"""The websocket frame schema, sans I/O: ``parse`` (text in) and ``encode`` of ``Error`` frames (out)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bridge.ws import protocol as p
+from bridge import frames as p
 
 MAX = 1024
 
@@ -157,23 +157,27 @@ def test_encode_is_compact_utf8_json() -> None:
     assert json.loads(text)["text"] == "grüß dich ✓"
 
 
+def error_frame(code: str, message: str, frame_id: object = None, **extra: object) -> dict:
+    return json.loads(p.encode(p.Error(code=code, message=message, id=frame_id, **extra)))
+
+
 def test_error_frame() -> None:
-    assert p.error_frame("bad_json", "nope") == {"type": "error", "code": "bad_json", "message": "nope"}
-    assert p.error_frame("invalid_frame", "m", "id-1") == {"type": "error", "code": "invalid_frame",
-                                                           "message": "m", "id": "id-1"}
-    assert p.error_frame("x", "m", 0)["id"] == 0  # a falsy id is still an id
-    framed = p.error_frame("invalid_input", "too long", 3, details={"limit": 5000})
+    assert error_frame("bad_json", "nope") == {"type": "error", "code": "bad_json", "message": "nope"}
+    assert error_frame("invalid_frame", "m", "id-1") == {"type": "error", "code": "invalid_frame",
+                                                         "message": "m", "id": "id-1"}
+    assert error_frame("bad_json", "m", 0)["id"] == 0  # a falsy id is still an id
+    framed = error_frame("invalid_input", "too long", 3, details={"limit": 5000})
     assert framed["details"] == {"limit": 5000} and framed["id"] == 3
 
 
 def test_error_round_trip_through_parse() -> None:
     """What the endpoint does with a ProtocolError: an error frame echoing the id."""
     exc = refused({"type": "speak", "id": "abc"})
-    frame = json.loads(p.encode(p.error_frame(exc.code, exc.message, exc.frame_id)))
+    frame = error_frame(exc.code, exc.message, exc.frame_id)
     assert frame["type"] == "error" and frame["code"] == "invalid_frame" and frame["id"] == "abc"
 
 
 def test_close_codes_are_the_public_contract() -> None:
-    assert (p.CLOSE_ROOM_CLOSED, p.CLOSE_SLOW_CONSUMER, p.CLOSE_ROOM_NOT_OPEN, p.CLOSE_UNAUTHORIZED,
-            p.CLOSE_NOT_FOUND, p.CLOSE_FLOOD) == (4000, 4008, 4009, 4401, 4404, 4429)
+    assert (p.CloseCode.ROOM_CLOSED, p.CloseCode.SLOW_CONSUMER, p.CloseCode.ROOM_NOT_OPEN,
+            p.CloseCode.UNAUTHORIZED, p.CloseCode.NOT_FOUND, p.CloseCode.FLOOD) == (4000, 4008, 4009, 4401, 4404, 4429)
     assert p.CLIENT_TYPES == ("speak", "ask", "flush", "set_qa_context", "ping", "rtc_event")

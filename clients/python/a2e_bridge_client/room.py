@@ -36,7 +36,7 @@ __all__ = ["ConnectionState", "Room"]
 
 log = logging.getLogger("a2e_bridge_client")
 
-# Close codes after which reconnecting cannot help (see the bridge's ws/protocol.py).
+# Close codes after which reconnecting cannot help (the bridge's CloseCode, bridge/frames.py).
 CLOSE_ROOM_CLOSED = 4000
 CLOSE_ROOM_NOT_OPEN = 4009
 CLOSE_UNAUTHORIZED = 4401

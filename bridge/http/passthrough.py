@@ -14,13 +14,15 @@ import json
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-from .a2e.endpoints import ENDPOINTS
-from .a2e.errors import A2EError
+from bridge.a2e.endpoints import ENDPOINTS
+from bridge.a2e.errors import A2EError
+from bridge.errors import BadRequest, NotFound, Unauthorized, from_a2e
+
 from .auth import Authenticator
-from .errors import BadRequest, NotFound, Unauthorized, from_a2e
+from .responses import JSONResponse
 
 
 def require_trusted(conn: HTTPConnection, what: str = "the A2E pass-through") -> None:
@@ -83,7 +85,7 @@ async def call_operation(request: Request) -> Response:
     return JSONResponse({"data": data})
 
 
-routes = [
+routes: list[BaseRoute] = [
     Route("/v1/a2e", list_operations, methods=["GET"]),
     Route("/v1/a2e/{operation}", call_operation, methods=["POST"]),
 ]

@@ -7,19 +7,19 @@ when ``Content-Length`` says so (the body is never read, and a client waiting on
 read pass the limit. Nothing beyond the limit is buffered: uvicorn pauses reading at 64 KiB
 until the app asks for more, and the app only ever holds what this middleware let through.
 After the 413 the server discards the rest of the body, so a client still sending it reads the
-answer instead of a connection reset; ``serving.GuardedH11Protocol`` bounds that drain in bytes
+answer instead of a connection reset; ``bridge.http.guard.GuardedH11Protocol`` bounds that drain in bytes
 and time and closes the connection past it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge
+from bridge.errors import PayloadTooLarge
+from bridge.frames import encode, error_body
 
 log = logging.getLogger("bridge")
 
@@ -99,7 +99,7 @@ def _message(limit: int) -> str:
 
 async def _refuse(send: Send, limit: int) -> None:
     error = PayloadTooLarge(_message(limit), details={"max_bytes": limit})
-    body = json.dumps({"error": error.to_dict()}).encode()
+    body = encode(error_body(error.code, error.message, error.details)).encode()
     headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

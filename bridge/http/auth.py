@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-from .errors import Unauthorized
+from bridge.errors import Unauthorized
 
 DEV_TENANT = "dev"
 SCOPE_FORWARD = "forward"

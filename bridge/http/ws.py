@@ -15,20 +15,25 @@ import logging
 import time
 from typing import Any
 
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bridge.auth import Authenticator, Caller
+from bridge import frames as p
 from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
-from bridge.rooms.commands import Command
-from bridge.rooms.manager import LiveRoom, RoomManager
+from bridge.rooms import Rooms
+from bridge.rooms.events import Subscription
+from bridge.rooms.observing import forward_rtc_event
+from bridge.rooms.registry import LiveRoom
+from bridge.rooms.relay import acceptance
+from bridge.settings import Settings
 
-from . import protocol as p
+from .auth import Authenticator, Caller
 
 log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
-_CLOSE = object()  # the writer's signal to close after what is queued before it
+_CLOSE = object()  # the writer's signal to close after what is queued before it (frames are str)
 CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
 
 
@@ -51,33 +56,39 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: RoomManager, caller: Caller) -> None:
-        s = rooms.settings
+    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
         self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
         self.id = next(_connection_ids)
-        # Bounded by ``send`` (not by the queue) so that the close marker always fits behind the frames.
-        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        # Encoded frames. Bounded by ``send`` (not by the queue) so that the close marker always fits
+        # behind the frames.
+        self.out: asyncio.Queue[str | object] = asyncio.Queue()
         self.limit = s.ws_send_buffer
         self.max_frame = s.ws_max_frame_bytes
         self.bucket = TokenBucket(s.ws_rate_limit, s.ws_rate_burst)
-        self.close_code: int | None = None
+        self.close_code: p.CloseCode | None = None
         self.close_reason = ""
         self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
         self.finished = False  # the connection is over: late acks go nowhere
 
-    def send(self, frame: dict[str, Any]) -> None:
-        """Queue a frame; a full buffer means the client is not reading: drop it."""
+    def send(self, frame: p.ServerFrame) -> None:
+        self.send_text(p.encode(frame))
+
+    def send_text(self, text: str) -> None:
+        """Queue an encoded frame; a full buffer means the client is not reading: drop it."""
         if self.close_code is not None or self.finished:
             return
         if self.out.qsize() >= self.limit:
-            self.shut(p.CLOSE_SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
+            self.shut(p.CloseCode.SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
             return
-        self.out.put_nowait(frame)
+        self.out.put_nowait(text)
 
-    def shut(self, code: int, reason: str) -> None:
+    def send_error(self, exc: BridgeError, frame_id: p.FrameId) -> None:
+        self.send(p.Error(code=exc.code, message=exc.message, id=frame_id, details=exc.details))
+
+    def shut(self, code: p.CloseCode, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-            if code == p.CLOSE_SLOW_CONSUMER:  # what it did not read is dropped, the close goes first
+            if code == p.CloseCode.SLOW_CONSUMER:  # what it did not read is dropped, the close goes first
                 while not self.out.empty():
                     self.out.get_nowait()
             self.out.put_nowait(_CLOSE)
@@ -86,17 +97,17 @@ class Connection:
     async def writer(self) -> None:
         while True:
             frame = await self.out.get()
-            if frame is _CLOSE:
+            if not isinstance(frame, str):  # the close marker
                 return
-            await self.ws.send_text(p.encode(frame))
+            await self.ws.send_text(frame)
 
-    async def pump(self, sub: Any) -> None:
-        async for _event_id, event in sub:
-            self.send(event)
+    async def pump(self, sub: Subscription) -> None:
+        async for event in sub:
+            self.send_text(event.data)  # encoded once by the room's hub, for every subscriber
         if sub.overflowed:  # the room's fan-out cut us off: we fell behind, the room did not end
-            self.shut(p.CLOSE_SLOW_CONSUMER, "event buffer overflow: the client does not read its events")
+            self.shut(p.CloseCode.SLOW_CONSUMER, "event buffer overflow: the client does not read its events")
         else:
-            self.shut(p.CLOSE_ROOM_CLOSED, "room closed")
+            self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
 
     async def ticketer(self) -> None:
         """Keep a ticket-authenticated client (a browser: no key) holding a valid ticket, so it can
@@ -111,11 +122,11 @@ class Connection:
             try:
                 renewed = auth.renew_ticket(self.caller, self.lr.room.id)
             except Unauthorized as exc:
-                self.shut(p.CLOSE_UNAUTHORIZED, exc.message)
+                self.shut(p.CloseCode.UNAUTHORIZED, exc.message)
                 return
             if renewed is not None:
                 ticket, expires_in = renewed
-                self.send({"type": "ticket", "ws_ticket": ticket, "expires_in": expires_in})
+                self.send(p.Ticket(ws_ticket=ticket, expires_in=expires_in))
                 held_until = time.time() + expires_in
             if renewed is None or expires_in < auth.ticket_ttl:
                 # The chain is over, or this ticket reaches its end (none can outlive it): the socket
@@ -129,110 +140,86 @@ class Connection:
             if message["type"] == "websocket.disconnect":
                 return
             if not self.bucket.take():
-                self.shut(p.CLOSE_FLOOD, "too many frames: slow down")
+                self.shut(p.CloseCode.FLOOD, "too many frames: slow down")
                 return
             text = message.get("text")
             if text is None:
-                self.send(p.error_frame("binary_not_supported", "send JSON text frames, not binary"))
+                self.send(p.Error(code=p.ErrorCode.BINARY_NOT_SUPPORTED, message="send JSON text frames, not binary"))
                 continue
             try:
                 frame = p.parse(text, self.max_frame)
             except p.ProtocolError as exc:
-                self.send(p.error_frame(exc.code, exc.message, exc.frame_id))
+                self.send(p.Error(code=exc.code, message=exc.message, id=exc.frame_id))
                 continue
             try:
                 await self.handle(frame)
             except BridgeError as exc:
-                self.send(p.error_frame(exc.code, exc.message, frame.id, **_details(exc)))
+                self.send_error(exc, frame.id)
             # receive() does not yield while frames are already buffered: let the room's event pumps
             # run between the frames of a burst, or the events they cause pile up unread.
             await asyncio.sleep(0)
 
-    async def handle(self, frame: Any) -> None:
-        room = self.lr.room
+    async def handle(self, frame: p.ClientFrame) -> None:
+        relay = self.rooms.relay
         if isinstance(frame, p.Ping):
-            self.send({"type": "pong", "id": frame.id})
+            self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            commands = await self.rooms.submit(room.tenant, room.id, frame.type, frame.text)
-            self.ack_when_accepted(frame, commands)
+            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text))
+            accepted.add_done_callback(lambda done: self._answer(frame, done))
         elif isinstance(frame, p.Flush):
-            dropped = self.rooms.flush(room.tenant, room.id)
-            self.send({"type": "ack", "id": frame.id, "kind": "flush", "flushed": dropped})
+            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
         elif isinstance(frame, p.SetQaContext):
-            updated = await self.rooms.set_qa_context(room.tenant, room.id, frame.text)
-            self.send({"type": "ack", "id": frame.id, "kind": "set_qa_context", "chars": len(updated.qa_context or "")})
+            updated = await relay.set_qa_context(self.lr, frame.text)
+            self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
             if not self.caller.forward:
                 raise Forbidden("this connection may not forward channel events: connect with a key, or with a "
                                 "ticket minted with forward_events")
-            self.rooms.forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
+            forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    def ack_when_accepted(self, frame: Any, commands: list[Command]) -> None:
-        """Answer ``frame`` once A2E accepted all its commands, or one failed.
-
-        Done-callbacks on the commands' futures rather than a task per frame gathering shielded
-        futures: this is on every speak's path (a task, a gather and a shield per command fewer).
-        """
-        left = len(commands)
-
-        def settled(_: asyncio.Future[int]) -> None:
-            nonlocal left
-            left -= 1
-            if left == 0:
-                self._answer(frame, commands)
-
-        for command in commands:
-            command.future.add_done_callback(settled)
-
-    def _answer(self, frame: Any, commands: list[Command]) -> None:
-        for command in commands:
-            failure = (RoomNotOpen("the command was cancelled") if command.future.cancelled()
-                       else command.future.exception())
-            if isinstance(failure, BridgeError):
-                self.send(p.error_frame(failure.code, failure.message, frame.id, **_details(failure)))
-                return
-            if failure is not None:
-                self.send(p.error_frame("internal_error", "internal error", frame.id))
-                return
-        seqs = [c.seq for c in commands]
-        self.send({"type": "ack", "id": frame.id, "kind": frame.type, "position": seqs[0], "positions": seqs})
-
-
-def _details(exc: BridgeError) -> dict[str, Any]:
-    return {"details": exc.details} if exc.details is not None else {}
+    def _answer(self, frame: p.Speak | p.Ask, accepted: asyncio.Future[list[int]]) -> None:
+        """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
+        failure = accepted.exception()
+        if failure is not None:
+            assert isinstance(failure, BridgeError)
+            self.send_error(failure, frame.id)
+            return
+        seqs = accepted.result()
+        self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
 
 
 async def room_websocket(ws: WebSocket) -> None:
-    rooms: RoomManager = ws.app.state.rooms
+    rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
     await ws.accept()  # accepted first, so that a refusal can carry its close code and reason
     try:
         auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
-        lr = await rooms.open_room(caller.tenant, room_id)
+        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True)
         # checked (and counted) before any work for this client: a refused one never touches the room
-        lease = rooms.attach(lr, ticket_chain=caller.ticket_chain)
+        lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:
-        await ws.close(p.CLOSE_UNAUTHORIZED, exc.message)
+        await ws.close(p.CloseCode.UNAUTHORIZED, exc.message)
         return
     except NotFound as exc:
-        await ws.close(p.CLOSE_NOT_FOUND, exc.message)
+        await ws.close(p.CloseCode.NOT_FOUND, exc.message)
         return
     except RoomNotOpen as exc:
-        await ws.close(p.CLOSE_ROOM_NOT_OPEN, exc.message)
+        await ws.close(p.CloseCode.ROOM_NOT_OPEN, exc.message)
         return
     except CapExceeded as exc:
-        await ws.close(p.CLOSE_CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {rooms.clients.limits[exc.cap]})")
+        limit = rooms.registry.clients.limits[exc.cap]
+        await ws.close(p.CloseCode.CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {limit})")
         return
-    conn = Connection(ws, lr, rooms, caller)
+    conn = Connection(ws, lr, rooms, ws.app.state.settings, caller)
     tasks: list[asyncio.Task[Any]] = []
     writer: asyncio.Task[None] | None = None
     closing: asyncio.Task[Any] | None = None
-    sub = None
+    sub: Subscription | None = None
     WS_CONNECTIONS.inc()
     try:
         sub = lr.events.subscribe()
-        conn.send({"type": "room", "room": lr.room.to_public()})
+        conn.send(p.RoomInfo(room=lr.room.to_public()))
         writer = asyncio.create_task(conn.writer())
         tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
         if caller.ticket_expires is not None:
@@ -265,3 +252,6 @@ async def room_websocket(ws: WebSocket) -> None:
                 await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason),
                                        timeout=CLOSE_GRACE if delivered else 0.1)
         log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
+
+
+routes: list[BaseRoute] = [WebSocketRoute("/v1/rooms/{room_id}/ws", room_websocket)]

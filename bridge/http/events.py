@@ -3,25 +3,28 @@ not keep a websocket. ``Last-Event-ID`` resumes from the room's bounded event hi
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from bridge.errors import BadRequest, NotFound
+from bridge.rooms import Rooms
+from bridge.rooms.clients import ClientLease
+from bridge.rooms.registry import LiveRoom
+
 from .auth import Authenticator
-from .errors import BadRequest
-from .rooms.clients import ClientLease
 
 
 class RoomEventStream(EventSourceResponse):
     """An SSE response that gives its client slot back however it ends. The generator's ``finally``
     is not enough: a HEAD request, or a client gone before the first event, never starts it."""
 
-    def __init__(self, *args: Any, lease: ClientLease, cleanup: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lease: ClientLease, cleanup: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lease, self._cleanup = lease, cleanup
 
@@ -47,14 +50,16 @@ async def room_events(request: Request) -> Response:
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
     who = auth.authenticate_room(request)
-    rooms = request.app.state.rooms
-    lr = rooms.get(who.tenant, room_id)
+    rooms: Rooms = request.app.state.rooms
+    lr = await rooms.registry.lookup(who.tenant, room_id)
+    if not isinstance(lr, LiveRoom):
+        raise NotFound(f"no live room {room_id}")  # only live rooms stream
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     try:
         after = int(last) if last else None
     except ValueError:
         raise BadRequest("Last-Event-ID must be an integer event id") from None
-    lease = rooms.attach(lr, ticket_chain=who.ticket_chain)  # 429 cap_exceeded before anything is counted
+    lease = rooms.registry.attach(lr, ticket_chain=who.ticket_chain)  # 429 cap_exceeded before anything is counted
     try:
         sub = lr.events.subscribe(after=after)
     except BaseException:
@@ -62,7 +67,10 @@ async def room_events(request: Request) -> Response:
         raise
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        async for event_id, event in sub:
-            yield {"id": str(event_id), "event": event["type"], "data": json.dumps(event, ensure_ascii=False)}
+        async for event in sub:  # data: the frame as the room's hub encoded it, once
+            yield {"id": str(event.id), "event": event.type, "data": event.data}
 
     return RoomEventStream(stream(), ping=15, lease=lease, cleanup=sub.close)
+
+
+routes: list[BaseRoute] = [Route("/v1/rooms/{room_id}/events", room_events, methods=["GET"])]

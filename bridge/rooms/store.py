@@ -1,4 +1,4 @@
-"""The RoomStore contract.
+"""The RoomStore contract: the port the room domain owns (``bridge/store/`` implements it).
 
 Rooms are persisted because A2E keeps charging for a room the bridge forgets:
 after a crash the bridge reloads ``list_live()`` and gives those rooms back.
@@ -45,7 +45,7 @@ class RoomStore(Protocol):
 
     async def get(self, room_id: str) -> Room | None: ...
 
-    async def list(
+    async def list_rooms(
         self, *, tenant: str | None = None, states: Iterable[RoomState] | None = None
     ) -> list[Room]:
         """Newest first (created_at, then id, descending)."""

@@ -1,4 +1,4 @@
-"""The bridge's HTTP API: rooms, QA context, commands, avatars, health.
+"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context, commands.
 
 Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), gathered at
 ``/openapi.json`` by Starlette's schema generator.
@@ -6,30 +6,27 @@ Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), ga
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import json
-import math
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-from .a2e.client import A2EClient
-from .a2e.errors import A2EError
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
+from bridge.errors import BadRequest, ValidationFailed
+from bridge.rooms import Rooms
+from bridge.rooms.models import CloseReason, Room
+from bridge.rooms.registry import LiveRoom, room_of
+from bridge.rooms.relay import CommandKind, acceptance, check_qa_context
+
 from .auth import Authenticator, Caller
-from .errors import BadRequest, ValidationFailed, from_a2e
-from .rooms.manager import RoomManager
-from .rooms.models import CloseReason, Room
-from .sse import room_events
-from .ws.endpoint import room_websocket
+from .paging import decode_cursor, encode_cursor, page_limit
+from .responses import JSONResponse
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Callable[..., Any])
 
 
 class CreateRoom(BaseModel):
@@ -50,8 +47,9 @@ class TextBody(BaseModel):
     text: str
 
 
-def manager(conn: HTTPConnection) -> RoomManager:
-    return conn.app.state.rooms
+def rooms_of(conn: HTTPConnection) -> Rooms:
+    rooms: Rooms = conn.app.state.rooms
+    return rooms
 
 
 def caller(conn: HTTPConnection) -> Caller:
@@ -91,6 +89,14 @@ def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
     return view
 
 
+def with_limits(endpoint: E) -> E:
+    """Fill the QA-context limit into an endpoint's OpenAPI description (one definition of it)."""
+    endpoint.__doc__ = (endpoint.__doc__ or "").replace("QA_CONTEXT_LIMIT", str(QA_CONTEXT_LIMIT)).replace(
+        "QA_CONTEXT_CHARS", f"{QA_CONTEXT_LIMIT:,}")
+    return endpoint
+
+
+@with_limits
 async def create_room(request: Request) -> Response:
     """
     summary: Open a room (mints an A2E streaming token; charged for expire_seconds up front)
@@ -98,7 +104,7 @@ async def create_room(request: Request) -> Response:
       content:
         application/json:
           schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
-                   qa_context: {type: string, maxLength: 5000}, forward_events: {type: boolean}}}
+                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}, forward_events: {type: boolean}}}
     responses:
       201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
       429: {description: "A cap was hit (details.cap names it)"}
@@ -106,47 +112,10 @@ async def create_room(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, CreateRoom)
-    lr = await manager(request).create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
-                                       qa_context=body.qa_context)
+    lr = await rooms_of(request).lifecycle.create(who.tenant, avatar_id=body.avatar_id,
+                                                  expire_seconds=body.expire_seconds, qa_context=body.qa_context)
     return JSONResponse(room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events),
                         status_code=201)
-
-
-LIST_LIMIT, LIST_MAX = 50, 200
-CURSOR_MAX_CHARS = 256
-
-
-def encode_cursor(room: Room) -> str:
-    """The position after ``room`` in a listing: its keyset (created_at, id), opaque to clients.
-    Unsigned on purpose: a forged cursor only moves within the caller's own rooms."""
-    raw = json.dumps([room.created_at, room.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The keyset of a ``next_cursor``; anything else is 422 ``invalid_input``."""
-    bad = ValidationFailed("cursor is not one this server gave out: pass next_cursor from the previous page as it "
-                           "is, or leave it out for the first page", details=[{"loc": ["query", "cursor"]}])
-    if not cursor or len(cursor) > CURSOR_MAX_CHARS or not cursor.isascii():
-        raise bad
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):  # short input: no deep nesting to guard against
-        raise bad from None
-    if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
-            or not isinstance(value[0], (int, float)) or not math.isfinite(value[0])
-            or not isinstance(value[1], str) or not value[1]):
-        raise bad
-    return float(value[0]), value[1]
-
-
-def page_limit(raw: str | None) -> int:
-    if raw is None:
-        return LIST_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_MAX:
-        raise ValidationFailed(f"limit must be an integer from 1 to {LIST_MAX}",
-                               details=[{"loc": ["query", "limit"], "max": LIST_MAX}])
-    return int(raw)
 
 
 async def list_rooms(request: Request) -> Response:
@@ -166,7 +135,8 @@ async def list_rooms(request: Request) -> Response:
     limit = page_limit(params.get("limit"))
     cursor = params.get("cursor")
     before = decode_cursor(cursor) if cursor is not None else None
-    rooms, more = await manager(request).list(who.tenant, live_only=live_only, limit=limit, before=before)
+    rooms, more = await rooms_of(request).registry.list_rooms(who.tenant, live_only=live_only, limit=limit,
+                                                              before=before)
     return JSONResponse({"rooms": [room_view(request, r) for r in rooms],
                          "next_cursor": encode_cursor(rooms[-1]) if more and rooms else None})
 
@@ -179,7 +149,7 @@ async def get_room(request: Request) -> Response:
       404: {description: Unknown room (or another tenant's)}
     """
     who = caller(request)
-    room = await manager(request).find(who.tenant, request.path_params["room_id"])
+    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
     return JSONResponse(room_view(request, room))
 
 
@@ -190,8 +160,11 @@ async def delete_room(request: Request) -> Response:
       200: {description: "The room, state closing or closed"}
     """
     who = caller(request)
-    room = await manager(request).close(who.tenant, request.path_params["room_id"], CloseReason.CLIENT)
-    return JSONResponse(room_view(request, room))
+    rooms = rooms_of(request)
+    found = await rooms.registry.lookup(who.tenant, request.path_params["room_id"])
+    if isinstance(found, LiveRoom):
+        await rooms.lifecycle.close(found, CloseReason.CLIENT)
+    return JSONResponse(room_view(request, room_of(found)))  # a room that has ended already: as it is
 
 
 async def new_ticket(request: Request) -> Response:
@@ -209,21 +182,25 @@ async def new_ticket(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, TicketRequest)
-    lr = await manager(request).open_room(who.tenant, request.path_params["room_id"])
+    lr = await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
     view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events)
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
 
+@with_limits
 async def put_qa_context(request: Request) -> Response:
     """
-    summary: Set the room's QA context (at most 5,000 characters)
+    summary: Set the room's QA context (at most QA_CONTEXT_CHARS characters)
     responses:
       200: {description: "{text, chars}"}
       422: {description: Too long}
     """
     who = caller(request)
     body = await parse_body(request, TextBody)
-    room = await manager(request).set_qa_context(who.tenant, request.path_params["room_id"], body.text)
+    check_qa_context(body.text)  # before the room: too long is 422 whatever the room's state
+    rooms = rooms_of(request)
+    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
+    room = await rooms.relay.set_qa_context(lr, body.text)
     return JSONResponse({"text": room.qa_context, "chars": len(room.qa_context or "")})
 
 
@@ -234,20 +211,17 @@ async def get_qa_context(request: Request) -> Response:
       200: {description: "{text, chars}"}
     """
     who = caller(request)
-    room = await manager(request).find(who.tenant, request.path_params["room_id"])
+    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
     return JSONResponse({"text": room.qa_context or "", "chars": len(room.qa_context or "")})
 
 
-async def run_command(request: Request, kind: str) -> Response:
+async def run_command(request: Request, kind: CommandKind) -> Response:
     who = caller(request)
     body = await parse_body(request, TextBody)
-    commands = await manager(request).submit(who.tenant, request.path_params["room_id"], kind, body.text)  # type: ignore[arg-type]
+    rooms = rooms_of(request)
+    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    results = await asyncio.gather(*(asyncio.shield(c.future) for c in commands), return_exceptions=True)
-    failure = next((r for r in results if isinstance(r, BaseException)), None)
-    if failure is not None:
-        raise failure
-    seqs = [c.seq for c in commands]
+    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text))
     return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
                          "chunks": len(seqs)})
 
@@ -279,100 +253,12 @@ async def flush(request: Request) -> Response:
       200: {description: "{flushed: n}"}
     """
     who = caller(request)
-    rooms = manager(request)
-    await rooms.open_room(who.tenant, request.path_params["room_id"])  # 404 or, for an ended room, 409
-    return JSONResponse({"flushed": rooms.flush(who.tenant, request.path_params["room_id"])})
+    rooms = rooms_of(request)
+    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
+    return JSONResponse({"flushed": rooms.relay.flush(lr)})
 
 
-async def avatars(request: Request) -> Response:
-    """
-    summary: The streaming avatars A2E offers
-    responses:
-      200: {description: "{avatars: [{_id, name, ...}]}"}
-    """
-    caller(request)
-    try:
-        items = await manager(request).a2e.streaming_avatars()
-    except A2EError as exc:
-        raise from_a2e(exc) from None
-    return JSONResponse({"avatars": items})
-
-
-async def healthz(request: Request) -> Response:
-    """
-    summary: The process is up
-    responses:
-      200: {description: ok}
-    """
-    return JSONResponse({"status": "ok"})
-
-
-class UpstreamCheck:
-    """A2E's reachability for ``/readyz``, which anyone may call: the answer is kept
-    ``BRIDGE_READY_CACHE_SECONDS`` and concurrent probes share the one call in flight, so a flood
-    of probes costs A2E at most one call per period.
-
-    Hand-written: the async caching libraries (async-lru, aiocache) do not keep failures, and a
-    failing A2E is exactly when it must not be asked on every probe.
-    """
-
-    def __init__(self, a2e: A2EClient, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.a2e, self.ttl, self.clock = a2e, ttl, clock
-        self._result: str | None = None  # None: reachable; else the A2E error's class name
-        self._checked_at = -math.inf
-        self._inflight: asyncio.Future[str | None] | None = None
-
-    async def result(self) -> str | None:
-        if self.clock() - self._checked_at < self.ttl:
-            return self._result
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._check())
-        # shield: a probe that hangs up must not cancel the check the others wait for
-        return await asyncio.shield(self._inflight)
-
-    async def _check(self) -> str | None:
-        try:
-            await self.a2e.remaining_coins()
-            result = None
-        except A2EError as exc:
-            result = type(exc).__name__
-        finally:
-            self._inflight = None
-        self._result, self._checked_at = result, self.clock()
-        return result
-
-
-def upstream_check(request: Request) -> UpstreamCheck:
-    state, client = request.app.state, manager(request).a2e
-    check: UpstreamCheck | None = getattr(state, "upstream_check", None)
-    if check is None or check.a2e is not client:  # made on first use, for the client of this run
-        check = state.upstream_check = UpstreamCheck(client, state.settings.ready_cache_seconds)
-    return check
-
-
-async def readyz(request: Request) -> Response:
-    """
-    summary: Upstream reachable and the room store open (A2E is asked at most every BRIDGE_READY_CACHE_SECONDS)
-    responses:
-      200: {description: ready}
-      503: {description: "not ready, with the failing checks"}
-    """
-    rooms = manager(request)
-    checks: dict[str, Any] = {"store": await rooms.store.ping()}
-    a2e_error = await upstream_check(request).result()
-    checks["a2e"] = a2e_error is None
-    if a2e_error is not None:
-        checks["a2e_error"] = a2e_error
-    ready = checks["store"] and checks["a2e"]
-    checks["live_rooms"] = len(rooms.live)
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
-
-
-routes = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
-    Route("/v1/avatars", avatars, methods=["GET"]),
+routes: list[BaseRoute] = [
     Route("/v1/rooms", create_room, methods=["POST"]),
     Route("/v1/rooms", list_rooms, methods=["GET"]),
     Route("/v1/rooms/{room_id}", get_room, methods=["GET"]),
@@ -383,6 +269,4 @@ routes = [
     Route("/v1/rooms/{room_id}/speak", speak, methods=["POST"]),
     Route("/v1/rooms/{room_id}/ask", ask, methods=["POST"]),
     Route("/v1/rooms/{room_id}/flush", flush, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/events", room_events, methods=["GET"]),
-    WebSocketRoute("/v1/rooms/{room_id}/ws", room_websocket),
 ]

@@ -1,0 +1,170 @@
+"""What is not a room: health and readiness probes, the avatar list, the OpenAPI document, metrics
+and the kiosk page with its static files."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.schemas import SchemaGenerator
+from starlette.staticfiles import StaticFiles
+
+from bridge.a2e.client import A2EClient
+from bridge.a2e.errors import A2EError
+from bridge.errors import Unauthorized, from_a2e
+from bridge.metrics import metrics_endpoint
+from bridge.rooms import Rooms
+from bridge.settings import ConfigurationError, Settings
+
+from .auth import Authenticator
+from .responses import JSONResponse
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
+
+
+async def avatars(request: Request) -> Response:
+    """
+    summary: The streaming avatars A2E offers
+    responses:
+      200: {description: "{avatars: [{_id, name, ...}]}"}
+    """
+    auth: Authenticator = request.app.state.auth
+    auth.authenticate(request)
+    a2e: A2EClient = request.app.state.a2e
+    try:
+        items = await a2e.streaming_avatars()
+    except A2EError as exc:
+        raise from_a2e(exc) from None
+    return JSONResponse({"avatars": items})
+
+
+async def healthz(request: Request) -> Response:
+    """
+    summary: The process is up
+    responses:
+      200: {description: ok}
+    """
+    return JSONResponse({"status": "ok"})
+
+
+class UpstreamCheck:
+    """A2E's reachability for ``/readyz``, which anyone may call: the answer is kept
+    ``BRIDGE_READY_CACHE_SECONDS`` and concurrent probes share the one call in flight, so a flood
+    of probes costs A2E at most one call per period.
+
+    Hand-written: the async caching libraries (async-lru, aiocache) do not keep failures, and a
+    failing A2E is exactly when it must not be asked on every probe.
+    """
+
+    def __init__(self, a2e: A2EClient, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.a2e, self.ttl, self.clock = a2e, ttl, clock
+        self._result: str | None = None  # None: reachable; else the A2E error's class name
+        self._checked_at = -math.inf
+        self._inflight: asyncio.Future[str | None] | None = None
+
+    async def result(self) -> str | None:
+        if self.clock() - self._checked_at < self.ttl:
+            return self._result
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._check())
+        # shield: a probe that hangs up must not cancel the check the others wait for
+        return await asyncio.shield(self._inflight)
+
+    async def _check(self) -> str | None:
+        try:
+            await self.a2e.remaining_coins()
+            result = None
+        except A2EError as exc:
+            result = type(exc).__name__
+        finally:
+            self._inflight = None
+        self._result, self._checked_at = result, self.clock()
+        return result
+
+
+def upstream_check(request: Request) -> UpstreamCheck:
+    state, client = request.app.state, request.app.state.a2e
+    check: UpstreamCheck | None = getattr(state, "upstream_check", None)
+    if check is None or check.a2e is not client:  # made on first use, for the client of this run
+        check = state.upstream_check = UpstreamCheck(client, state.settings.ready_cache_seconds)
+    return check
+
+
+async def readyz(request: Request) -> Response:
+    """
+    summary: Upstream reachable and the room store open (A2E is asked at most every BRIDGE_READY_CACHE_SECONDS)
+    responses:
+      200: {description: ready}
+      503: {description: "not ready, with the failing checks"}
+    """
+    rooms: Rooms = request.app.state.rooms
+    checks: dict[str, Any] = {"store": await rooms.registry.store.ping()}
+    a2e_error = await upstream_check(request).result()
+    checks["a2e"] = a2e_error is None
+    if a2e_error is not None:
+        checks["a2e_error"] = a2e_error
+    ready = checks["store"] and checks["a2e"]
+    checks["live_rooms"] = len(rooms.registry.live)
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """The metrics; with ``BRIDGE_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``
+    (a scraper's token, distinct from the client keys)."""
+    token = request.app.state.settings.metrics_token
+    expected = token.get_secret_value() if token is not None else ""
+    if expected:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise Unauthorized("/metrics needs Authorization: Bearer <BRIDGE_METRICS_TOKEN>",
+                               headers={"WWW-Authenticate": "Bearer"})
+    return await metrics_endpoint(request)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(schemas.get_schema(routes=request.app.routes))
+
+
+# index.html carries this empty marker; the page route fills it in from the settings.
+KIOSK_SDK_MARKER = 'data-agora-sdk="" data-agora-sdk-integrity=""'
+
+
+def render_kiosk_page(settings: Settings) -> str:
+    """index.html with the Agora Web SDK's URL and integrity hash as data attributes on <html>: the page
+    learns them from the server (no inline script, nothing taken from its own URL)."""
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    if KIOSK_SDK_MARKER not in page:
+        raise ConfigurationError(f"bridge/static/index.html lost its {KIOSK_SDK_MARKER} marker")
+    filled = (f'data-agora-sdk="{html.escape(settings.agora_sdk_url)}" '
+              f'data-agora-sdk-integrity="{html.escape(settings.agora_sdk_integrity or "")}"')
+    return page.replace(KIOSK_SDK_MARKER, filled, 1)
+
+
+async def kiosk_page(request: Request) -> Response:
+    """The page as rendered once by the app (``app.state.kiosk_page``)."""
+    return HTMLResponse(request.app.state.kiosk_page, headers={"Cache-Control": "no-cache"})
+
+
+routes: list[BaseRoute] = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/v1/avatars", avatars, methods=["GET"]),
+]
+site_routes: list[BaseRoute] = [
+    Route("/openapi.json", openapi, include_in_schema=False),
+    Route("/metrics", metrics, include_in_schema=False),
+    Route("/", kiosk_page, include_in_schema=False),
+    Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False, follow_symlink=True), name="static"),
+]

@@ -1,0 +1,252 @@
+"""The life of a room: minting, recovery after a crash, and always leaving.
+
+A2E charges a room's whole ``expire_seconds`` when it is minted and refunds only on ``leave``, so
+every path out of a room ends in :meth:`RoomLifecycle.close`, which leaves A2E and retries until A2E
+confirms. Rooms are written to the store before their token is handed out, so a crash at any
+moment leaves a record that :meth:`RoomLifecycle.recover` reconciles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from bridge import frames, metrics
+from bridge.a2e.client import A2EClient
+from bridge.a2e.errors import A2EError, A2ENotFound
+from bridge.errors import RoomNotOpen, ValidationFailed, from_a2e
+from bridge.settings import Settings
+
+from .caps import SpendCaps
+from .events import RoomEvents
+from .models import CloseReason, Room, RoomState
+from .registry import Clock, LiveRoom, RoomRegistry
+from .relay import check_qa_context
+from .store import RoomStore
+
+log = logging.getLogger("bridge.rooms")
+
+
+def _epoch_seconds(value: Any, fallback: float) -> float:
+    """A2E's ``expire_epoch_timestamp``, whose unit (s or ms) is undocumented."""
+    if isinstance(value, (int, float)) and value > 0:
+        return value / 1000 if value > 1e12 else float(value)
+    return fallback
+
+
+class RoomLifecycle:
+    """Opens, recovers and closes the rooms of this process.
+
+    ``on_open`` hooks run for every room that opens (or is resumed): the relay gives it its
+    command queue, the observers start watching its channel. They are wired once, by the app.
+    """
+
+    def __init__(self, settings: Settings, a2e: A2EClient, store: RoomStore, registry: RoomRegistry, *,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.a2e = a2e
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.caps = SpendCaps(settings, store, a2e)
+        self.on_open: list[Callable[[LiveRoom], None]] = []
+        self._tenant_locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
+
+    # -- life of the process -------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Recover what the last process left; on the way out, leave every room."""
+        await self.recover()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Leave every open room, within ``BRIDGE_SHUTDOWN_TIMEOUT`` seconds."""
+        tasks = [self.close(lr, CloseReason.SHUTDOWN) for lr in list(self.registry.live.values())]
+        if tasks:
+            log.info("shutting down: leaving %d room(s)", len(tasks))
+            done, pending = await asyncio.wait([asyncio.ensure_future(t) for t in tasks],
+                                               timeout=self.settings.shutdown_timeout)
+            if pending:
+                log.warning("%d room(s) not confirmed left before the shutdown deadline; "
+                            "they stay 'closing' in the store and are left at next start", len(pending))
+        for lr in list(self.registry.live.values()):
+            for task in [lr.leave_task, *lr.tasks]:
+                if task and not task.done():
+                    task.cancel()
+
+    async def recover(self) -> None:
+        """Reconcile what the store says was live when the last process ended."""
+        now = self.clock()
+        for room in await self.store.list_live():
+            lr = LiveRoom(room, self._new_events())
+            if not room.channel:
+                # Crashed between writing the record and A2E's answer: no channel to leave.
+                room.error = "bridge stopped while minting; A2E channel unknown"
+                if room.state is RoomState.CREATING:
+                    room.transition(RoomState.FAILED, reason=CloseReason.RECOVERY, now=now)
+                else:  # closing before the mint answered (CLOSING -> FAILED is not a transition)
+                    room.transition(RoomState.CLOSED, reason=CloseReason.RECOVERY, now=now)
+                await self.store.put(room)
+                log.warning("room %s was being minted when the bridge stopped; marked %s", room.id,
+                            room.state.value)
+                continue
+            self.registry.add(lr)
+            if room.state is RoomState.CREATING:
+                room.transition(RoomState.OPEN, now=now)
+            expires = room.expires_at or room.reserved_until
+            if room.state is RoomState.OPEN and expires - self.settings.leave_before_expiry > now:
+                room.last_activity = now
+                await self._save(lr)
+                self._activate(lr)
+                log.info("resumed room %s (channel %s)", room.id, room.channel)
+            else:
+                log.info("leaving room %s left over from the last run (%s)", room.id, room.state.value)
+                await self.close(lr, CloseReason.RECOVERY, wait=False)
+
+    # -- rooms ---------------------------------------------------------------------------------
+    async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
+                     qa_context: str | None) -> LiveRoom:
+        s = self.settings
+        expire = self.caps.room_lifetime(tenant, expire_seconds)
+        if qa_context is not None:
+            check_qa_context(qa_context)
+        # Before any A2E call (the avatar lookup, the balance, the mint): a flood costs nothing upstream.
+        self.caps.creation_rate.take(tenant)
+        avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
+        lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:  # caps are checked and the record written as one step per tenant
+            await self.caps.check(tenant, expire, live_rooms=len(self.registry.of_tenant(tenant)))
+            room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
+                            qa_context=qa_context)
+            lr = LiveRoom(room, self._new_events())
+            self.registry.add(lr)
+            await self._save(lr)
+        try:
+            minted = await self.a2e.agora_token(avatar, expire)
+        except A2EError as exc:
+            async with lr.lock:
+                room.error = str(exc)
+                if room.state is RoomState.CREATING:
+                    room.transition(RoomState.FAILED, reason=CloseReason.ERROR, now=self.clock())
+                else:  # closed while A2E was minting, and nothing was minted: nothing to leave
+                    room.transition(RoomState.CLOSED, now=self.clock())
+                await self._save_locked(lr)
+            self.registry.forget(lr)
+            raise from_a2e(exc) from None
+        now = self.clock()
+        async with lr.lock:
+            room.channel = str(minted.get("channel") or "")
+            room.app_id = minted.get("appId") or minted.get("app_id")
+            room.token = minted.get("token")
+            room.uid = int(minted["uid"]) if str(minted.get("uid", "")).isdigit() else minted.get("uid")
+            room.expires_at = _epoch_seconds(minted.get("expire_epoch_timestamp"), now + expire)
+            if room.state is RoomState.CREATING:
+                room.transition(RoomState.OPEN, now=now)
+                room.last_activity = now
+            await self._save_locked(lr)  # durable before the token leaves this process
+        if room.state is not RoomState.OPEN:
+            # Closed (DELETE, shutdown) while A2E was minting: now that the channel is known, leave it.
+            await self.close(lr, room.close_reason or CloseReason.CLIENT, wait=False)
+            raise RoomNotOpen(f"room {room.id} was closed while it was being opened")
+        if qa_context:
+            try:
+                await self.a2e.set_qa_context(room.channel, qa_context)
+            except A2EError as exc:
+                await self.close(lr, CloseReason.ERROR, wait=False)
+                raise from_a2e(exc) from None
+            if room.state is not RoomState.OPEN:  # closed while its QA context was being set
+                raise RoomNotOpen(f"room {room.id} was closed while it was being opened")
+        self._activate(lr)
+        metrics.ROOMS_OPENED.inc()
+        log.info("room %s open for tenant %s (channel %s, %ss)", room.id, tenant, room.channel, expire)
+        return lr
+
+    async def close(self, lr: LiveRoom, reason: CloseReason, *, wait: bool = True) -> None:
+        """Move a live room to closing, stop its work and leave A2E (waiting up to a few seconds).
+
+        Idempotent: a room already closing or closed is left as it is."""
+        room = lr.room
+        async with lr.lock:
+            if room.state in (RoomState.OPEN, RoomState.CREATING):
+                room.transition(RoomState.CLOSING, reason=reason, now=self.clock())
+                await self._save_locked(lr)
+                lr.events.publish(frames.RoomInfo(room=room.to_public()))
+                log.info("closing room %s: %s", room.id, reason.value)
+            if lr.leave_task is None and room.channel:
+                # No channel yet: A2E is still minting; create() leaves the channel once it has it.
+                lr.leave_task = asyncio.create_task(self._leave(lr), name=f"leave-{room.id}")
+        if lr.queue is not None:
+            await lr.queue.close(RoomNotOpen(f"the room is closing ({(room.close_reason or reason).value})"))
+        for task in lr.tasks:
+            task.cancel()
+        if wait and lr.leave_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(lr.leave_task), timeout=5)
+
+    def upstream_gone(self, lr: LiveRoom) -> None:
+        """A2E no longer has the room's channel (a hook of the relay): close it, in the background."""
+        task = asyncio.create_task(self.close(lr, CloseReason.UPSTREAM_GONE, wait=False))
+        self._background.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._background.discard)
+
+    async def _leave(self, lr: LiveRoom) -> None:
+        room = lr.room
+        deadline = (room.expires_at or room.reserved_until) + 60
+        try:
+            async for attempt in AsyncRetrying(
+                wait=wait_random_exponential(multiplier=0.2, max=15),
+                retry=retry_if_exception_type(A2EError),
+                stop=lambda state: self.clock() > deadline,
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        await self.a2e.leave(room.channel or "")
+                    except A2ENotFound:
+                        pass  # A2E no longer knows the channel: nothing is being charged
+        except A2EError as exc:
+            room.error = f"leave never confirmed, room has expired upstream: {exc}"
+            metrics.LEAVES_UNCONFIRMED.inc()
+            log.error("room %s: %s", room.id, room.error)
+        async with lr.lock:
+            room.transition(RoomState.CLOSED, now=self.clock())
+            await self._save_locked(lr)
+        reason = room.close_reason.value if room.close_reason else "client"
+        metrics.ROOMS_CLOSED.labels(reason).inc()
+        lr.events.publish(frames.RoomClosed(reason=reason, room=room.to_public()))
+        self.registry.forget(lr)
+        log.info("room %s closed (%s)", room.id, reason)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _activate(self, lr: LiveRoom) -> None:
+        lr.events.publish(frames.RoomInfo(room=lr.room.to_public()))
+        for hook in self.on_open:
+            hook(lr)
+
+    def _new_events(self) -> RoomEvents:
+        return RoomEvents(history=self.settings.event_buffer, subscriber_buffer=self.settings.ws_send_buffer)
+
+    async def _save(self, lr: LiveRoom) -> None:
+        async with lr.lock:
+            await self._save_locked(lr)
+
+    async def _save_locked(self, lr: LiveRoom) -> None:
+        await self.store.put(lr.room)
+
+    async def _first_avatar(self) -> str:
+        try:
+            avatars = await self.a2e.streaming_avatars()
+        except A2EError as exc:
+            raise from_a2e(exc) from None
+        if not avatars:
+            raise ValidationFailed("avatar_id is required: A2E lists no streaming avatars")
+        return str(avatars[0]["_id"])

@@ -1,0 +1,76 @@
+"""Timers: rooms left when idle or near expiry, and old records purged, on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from bridge.settings import Settings
+
+from .lifecycle import RoomLifecycle
+from .models import CloseReason, RoomState
+from .observing import expire_partial_replies
+from .registry import Clock, RoomRegistry
+from .store import RoomStore
+
+log = logging.getLogger("bridge.rooms")
+
+PURGE_INTERVAL = 3600  # seconds between purges of old room records
+
+
+class Sweeper:
+    """Every ``BRIDGE_SWEEP_INTERVAL`` seconds: leave idle and expiring rooms; hourly, purge."""
+
+    def __init__(self, settings: Settings, registry: RoomRegistry, lifecycle: RoomLifecycle, store: RoomStore, *,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.lifecycle = lifecycle
+        self.store = store
+        self.clock = clock
+
+    async def sweep(self) -> None:
+        """Close rooms that are idle or near expiry; one pass."""
+        now = self.clock()
+        for lr in list(self.registry.live.values()):
+            room = lr.room
+            if room.state is not RoomState.OPEN:
+                continue
+            expire_partial_replies(lr)
+            expires = room.expires_at or room.reserved_until
+            if now >= expires - self.settings.leave_before_expiry:
+                await self.lifecycle.close(lr, CloseReason.EXPIRY, wait=False)
+            elif lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
+                await self.lifecycle.close(lr, CloseReason.IDLE, wait=False)
+
+    async def purge(self, now: float | None = None) -> int:
+        """Forget ended rooms older than ``BRIDGE_RETENTION_DAYS`` so the registry stays small."""
+        now = self.clock() if now is None else now
+        removed = await self.store.delete_closed_before(now - self.settings.retention_days * 86_400)
+        if removed:
+            log.info("purged %d ended room record(s) older than %g days", removed, self.settings.retention_days)
+        return removed
+
+    async def run(self) -> None:
+        next_purge = 0.0
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.sweep()
+                if self.clock() >= next_purge:
+                    await self.purge()
+                    next_purge = self.clock() + PURGE_INTERVAL
+            except Exception:  # the sweeper must outlive any one bad room
+                log.exception("room sweep failed")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.run(), name="room-sweeper")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

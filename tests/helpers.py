@@ -1,0 +1,428 @@
+"""What the tests share, as plain functions and classes (fixtures live in ``conftest.py``).
+
+- servers: ``serve`` (uvicorn on 127.0.0.1, port 0) and ``start_bridge`` (a bridge in-process over
+  ``httpx.ASGITransport`` with its lifespan run, or under uvicorn when sockets are what is tested);
+- rooms: ``create_room``; errors: ``assert_error``; waiting: ``poll`` / ``poll_sync``, always bounded;
+- the simulator: ``Sim``, and ``add_fault`` / ``clear_faults`` / ``fault_hits`` on its fault table;
+- time: ``FakeClock``, for code that takes a clock (``RoomManager.clock``, ``SimState.clock``);
+- processes: ``spawn_cli``, ``free_port``, ``wait_http``;
+- websockets: ``open_ws``, ``recv``, ``send``, ``until``, ``closed``, ``RawWS`` … (every wait bounded by ``WAIT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bridge.a2e.client import A2EClient
+from bridge.app import create_app
+from bridge.serving import EmbeddedServer
+from bridge.settings import Settings
+from bridge.simulator.faults import Fault, FaultSpec
+from bridge.simulator.state import SimState
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT = 5.0  # the longest any single expected frame, event or close may take
+IN_PROCESS_URL = "http://bridge.test"  # an in-process bridge's base URL (no socket behind it)
+
+# Two tenants, for the websocket and SSE tests.
+KEYS = {"key-acme": "acme", "key-globex": "globex"}
+ACME = {"Authorization": "Bearer key-acme"}
+GLOBEX = {"Authorization": "Bearer key-globex"}
+
+
+# -- time ------------------------------------------------------------------------------------------
+class FakeClock:
+    """A ``time.time``-like clock that moves only when told. It starts at the real time, so what
+    was stamped before it was installed stays consistent."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+# -- waiting ---------------------------------------------------------------------------------------
+async def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+               what: str = "condition") -> Any:
+    """Wait until ``predicate()`` (sync or async) is truthy and return its value; fail after ``timeout``.
+
+    For state that has no event to wait on; where there is one (an ``asyncio.Event``, a frame, a
+    future), wait on it instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+def poll_sync(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1,
+              what: str = "condition") -> Any:
+    """``poll`` for tests without an event loop (child processes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
+
+
+# -- processes -------------------------------------------------------------------------------------
+def free_port() -> int:
+    """A port nothing listens on (for a child process to take, or for a refused connection)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Wait until something answers HTTP at ``url`` (any status); TimeoutError after ``timeout``."""
+
+    def answers() -> bool:
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.TransportError:
+            return False
+        return True
+
+    try:
+        poll_sync(answers, timeout=timeout, what=f"an answer from {url}")
+    except AssertionError:
+        raise TimeoutError(f"{url} did not answer within {timeout}s") from None
+
+
+def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Start ``a2e-bridge ARGS`` as a real child process (stdout and stderr merged, text).
+
+    The child gets this environment plus ``env``; ``A2E_API_KEY`` is dropped unless ``env`` sets it,
+    so a developer's key never turns a test against the simulator into one against A2E."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if "A2E_API_KEY" not in (env or {}):
+        full_env.pop("A2E_API_KEY", None)
+    return subprocess.Popen([sys.executable, "-m", "bridge", *args], env=full_env, cwd=cwd or ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+# -- servers ---------------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1, port 0, in this loop; yield its base URL."""
+    server = EmbeddedServer.for_app(app, **config)
+    url = await server.start()
+    try:
+        yield url
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def lifespan_of(app: Any) -> AsyncIterator[Any]:
+    """Run ``app``'s lifespan (start-up now, shut-down on exit) without a server; yield the app to call."""
+    # generous bounds: shutting a bridge down leaves its rooms, which may wait for A2E
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=60) as manager:
+        yield manager.app
+
+
+def asgi_transport(app: Any) -> httpx.AsyncBaseTransport:
+    """An httpx transport that calls ``app`` directly. Like a server, it answers an unhandled
+    exception with the app's 500 instead of raising it into the test.
+
+    It buffers each whole response, so it cannot stream (SSE), and it has no sockets: no
+    websockets, no timeouts, no dropped connections."""
+    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+# -- the simulator ---------------------------------------------------------------------------------
+@dataclass
+class Sim:
+    """A running A2E simulator: its URL and its app (whose state tests read and change directly)."""
+
+    url: str
+    app: Any
+
+    @property
+    def state(self) -> SimState:
+        return self.app.state.sim
+
+
+def add_fault(sim: Sim, **spec: Any) -> Fault:
+    """Make the simulator fail (``FaultSpec``: endpoint, kind, rate, times, seconds), as
+    ``POST /_sim/faults`` would; the returned fault counts its ``hits``."""
+    return sim.app.state.sim_faults.add(FaultSpec(**spec))
+
+
+def clear_faults(sim: Sim) -> None:
+    sim.app.state.sim_faults.clear()
+
+
+def fault_hits(sim: Sim) -> list[int]:
+    """How many requests each fault has hit, in the order they were added."""
+    return [f["hits"] for f in sim.app.state.sim_faults.describe()]
+
+
+# -- the bridge ------------------------------------------------------------------------------------
+def bridge_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"db": str(tmp_path / "bridge.db"), "sweep_interval": 0.05, "a2e_timeout": 2.0}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@dataclass
+class Bridge:
+    """A running bridge: ``http`` speaks to it, ``app`` and ``rooms`` are its insides, ``sim`` its A2E.
+
+    In-process (``transport`` set) ``url`` is a name with no socket behind it: use ``http`` or
+    ``client()``, not websockets nor a browser."""
+
+    url: str
+    app: Any
+    sim: Sim
+    http: httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport | None = None
+    _clients: list[httpx.AsyncClient] = field(default_factory=list, repr=False)
+
+    @property
+    def rooms(self) -> Any:
+        return self.app.state.rooms
+
+    @property
+    def in_process(self) -> bool:
+        return self.transport is not None
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """Another HTTP client for this bridge, closed with the bridge."""
+        http = http_client(self.url, self.transport, **kwargs)
+        self._clients.append(http)
+        return http
+
+    async def aclose_clients(self) -> None:
+        for http in self._clients:
+            await http.aclose()
+
+
+def http_client(url: str, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> httpx.AsyncClient:
+    """An HTTP client with base URL ``url``; with ``transport``, requests to ``url``'s host go
+    through it (an in-process app) while other hosts, such as ``sim.url``, are reached as usual."""
+    kwargs.setdefault("timeout", 20)
+    if transport is not None:
+        kwargs.setdefault("mounts", {url: transport})
+    return httpx.AsyncClient(base_url=url, **kwargs)
+
+
+async def start_bridge(stack: contextlib.AsyncExitStack, sim: Sim, settings: Settings, *, in_process: bool,
+                       headers: dict[str, str] | None = None, clock: Callable[[], float] | None = None) -> Bridge:
+    """A bridge on ``sim`` whose teardown is pushed onto ``stack``: in-process (lifespan run,
+    ``httpx.ASGITransport``) or under uvicorn on port 0. With ``clock``, its rooms run on that clock."""
+    a2e = A2EClient("test-key", sim.url, timeout=settings.a2e_timeout, backoff_max=0.05)
+    stack.push_async_callback(a2e.aclose)
+    app = create_app(settings, a2e=a2e, clock=clock or time.time)
+    transport = None
+    if in_process:
+        url = IN_PROCESS_URL
+        transport = asgi_transport(await stack.enter_async_context(lifespan_of(app)))
+    else:
+        url = await stack.enter_async_context(serve(app))
+    http = http_client(url, transport, headers=headers or {})
+    stack.push_async_callback(http.aclose)
+    bridge = Bridge(url, app, sim, http, transport)
+    stack.push_async_callback(bridge.aclose_clients)
+    return bridge
+
+
+async def create_room(target: Bridge | httpx.AsyncClient, headers: dict[str, str] | None = None,
+                      **body: Any) -> dict[str, Any]:
+    """``POST /v1/rooms`` with ``body``; the new room (201 asserted). ``headers`` add to the client's."""
+    http = target.http if isinstance(target, Bridge) else target
+    response = await http.post("/v1/rooms", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def create_room_sync(url: str, headers: dict[str, str] | None = None, **body: Any) -> dict[str, Any]:
+    """``create_room`` against a bridge in a child process."""
+    response = httpx.post(url + "/v1/rooms", json=body, headers=headers, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The bridge's one error shape: ``{"error": {"code", "message", "details"?}}`` with ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "details"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+async def wait_observed(bridge: Bridge, room: dict[str, Any], timeout: float = WAIT) -> None:
+    """The bridge's simulator observer is subscribed to the room's channel feed (so no avatar
+    event of what is asked next can be missed)."""
+    feed = bridge.sim.app.state.sim_feed
+    await poll(lambda: feed.subscribers(room["channel"]) >= 1, timeout, interval=0.01,
+               what="the bridge subscribing to the simulator feed")
+
+
+# -- websockets ------------------------------------------------------------------------------------
+def ws_url(bridge: Bridge, room_id: str, ticket: str | None = None) -> str:
+    url = bridge.url.replace("http://", "ws://", 1) + f"/v1/rooms/{room_id}/ws"
+    return f"{url}?ticket={ticket}" if ticket is not None else url
+
+
+async def open_ws(bridge: Bridge, room_id: str, *, headers: dict[str, str] | None = ACME, ticket: str | None = None,
+                  **kwargs: Any) -> ClientConnection:
+    kwargs.setdefault("max_size", None)
+    kwargs.setdefault("open_timeout", WAIT)
+    return await asyncio.wait_for(
+        connect(ws_url(bridge, room_id, ticket), additional_headers=headers or {}, **kwargs), WAIT)
+
+
+async def recv(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def send(ws: ClientConnection, frame: dict[str, Any]) -> None:
+    await ws.send(json.dumps(frame))
+
+
+async def until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], *, seen: list[dict[str, Any]] | None = None,
+                timeout: float = WAIT) -> dict[str, Any]:
+    """Read frames until one matches (the others go to ``seen``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await recv(ws, max(0.01, deadline - time.monotonic()))
+        if match(frame):
+            return frame
+        if seen is not None:
+            seen.append(frame)
+
+
+def of_type(kind: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items())
+
+
+async def closed(ws: ClientConnection, timeout: float = WAIT) -> tuple[int | None, list[dict[str, Any]]]:
+    """Read until the server closes; the close code it sent and the frames before it."""
+    frames: list[dict[str, Any]] = []
+
+    async def drain() -> None:
+        try:
+            async for raw in ws:
+                frames.append(json.loads(raw))
+        except ConnectionClosed:
+            pass
+
+    await asyncio.wait_for(drain(), timeout)
+    rcvd = ws.protocol.close_rcvd  # None: the server hung up without a close frame
+    return (rcvd.code if rcvd else None), frames
+
+
+async def ping_pong(ws: ClientConnection, frame_id: Any = "alive") -> None:
+    """The connection still works: a ping is answered (other frames may come first)."""
+    await send(ws, {"type": "ping", "id": frame_id})
+    await until(ws, of_type("pong", id=frame_id))
+
+
+def qa(message: str, pos: str) -> str:
+    return base64.b64encode(json.dumps({"type": "QA", "message": message, "pos": pos}).encode()).decode()
+
+
+def stream_message(uid: int, message: str, pos: str) -> dict[str, Any]:
+    return {"kind": "stream_message", "uid": uid, "data_b64": qa(message, pos)}
+
+
+class RawWS:
+    """A websocket client on a bare TCP stream, for what a library client will not do: it reads
+    only when told to (its kernel receive buffer is tiny) and it never answers pings."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, base_url: str, room_id: str, *, paused: bool = False) -> RawWS:
+        host, port = base_url.removeprefix("http://").split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
+        writer.write((f"GET /v1/rooms/{room_id}/ws HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        raw = cls(reader, writer)
+        if paused:
+            raw.pause()
+        return raw
+
+    def pause(self) -> None:
+        self.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.writer.transport.resume_reading()
+
+    async def frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next server frame (unmasked, never fragmented by uvicorn)."""
+        b0, b1 = await self.reader.readexactly(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return b0 & 0x0F, await self.reader.readexactly(length)
+
+    async def until_close(self, timeout: float = WAIT) -> tuple[int | None, list[dict[str, Any]], list[int]]:
+        """Read to the server's close frame or EOF: (close code, text frames, every opcode seen)."""
+        frames: list[dict[str, Any]] = []
+        opcodes: list[int] = []
+
+        async def read() -> int | None:
+            while True:
+                try:
+                    opcode, payload = await self.frame()
+                except asyncio.IncompleteReadError:
+                    return None
+                opcodes.append(opcode)
+                if opcode == 0x1:
+                    frames.append(json.loads(payload))
+                elif opcode == 0x8:
+                    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+
+        code = await asyncio.wait_for(read(), timeout)
+        return code, frames, opcodes
+
+    def abort(self) -> None:
+        self.writer.transport.abort()

@@ -1,0 +1,57 @@
+"""Imports inside ``bridge/`` only run down the layers: no package imports one that builds on it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
+
+# what each part of bridge/ may import from the others (top-level modules and packages)
+ALLOWED = {
+    "frames": set(),
+    "metrics": set(),
+    "logs": set(),
+    "a2e": {"metrics"},
+    "rtc": set(),
+    "settings": {"a2e"},
+    "errors": {"a2e", "frames"},
+    "rooms": {"a2e", "errors", "frames", "metrics", "rtc", "settings"},
+    "store": {"rooms"},
+    "simulator": {"a2e", "rtc", "settings"},
+    "http": {"a2e", "errors", "frames", "metrics", "rooms", "settings"},
+}
+
+
+def part_of(path: Path) -> str:
+    rel = path.relative_to(BRIDGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imported_parts(path: Path) -> set[str]:
+    package = path.relative_to(BRIDGE.parent).with_suffix("").parts[:-1]
+    parts = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[:len(package) - node.level + 1]) + (node.module.split(".") if node.module else [])
+            else:
+                base = (node.module or "").split(".")
+            names = [[*base, alias.name] for alias in node.names] if base == ["bridge"] else [base]
+        elif isinstance(node, ast.Import):
+            names = [alias.name.split(".") for alias in node.names]
+        else:
+            continue
+        parts.update(name[1] for name in names if name[0] == "bridge" and len(name) > 1)
+    return parts
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_imports_run_down_only(part: str) -> None:
+    files = [p for p in BRIDGE.rglob("*.py") if part_of(p) == part]
+    assert files, part
+    for path in files:
+        upward = imported_parts(path) - ALLOWED[part] - {part}
+        assert not upward, f"{path.relative_to(BRIDGE.parent)} imports {sorted(upward)}"
