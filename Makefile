@@ -18,6 +18,8 @@ run: setup
 
 test: setup
 	./scripts/test-setup.sh
+	$(BIN)/ruff check bridge tests clients bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: setup

@@ -219,7 +219,7 @@ class Settings(BaseSettings):
     def _parse_comma_list(cls, value: object) -> list[str]:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
-        return list(value)  # type: ignore[call-overload]
+        return [str(item) for item in value]  # type: ignore[attr-defined]
 
     @field_validator("agora_sdk_url")
     @classmethod

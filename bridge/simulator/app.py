@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,7 +51,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _operation_endpoint(row: Endpoint):
+def _operation_endpoint(row: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         sim: SimState = request.app.state.sim
         sim.counters[row.name] = sim.counters.get(row.name, 0) + 1
@@ -166,7 +167,7 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     ]
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await app.state.sim_feed.aclose()
 
@@ -176,7 +177,7 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     app.state.sim_feed = ChannelFeed(seconds_per_char=config.seconds_per_char)
     app.state.sim.on_expire.append(lambda room: app.state.sim_feed.close(room.channel))
     app.state.sim_faults = FaultTable(seed=fault_seed)
-    by_path = {(r.method, r.path): r.name for r in rows}
+    by_path: dict[tuple[str, str], str] = {(r.method, r.path): r.name for r in rows}
     app.add_middleware(FaultMiddleware, faults=app.state.sim_faults, by_path=by_path)
     app.add_middleware(RequestCounter, sim=app.state.sim)  # outermost: counts what faults answer too
     return app

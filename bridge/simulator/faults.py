@@ -137,14 +137,13 @@ class FaultMiddleware:
         self.by_path = by_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = _route_path(scope)
-        if path.startswith("/_sim"):
-            return await self.app(scope, receive, send)
-        fault = self.faults.pick(path, self._operation(scope["method"], path))
-        if fault is None:
-            return await self.app(scope, receive, send)
+        path = _route_path(scope) if scope["type"] == "http" else None
+        fault = None
+        if path is not None and not path.startswith("/_sim"):  # A2E routes only, never the controls
+            fault = self.faults.pick(path, self._operation(scope["method"], path))
+        if path is None or fault is None:
+            await self.app(scope, receive, send)
+            return
         log.info("injecting fault %s on %s", fault.kind, path)
         if fault.kind == "http_500":
             response: Response = JSONResponse({"code": 500, "msg": "simulated internal error"}, status_code=500)

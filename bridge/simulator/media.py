@@ -115,7 +115,7 @@ def public_pool_switch(s: SimState, p: Params) -> Any:
 def avatar_train(s: SimState, p: Params) -> Any:
     if not (p.get("video_url") or p.get("image_url")):
         raise SimError(400, "one of video_url or image_url is required")
-    media = {k: p[k] for k in ("name", "video_url", "image_url", "gender") if k in p}
+    media: dict[str, Any] = {k: p[k] for k in ("name", "video_url", "image_url", "gender") if k in p}
     return s.create_task("avatar", media, cost=0 if p.get("video_url") else 1)
 
 
@@ -199,7 +199,7 @@ def face_swap_preview_status(s: SimState, p: Params) -> Any:
 
 @handles("face_swap_task_add")
 def face_swap_task_add(s: SimState, p: Params) -> Any:
-    fields = {k: p[k] for k in ("name", "face_url", "video_url", "cover_url", "model_version") if k in p}
+    fields: dict[str, Any] = {k: p[k] for k in ("name", "face_url", "video_url", "cover_url", "model_version") if k in p}
     return s.create_task("face_swap_task", {**fields, "duration": 6}, cost=5)
 
 
@@ -229,7 +229,12 @@ def face_swap_task_delete(s: SimState, p: Params) -> Any:
 def _task_family(kind: str, prefix: str, create_fields: tuple[str, ...], cost: int) -> None:
     HANDLERS[f"{prefix}_get"] = lambda s, p: s.task_record(s.task(kind, p["_id"]))
     HANDLERS[f"{prefix}_list"] = lambda s, p: page(s.tasks_of(kind), p)
-    HANDLERS[f"{prefix}_delete"] = lambda s, p: s.delete_task(kind, p["_id"], only_settled=True) or {}
+
+    def delete(s: SimState, p: Params) -> Any:
+        s.delete_task(kind, p["_id"], only_settled=True)
+        return {}
+
+    HANDLERS[f"{prefix}_delete"] = delete
     HANDLERS[f"{prefix}_processing"] = lambda s, p: s.tasks_of(kind, running_only=True)
 
     def create(s: SimState, p: Params) -> Any:
