@@ -177,4 +177,5 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
     lifecycle.on_open.extend([relay.open, observing.start])
+    lifecycle.on_closing.append(relay.closing)
     return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))

@@ -128,7 +128,7 @@ async def test_error_bodies_share_one_shape(bridge_factory):
 
     add_fault(bridge.sim, endpoint="speak", kind="timeout", seconds=2, times=1)
     stalled = asyncio.create_task(http.post(f"/v1/rooms/{rid}/speak", json={"text": "a"}, headers=auth))
-    queue = bridge.rooms.registry.live[rid].queue
+    queue = bridge.rooms.relay.queues[rid]
     await poll(lambda: queue.in_flight is not None)
     waiting = asyncio.create_task(http.post(f"/v1/rooms/{rid}/speak", json={"text": "b"}, headers=auth))
     await poll(lambda: queue.pending >= 1)

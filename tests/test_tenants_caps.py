@@ -118,7 +118,7 @@ async def test_a_queue_of_64_by_default(bridge_factory):
     rid = (await create_room(bridge.http))["id"]
     size = Settings(_env_file=None).queue_size
     add_fault(bridge.sim, endpoint="speak", kind="timeout", seconds=3, times=1)
-    queue = bridge.rooms.registry.live[rid].queue
+    queue = bridge.rooms.relay.queues[rid]
     first = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "in flight"}))
     await poll(lambda: queue.in_flight is not None)
     # `size` commands wait behind the one in flight; the next one is refused

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 from bridge import frames, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge.errors import RoomNotOpen, ValidationFailed, from_a2e
+from bridge.errors import BridgeError, RoomNotOpen, ValidationFailed, from_a2e
 from bridge.settings import Settings
 
 from .caps import SpendCaps
@@ -43,7 +43,8 @@ class RoomLifecycle:
     """Opens, recovers and closes the rooms of this process.
 
     ``on_open`` hooks run for every room that opens (or is resumed): the relay gives it its
-    command queue, the observers start watching its channel. They are wired once, by the app.
+    command queue, the observers start watching its channel; ``on_closing`` hooks run when it starts
+    closing: the relay fails its pending commands. They are wired once, by the app.
     """
 
     def __init__(self, settings: Settings, a2e: A2EClient, store: RoomStore, registry: RoomRegistry, *,
@@ -55,6 +56,7 @@ class RoomLifecycle:
         self.clock = clock
         self.caps = SpendCaps(settings, store, a2e)
         self.on_open: list[Callable[[LiveRoom], None]] = []
+        self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
@@ -184,8 +186,9 @@ class RoomLifecycle:
             if lr.leave_task is None and room.channel:
                 # No channel yet: A2E is still minting; create() leaves the channel once it has it.
                 lr.leave_task = asyncio.create_task(self._leave(lr), name=f"leave-{room.id}")
-        if lr.queue is not None:
-            await lr.queue.close(RoomNotOpen(f"the room is closing ({(room.close_reason or reason).value})"))
+        refusal = RoomNotOpen(f"the room is closing ({(room.close_reason or reason).value})")
+        for closing in self.on_closing:
+            await closing(lr, refusal)
         for task in lr.tasks:
             task.cancel()
         if wait and lr.leave_task is not None:

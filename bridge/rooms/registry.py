@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, overload
 
 from bridge import metrics
 from bridge.errors import NotFound, RoomNotOpen
@@ -21,9 +21,6 @@ from .clients import ClientLease, ClientRegistry
 from .events import RoomEvents
 from .models import LIVE_STATES, Room, RoomState
 from .store import RoomStore
-
-if TYPE_CHECKING:
-    from .relay import CommandQueue
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected wherever behaviour depends on time (tests move it)."""
@@ -35,7 +32,6 @@ class LiveRoom:
 
     room: Room
     events: RoomEvents
-    queue: CommandQueue | None = None  # set by the relay when the room opens
     clients: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reassembler: Reassembler = field(default_factory=Reassembler)

@@ -74,10 +74,17 @@ class Relay:
         self.a2e = a2e
         self.registry = registry
         self.on_upstream_gone = on_upstream_gone
+        self.queues: dict[str, CommandQueue] = {}  # room id -> the open room's command queue
 
     def open(self, lr: LiveRoom) -> None:
         """Give a room that just opened its queue (a hook of the room lifecycle)."""
-        lr.queue = CommandQueue(self.settings.queue_size, lr, self)
+        self.queues[lr.room.id] = CommandQueue(self.settings.queue_size, lr, self)
+
+    async def closing(self, lr: LiveRoom, reason: BridgeError) -> None:
+        """Refuse the room's new commands and fail its pending ones (a hook of the room lifecycle)."""
+        queue = self.queues.pop(lr.room.id, None)
+        if queue is not None:
+            await queue.close(reason)
 
     def submit(self, lr: LiveRoom, kind: CommandKind, text: str) -> list[Command]:
         """Queue a command (split into sentences if long); :func:`acceptance` awaits them."""
@@ -90,15 +97,15 @@ class Relay:
         if kind == "ask" and len(text) > CHUNK_CHARS:
             raise ValidationFailed(f"a question may be at most {CHUNK_CHARS} characters")
         chunks = split_sentences(text, CHUNK_CHARS) if kind == "speak" else [text.strip()]
-        assert lr.queue is not None
-        commands = lr.queue.submit(kind, chunks)
+        commands = self.queues[lr.room.id].submit(kind, chunks)
         self.registry.touch(lr)
         return commands
 
     def flush(self, lr: LiveRoom) -> int:
         _check_open(lr)
         self.registry.touch(lr)
-        return lr.queue.flush() if lr.queue else 0
+        queue = self.queues.get(lr.room.id)
+        return queue.flush() if queue else 0
 
     async def set_qa_context(self, lr: LiveRoom, text: str) -> Room:
         check_qa_context(text)

@@ -72,7 +72,7 @@ async def test_queue_full_then_flush(bridge_factory):
     r = await bridge.http.post(sim.url + "/_sim/faults",
                                json={"endpoint": "speak", "kind": "timeout", "seconds": 2, "times": 1})
     assert r.status_code == 201
-    queue = bridge.rooms.registry.live[rid].queue
+    queue = bridge.rooms.relay.queues[rid]
     in_flight = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "stalled"}))
     await poll(lambda: queue.in_flight is not None)
     pending = [asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": f"pending {i}"}))
@@ -108,7 +108,7 @@ async def test_close_fails_pending_commands(bridge_factory):
     rid, channel = await open_room(bridge)
     await bridge.http.post(bridge.sim.url + "/_sim/faults",
                            json={"endpoint": "speak", "kind": "timeout", "seconds": 2, "times": 1})
-    queue = bridge.rooms.registry.live[rid].queue
+    queue = bridge.rooms.relay.queues[rid]
     first = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "stalled"}))
     await poll(lambda: queue.in_flight is not None)
     second = asyncio.create_task(bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "waiting"}))
