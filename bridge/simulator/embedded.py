@@ -192,8 +192,8 @@ class EmbeddedServer(uvicorn.Server):
             connection.shutdown()
         try:
             async with asyncio.timeout(self.config.timeout_graceful_shutdown):
-                while self.server_state.connections or self.server_state.tasks:
-                    await asyncio.sleep(0.005)  # noqa: ASYNC110 (uvicorn offers no event for this)
+                while self.server_state.connections or self.server_state.tasks:  # noqa: ASYNC110 (uvicorn has no event)
+                    await asyncio.sleep(0.005)
         except TimeoutError:
             for task in self.server_state.tasks:
                 task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
