@@ -17,7 +17,7 @@ import json
 import logging
 import urllib.parse
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,9 +30,17 @@ from .fanout import EventHub, EventStream
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; only needed by type checkers
 
-    from .client import BridgeClient
+__all__ = ["ConnectionState", "Room", "RoomBackend"]
 
-__all__ = ["ConnectionState", "Room"]
+
+class RoomBackend(Protocol):
+    """What a room needs of its :class:`~a2e_bridge_client.BridgeClient` (and nothing more, so this
+    module does not import the client module that imports it)."""
+
+    def auth_headers(self) -> dict[str, str]: ...
+    def ws_url(self, room_id: str) -> str: ...
+    async def close_room(self, room_id: str) -> dict[str, Any]: ...
+    async def new_ticket(self, room_id: str) -> dict[str, Any]: ...
 
 log = logging.getLogger("a2e_bridge_client")
 
@@ -80,7 +88,7 @@ class Room:
     ``async with room:`` block ends; others are only disconnected.
     """
 
-    def __init__(self, client: BridgeClient, info: dict[str, Any], *, owned: bool = False) -> None:
+    def __init__(self, client: RoomBackend, info: dict[str, Any], *, owned: bool = False) -> None:
         self.client = client
         self.info: dict[str, Any] = dict(info)
         self.id: str = str(info["id"])
