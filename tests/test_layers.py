@@ -20,7 +20,7 @@ ALLOWED = {
     "errors": {"a2e", "frames"},
     "rooms": {"a2e", "errors", "frames", "metrics", "rtc", "settings"},
     "store": {"rooms"},
-    "simulator": {"a2e", "rtc", "settings"},
+    "simulator": {"a2e", "frames", "rtc", "settings"},
     "http": {"a2e", "errors", "frames", "metrics", "rooms", "settings"},
 }
 

@@ -15,6 +15,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from bridge.frames import CloseCode
+
 from .state import SimConfig
 
 
@@ -39,14 +41,13 @@ def key_accepted(config: SimConfig, key: str) -> bool:
     return any(hmac.compare_digest(key.encode(), known.encode()) for known in config.api_keys)
 
 
-CLOSE_UNAUTHORIZED = 4401  # the bridge's close code for a missing or unknown key
 
 
 async def refuse_websocket(websocket: WebSocket, message: str) -> None:
     """Refuse a websocket the way the bridge does (accept, then close 4401 with the reason): a
     handshake refused with an HTTP answer makes uvicorn log an error for every attempt."""
     await websocket.accept()
-    await websocket.close(CLOSE_UNAUTHORIZED, message)
+    await websocket.close(CloseCode.UNAUTHORIZED, message)
 
 
 _CONTROL_REFUSAL = "the simulator's controls need Authorization: Bearer <one of its keys>"
