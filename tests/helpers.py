@@ -17,9 +17,11 @@ import contextlib
 import inspect
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -120,7 +122,8 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         raise TimeoutError(f"{url} did not answer within {timeout}s") from None
 
 
-def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
+def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+              preexec_fn: Callable[[], Any] | None = None) -> subprocess.Popen[str]:
     """Start ``a2e-bridge ARGS`` as a real child process (stdout and stderr merged, text).
 
     The child gets this environment plus ``env``; ``A2E_API_KEY`` is dropped unless ``env`` sets it,
@@ -129,7 +132,48 @@ def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
     if "A2E_API_KEY" not in (env or {}):
         full_env.pop("A2E_API_KEY", None)
     return subprocess.Popen([sys.executable, "-m", "bridge", *args], env=full_env, cwd=cwd or ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
+
+
+class Child:
+    """``a2e-bridge ARGS`` as a child process (see :func:`spawn_cli`), optionally with a descriptor
+    limit of ``nofile``; its output is drained on a thread and kept for assertions and failure messages."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd: Path, nofile: int | None = None) -> None:
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
+        self.proc = spawn_cli(*args, env=env, cwd=cwd, preexec_fn=limit)
+        self.lines: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def tail(self, lines: int = 60) -> str:
+        return "".join(self.lines[-lines:])
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"process did not exit within {timeout}s:\n{self.tail()}") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 # -- servers ---------------------------------------------------------------------------------------
@@ -426,3 +470,40 @@ class RawWS:
 
     def abort(self) -> None:
         self.writer.transport.abort()
+
+
+class EventStream:
+    """One open SSE response: ``next()`` gives ``{"id", "event", "data"}`` dicts, bounded in time."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = WAIT) -> dict[str, Any] | None:
+        """The next event, or None when the server ended the stream."""
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> dict[str, Any] | None:
+        fields: dict[str, Any] = {}
+        async for line in self._lines:
+            if not line:
+                if "data" in fields:
+                    fields["data"] = json.loads(fields["data"])
+                    return fields
+                fields = {}  # a comment-only block (keep-alive ping)
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        return None
+
+    async def until(self, kind: str, seen: list[dict[str, Any]] | None = None,
+                    timeout: float = WAIT) -> dict[str, Any]:
+        while True:
+            event = await self.next(timeout)
+            assert event is not None, f"the stream ended before a {kind} event"
+            if seen is not None:
+                seen.append(event)
+            if event["event"] == kind:
+                return event
