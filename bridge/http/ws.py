@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
-from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, RoomNotOpen, Unauthorized
+from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, OriginNotAllowed, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
+from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.events import Subscription
 from bridge.rooms.observing import forward_rtc_event
 from bridge.rooms.registry import LiveRoom
@@ -29,6 +30,7 @@ from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
+from .responses import error_response
 
 log = logging.getLogger("bridge.ws")
 
@@ -169,6 +171,8 @@ class Connection:
         elif isinstance(frame, p.Flush):
             self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
         elif isinstance(frame, p.SetQaContext):
+            if self.caller.browser:
+                check_browser_qa_context(self.ws.app.state.settings, self.caller.tenant, frame.text)
             updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
@@ -188,14 +192,33 @@ class Connection:
         self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
 
 
+async def refuse_origin(ws: WebSocket, exc: OriginNotAllowed) -> None:
+    """A page on an origin that may not: the handshake itself is refused (HTTP 403, with the error
+    body where the server can send one), so a foreign page never gets a socket."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(error_response(exc))
+    else:
+        await ws.close()  # before accept: the server answers 403
+
+
 async def room_websocket(ws: WebSocket) -> None:
     rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
-    await ws.accept()  # accepted first, so that a refusal can carry its close code and reason
+    auth: Authenticator = ws.app.state.auth
+    refusal: Unauthorized | None = None
     try:
-        auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
-        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True)
+    except OriginNotAllowed as exc:
+        await refuse_origin(ws, exc)
+        return
+    except Unauthorized as exc:
+        refusal = exc
+    # Accepted before the other refusals, so that they can carry their close code and reason.
+    await ws.accept()
+    try:
+        if refusal is not None:
+            raise refusal
+        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True, opened_by=caller.browser_key)
         # checked (and counted) before any work for this client: a refused one never touches the room
         lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:
