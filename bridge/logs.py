@@ -131,13 +131,20 @@ class ContextFields(logging.Filter):
 _DROPPED = {"color_message"}  # uvicorn's copy of the message with terminal colours
 
 
-def _redact_value(value: Any) -> Any:
+_SECRET_FIELDS = re.compile(r"token|ws_ticket|ticket|api_key|secret|password|(proxy-)?authorization|cookie",
+                            re.IGNORECASE)
+
+
+def _redact_value(value: Any, name: str = "") -> Any:
+    """A field's value with its secrets redacted; the whole value of a field named like a secret."""
+    if _SECRET_FIELDS.fullmatch(name) and value is not None:
+        return "<redacted>"
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, (list, tuple)):
         return [_redact_value(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _redact_value(v) for k, v in value.items()}
+        return {str(k): _redact_value(v, str(k)) for k, v in value.items()}
     return value
 
 
@@ -158,7 +165,7 @@ class JsonLines(JsonFormatter):
             log_data.update(client=client, method=method, path=path, status=status)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {k: _redact_value(v) for k, v in log_data.items() if k not in _DROPPED and v is not None}
+        return {k: _redact_value(v, k) for k, v in log_data.items() if k not in _DROPPED and v is not None}
 
 
 def log_format(configured: str | None, stream: IO[str] | None = None) -> str:
