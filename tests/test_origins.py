@@ -128,7 +128,6 @@ async def test_the_websocket_handshake_refuses_unlisted_origins(bridge_factory: 
         with pytest.raises(InvalidStatus) as refused:
             await open_ws(bridge, room_["id"], headers=None, ticket=room_["ws_ticket"], origin=origin)
         assert refused.value.response.status_code == 403  # refused before the socket is accepted
-        assert json.loads(refused.value.response.body or b"{}")["error"]["code"] == "origin_not_allowed"
     assert len(refusals(caplog)) == 2
     assert all(r["ws_ticket"] not in rec.getMessage() for r in (room, theirs) for rec in caplog.records)
 

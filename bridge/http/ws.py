@@ -30,7 +30,6 @@ from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
-from .responses import error_response
 
 log = logging.getLogger("bridge.ws")
 
@@ -192,15 +191,6 @@ class Connection:
         self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
 
 
-async def refuse_origin(ws: WebSocket, exc: OriginNotAllowed) -> None:
-    """A page on an origin that may not: the handshake itself is refused (HTTP 403, with the error
-    body where the server can send one), so a foreign page never gets a socket."""
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(error_response(exc))
-    else:
-        await ws.close()  # before accept: the server answers 403
-
-
 async def room_websocket(ws: WebSocket) -> None:
     rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
@@ -208,8 +198,11 @@ async def room_websocket(ws: WebSocket) -> None:
     refusal: Unauthorized | None = None
     try:
         caller = auth.authenticate_room(ws)
-    except OriginNotAllowed as exc:
-        await refuse_origin(ws, exc)
+    except OriginNotAllowed:
+        # A page on an origin that may not: the handshake itself is refused, so it never gets a
+        # socket. Closing before accept makes the server answer HTTP 403 (without a body: uvicorn's
+        # denial-response path logs a spurious error when the app returns after it).
+        await ws.close()
         return
     except Unauthorized as exc:
         refusal = exc
