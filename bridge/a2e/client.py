@@ -174,7 +174,7 @@ class A2EClient:
             reraise=True,
         )
         started = time.perf_counter()
-        outcome, seen = "ok", {}
+        outcome, failure, seen = "ok", None, {}
         try:
             async for attempt in retrying:
                 with attempt:
@@ -182,7 +182,7 @@ class A2EClient:
                     seen = {"status": status, "code": envelope.get("code"), "trace_id": envelope.get("trace_id")}
                     return envelope
         except A2EError as exc:
-            outcome = type(exc).__name__
+            outcome, failure = type(exc).__name__, exc
             seen = {"status": exc.status, "code": exc.code, "trace_id": exc.trace_id}
             raise
         finally:
@@ -190,7 +190,8 @@ class A2EClient:
             if self.on_call is not None:
                 self.on_call(operation, outcome, seconds)
             # Standard logging only (this package stands alone); the operator's log setup adds the context.
-            log.info("A2E %s: %s in %.0f ms", operation, outcome, seconds * 1000,
+            what = f"failed: {failure} ({outcome})" if failure is not None else outcome
+            log.info("A2E %s %s in %.0f ms", operation, what, seconds * 1000,
                      extra={"operation": operation, "outcome": outcome, "latency_ms": round(seconds * 1000, 1),
                             **{k: v for k, v in seen.items() if isinstance(v, (str, int))}})
         raise AssertionError("unreachable")  # pragma: no cover
