@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
 
@@ -22,6 +23,8 @@ from .errors import BridgeError
 from .http import events, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
 from .http.limits import BodyLimit
+from .http.origins import OriginPolicy
+from .http.request_id import RequestId
 from .http.responses import EXCEPTION_HANDLERS, error_response
 from .http.security_headers import SecurityHeaders
 from .metrics import record_a2e_call
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     """The bridge app. With no A2E key (and no injected client) it embeds the simulator. ``clock``
     is the rooms' time (tests move a fake one instead of sleeping)."""
     settings = settings or Settings()
-    if not settings.uses_simulator and not settings.api_keys and a2e is None:
+    if not settings.uses_simulator and not settings.api_keys and not settings.browser_keys and a2e is None:
         raise ConfigurationError(
             "A2E_API_KEY is set but BRIDGE_API_KEYS is empty: refusing to expose a paid A2E account "
             "without client keys (set BRIDGE_API_KEYS=tenant:key,...)")
@@ -81,7 +84,16 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
+        # Outermost first. The request id wraps everything (every answer carries it); CORS answers
+        # preflights before the body limit and the routes (auth) see them, and adds its headers to
+        # every answer, a 413 included, so that a page can read the error.
+        middleware=[Middleware(RequestId),
+                    Middleware(CORSMiddleware, allow_origins=settings.every_allowed_origin(),
+                               allow_methods=["GET", "POST", "PUT", "DELETE"],
+                               allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+                               expose_headers=["X-Request-ID", "Retry-After"], allow_credentials=False,
+                               max_age=600),
+                    Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
                                agora_connect_src=settings.agora_connect_src),
                     Middleware(BodyLimit, default=settings.max_body_bytes,
                                passthrough=settings.max_passthrough_body_bytes)],
@@ -92,7 +104,8 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
-        ticket_max_life=settings.ticket_max_life,
+        ticket_max_life=settings.ticket_max_life, browser_keys=settings.browser_keys,
+        origins=OriginPolicy(settings),
         ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
     return app
 

@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
-from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, RoomNotOpen, Unauthorized
+from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, OriginNotAllowed, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
+from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.events import Subscription
 from bridge.rooms.observing import forward_rtc_event
 from bridge.rooms.registry import LiveRoom
@@ -169,6 +170,8 @@ class Connection:
         elif isinstance(frame, p.Flush):
             self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
         elif isinstance(frame, p.SetQaContext):
+            if self.caller.browser:
+                check_browser_qa_context(self.ws.app.state.settings, self.caller.tenant, frame.text)
             updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
@@ -191,11 +194,24 @@ class Connection:
 async def room_websocket(ws: WebSocket) -> None:
     rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
-    await ws.accept()  # accepted first, so that a refusal can carry its close code and reason
+    auth: Authenticator = ws.app.state.auth
+    refusal: Unauthorized | None = None
     try:
-        auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
-        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True)
+    except OriginNotAllowed:
+        # A page on an origin that may not: the handshake itself is refused, so it never gets a
+        # socket. Closing before accept makes the server answer HTTP 403 (without a body: uvicorn's
+        # denial-response path logs a spurious error when the app returns after it).
+        await ws.close()
+        return
+    except Unauthorized as exc:
+        refusal = exc
+    # Accepted before the other refusals, so that they can carry their close code and reason.
+    await ws.accept()
+    try:
+        if refusal is not None:
+            raise refusal
+        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True, opened_by=caller.browser_key)
         # checked (and counted) before any work for this client: a refused one never touches the room
         lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:

@@ -105,6 +105,7 @@ class Room:
     qa_context: str | None = None
     last_activity: float = 0.0  # 0 means "not set": defaults to created_at
     error: str | None = None
+    opened_by: str | None = None  # the browser key (its id) that opened the room; None: a secret key
     version: int = 0  # bumped by the store on every put (optimistic check)
 
     def __post_init__(self) -> None:
@@ -123,6 +124,7 @@ class Room:
         expire_seconds: int,
         now: float,
         qa_context: str | None = None,
+        opened_by: str | None = None,
     ) -> Room:
         return cls(
             id=new_room_id(),
@@ -131,6 +133,7 @@ class Room:
             expire_seconds=expire_seconds,
             created_at=now,
             qa_context=qa_context,
+            opened_by=opened_by,
         )
 
     # -- state machine ----------------------------------------------------
@@ -177,6 +180,10 @@ class Room:
         else:
             return 0.0
         return max(0.0, end - start)
+
+    def log_fields(self) -> dict[str, Any]:
+        """What a log line about this room is searchable by (``bridge.logs.bind`` or ``extra=``)."""
+        return {"tenant": self.tenant, "room_id": self.id, "channel": self.channel}
 
     # -- serialisation ----------------------------------------------------
 
