@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, ops, passthrough, rooms, ws
+from .http import events, journal, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
 from .http.limits import BodyLimit
 from .http.responses import EXCEPTION_HANDLERS, error_response
@@ -33,6 +33,8 @@ from .rooms.registry import Clock, RoomRegistry
 from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
+from .rooms.transcript import Transcripts
+from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
@@ -70,12 +72,14 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             app.state.a2e = client
             app.state.event_source = observing.source
             app.state.rooms = room_domain(settings, client, store, observing, clock)
+            # entered before the rooms, so left after them: what closing rooms record is written
+            await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
 
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
-                               *ops.site_routes]
+                               *journal.routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
@@ -93,7 +97,8 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
         ticket_max_life=settings.ticket_max_life,
-        ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
+        ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None,
+        operator_key=settings.operator_key.get_secret_value() if settings.operator_key else None)
     return app
 
 
@@ -176,6 +181,9 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
-    lifecycle.on_open.extend([relay.open, observing.start])
+    transcripts = Transcripts(store, SerialWriter("journal"), clock=clock)
+    lifecycle.on_open.extend([relay.open, observing.start, transcripts.watch])
     lifecycle.on_closing.append(relay.closing)
-    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))
+    relay.on_sent.append(transcripts.sent)
+    relay.on_flushed.append(transcripts.flushed)
+    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock), transcripts)

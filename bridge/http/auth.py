@@ -46,6 +46,18 @@ class Caller:
     ticket_chain: str | None = None  # the chain's id: every renewal of one ticket shares it
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads operator records (transcripts, usage, deliveries): a tenant, or (``tenant`` None) the
+    operator, with ``BRIDGE_OPERATOR_KEY``, who sees every tenant."""
+
+    tenant: str | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant is None
+
+
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -54,8 +66,10 @@ class Authenticator:
     """Maps ``Authorization: Bearer <key>`` to a tenant; in dev mode everyone is tenant ``dev``."""
 
     def __init__(self, api_keys: dict[str, str], *, dev_mode: bool, ticket_ttl: float,
-                 ticket_secret: bytes | None = None, ticket_max_life: float = 86_400.0) -> None:
+                 ticket_secret: bytes | None = None, ticket_max_life: float = 86_400.0,
+                 operator_key: str | None = None) -> None:
         self._keys = dict(api_keys)
+        self._operator_key = operator_key or None
         self.dev_mode = dev_mode
         self.ticket_ttl = ticket_ttl
         self.ticket_max_life = ticket_max_life
@@ -81,6 +95,14 @@ class Authenticator:
         if not header:
             raise Unauthorized("missing Authorization: Bearer <key>")
         raise Unauthorized("unknown API key")
+
+    def authenticate_viewer(self, conn: HTTPConnection) -> Viewer:
+        """The operator (``Authorization: Bearer <BRIDGE_OPERATOR_KEY>``), else a tenant's key."""
+        if self._operator_key:
+            scheme, _, key = conn.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._operator_key.encode()):
+                return Viewer(None)
+        return Viewer(self.authenticate(conn).tenant)
 
     def authenticate_room(self, conn: HTTPConnection) -> Caller:
         """For a room's stream (websocket, SSE): a ``?ticket=`` for that room, else the key."""

@@ -221,7 +221,7 @@ async def run_command(request: Request, kind: CommandKind) -> Response:
     rooms = rooms_of(request)
     lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text))
+    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text, origin="rest"))
     return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
                          "chunks": len(seqs)})
 
@@ -255,7 +255,7 @@ async def flush(request: Request) -> Response:
     who = caller(request)
     rooms = rooms_of(request)
     lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    return JSONResponse({"flushed": rooms.relay.flush(lr)})
+    return JSONResponse({"flushed": rooms.relay.flush(lr, origin="rest")})
 
 
 routes: list[BaseRoute] = [

@@ -164,10 +164,10 @@ class Connection:
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text))
+            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}"))
             accepted.add_done_callback(lambda done: self._answer(frame, done))
         elif isinstance(frame, p.Flush):
-            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
+            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr, origin=f"ws-{self.id}")))
         elif isinstance(frame, p.SetQaContext):
             updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))

@@ -62,25 +62,26 @@ class RoomRegistry:
         return [lr for lr in self.live.values() if lr.room.tenant == tenant]
 
     @overload
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: Literal[True]) -> LiveRoom: ...
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: Literal[True]) -> LiveRoom: ...
 
     @overload
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: bool = False) -> LiveRoom | Room: ...
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False) -> LiveRoom | Room: ...
 
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: bool = False) -> LiveRoom | Room:
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False) -> LiveRoom | Room:
         """The room ``room_id`` of ``tenant``: the live room if this process holds it, else the stored record.
+        ``tenant`` None: of any tenant (the operator).
 
         Raises:
             NotFound: no such room, or another tenant's.
             RoomNotOpen: ``must_be_open`` and the room is not open (closing, or it has ended).
         """
         lr = self.live.get(room_id)
-        if lr is not None and lr.room.tenant == tenant:
+        if lr is not None and tenant in (None, lr.room.tenant):
             if must_be_open and lr.room.state is not RoomState.OPEN:
                 raise RoomNotOpen(f"room {room_id} is {lr.room.state.value}")
             return lr
         room = await self.store.get(room_id)
-        if room is None or room.tenant != tenant:
+        if room is None or tenant not in (None, room.tenant):
             raise NotFound(f"no room {room_id}")
         if must_be_open:
             raise RoomNotOpen(f"room {room_id} is {room.state.value}")
