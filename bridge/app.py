@@ -34,6 +34,7 @@ from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
 from .rooms.transcript import Transcripts
+from .rooms.usage import UsageLedger
 from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             app.state.rooms = room_domain(settings, client, store, observing, clock)
             # entered before the rooms, so left after them: what closing rooms record is written
             await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
+            await stack.enter_async_context(app.state.rooms.usage.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
@@ -181,9 +183,13 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
-    transcripts = Transcripts(store, SerialWriter("journal"), clock=clock)
-    lifecycle.on_open.extend([relay.open, observing.start, transcripts.watch])
+    writer = SerialWriter("journal")  # one order for everything recorded about rooms
+    transcripts = Transcripts(store, writer, clock=clock)
+    usage = UsageLedger(settings, store, writer, client, clock=clock)
+    lifecycle.on_open.extend([relay.open, observing.start, transcripts.watch, usage.charged])
     lifecycle.on_closing.append(relay.closing)
+    lifecycle.on_closed.append(usage.refunded)
     relay.on_sent.append(transcripts.sent)
     relay.on_flushed.append(transcripts.flushed)
-    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock), transcripts)
+    sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage)

@@ -5,6 +5,8 @@ Each endpoint takes a tenant's key (its own records) or ``BRIDGE_OPERATOR_KEY`` 
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
+
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -13,6 +15,7 @@ from bridge.errors import ValidationFailed
 from bridge.rooms import Rooms
 from bridge.rooms.registry import room_of
 from bridge.rooms.transcript import as_text
+from bridge.rooms.usage import DAY, day_start
 
 from .auth import Authenticator, Viewer
 from .responses import JSONResponse
@@ -85,7 +88,60 @@ async def delete_transcript(request: Request) -> Response:
     return JSONResponse({"room_id": room.id, "deleted": await rooms.transcripts.erase(room.id)})
 
 
+def time_param(request: Request, name: str, default: float, *, end: bool = False) -> float:
+    """A UTC date (``2026-11-03``: the whole day, ``to`` included) or an ISO 8601 time."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        if len(raw) == 10:
+            day = datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=timezone.utc).timestamp()
+            return day + DAY if end else day
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time",
+                               details=[{"loc": ["query", name]}]) from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+async def usage(request: Request) -> Response:
+    """
+    summary: Rooms, room-minutes and coins per UTC day or per room, from the bridge's ledger
+    parameters:
+      - {name: from, in: query, description: "date (YYYY-MM-DD) or ISO time; default 29 days before today", schema: {type: string}}
+      - {name: to, in: query, description: "date (included) or ISO time (excluded); default now", schema: {type: string}}
+      - {name: group, in: query, schema: {type: string, enum: [day, room], default: day}}
+    responses:
+      200: {description: "{from, to, group, usage: [{day or room_id, rooms, room_minutes_reserved, room_minutes_used,
+        coins_charged, coins_refunded, coins_net, coins_saved}], totals, reconciliation (operator only)}"}
+    """
+    who = viewer(request)
+    rooms = rooms_of(request)
+    now = rooms.usage.clock()
+    until = time_param(request, "to", now + 1, end=True)
+    since = time_param(request, "from", day_start(now) - 29 * DAY)
+    group = request.query_params.get("group", "day")
+    if group not in ("day", "room"):
+        raise ValidationFailed("group must be day or room", details=[{"loc": ["query", "group"]}])
+    if until <= since:
+        raise ValidationFailed("to must come after from", details=[{"loc": ["query", "to"]}])
+    rows = await rooms.usage.report(who.tenant, since, until, "day" if group == "day" else "room")
+    totals = {k: round(sum(r[k] for r in rows), 3) for k in ("rooms", "open", "room_minutes_reserved",
+                                                               "room_minutes_used", "coins_charged",
+                                                               "coins_refunded", "coins_net", "coins_saved")}
+    body = {"tenant": who.tenant, "from": iso(since), "to": iso(until), "group": group, "usage": rows,
+            "totals": totals}
+    if who.is_operator:  # the A2E balance is the whole account's: not a tenant's business
+        body["reconciliation"] = await rooms.usage.reconciliation()
+    return JSONResponse(body)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 routes: list[BaseRoute] = [
+    Route("/v1/usage", usage, methods=["GET"]),
     Route("/v1/rooms/{room_id}/transcript", get_transcript, methods=["GET"]),
     Route("/v1/rooms/{room_id}/transcript", delete_transcript, methods=["DELETE"]),
 ]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from bridge.rooms.relay import Relay
     from bridge.rooms.sweeper import Sweeper
     from bridge.rooms.transcript import Transcripts
+    from bridge.rooms.usage import UsageLedger
 
 __all__ = [
     "LIVE_STATES",
@@ -54,3 +55,4 @@ class Rooms:
     relay: Relay
     sweeper: Sweeper
     transcripts: Transcripts
+    usage: UsageLedger

@@ -44,7 +44,8 @@ class RoomLifecycle:
 
     ``on_open`` hooks run for every room that opens (or is resumed): the relay gives it its
     command queue, the observers start watching its channel; ``on_closing`` hooks run when it starts
-    closing: the relay fails its pending commands. They are wired once, by the app.
+    closing: the relay fails its pending commands; ``on_closed`` hooks once A2E confirmed the leave
+    (or gave up on it) and the room is closed: the usage ledger, webhooks. They are wired once, by the app.
     """
 
     def __init__(self, settings: Settings, a2e: A2EClient, store: RoomStore, registry: RoomRegistry, *,
@@ -57,6 +58,7 @@ class RoomLifecycle:
         self.caps = SpendCaps(settings, store, a2e)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
+        self.on_closed: list[Callable[[LiveRoom], Awaitable[None]]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
@@ -214,6 +216,7 @@ class RoomLifecycle:
                 with attempt:
                     try:
                         await self.a2e.leave(room.channel or "")
+                        room.left_at = self.clock()
                     except A2ENotFound:
                         pass  # A2E no longer knows the channel: nothing is being charged
         except A2EError as exc:
@@ -228,6 +231,11 @@ class RoomLifecycle:
         lr.events.publish(frames.RoomClosed(reason=reason, room=room.to_public()))
         self.registry.forget(lr)
         log.info("room %s closed (%s)", room.id, reason)
+        for hook in self.on_closed:
+            try:
+                await hook(lr)
+            except Exception:  # the room is closed either way; a recorder's failure is only logged
+                log.exception("room %s: a closed hook failed", room.id)
 
     # -- helpers -------------------------------------------------------------------------------
     def _activate(self, lr: LiveRoom) -> None:
