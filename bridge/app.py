@@ -2,7 +2,8 @@
 
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
-the rooms (recovered on the way in, left on the way out) and the sweeper.
+the rooms' record writer, the usage ledger, the webhook deliverer, the rooms (recovered on the way in,
+left on the way out) and the sweeper.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
+from .webhooks import Deliverer, Notifier
 
 __all__ = ["ConfigurationError", "SIMULATOR_MOUNT", "create_app"]
 
@@ -73,9 +75,11 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             app.state.a2e = client
             app.state.event_source = observing.source
             app.state.rooms = room_domain(settings, client, store, observing, clock)
+            app.state.deliverer = webhooks(settings, app.state.rooms, store)
             # entered before the rooms, so left after them: what closing rooms record is written
             await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
             await stack.enter_async_context(app.state.rooms.usage.running())
+            await stack.enter_async_context(app.state.deliverer.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
@@ -193,3 +197,16 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     relay.on_flushed.append(transcripts.flushed)
     sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
     return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage)
+
+
+def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:
+    """Room events into the outbox (after the ledger's hooks, so ``room.closed`` carries the usage),
+    and the deliverer woken by each one."""
+    notifier = Notifier(settings, store, rooms.transcripts.writer)
+    deliverer = Deliverer(settings, store)
+    rooms.lifecycle.on_open.append(notifier.opened)
+    rooms.lifecycle.on_closed.append(notifier.closed)
+    rooms.sweeper.on_expiring.append(notifier.expiring)
+    rooms.usage.on_spend_threshold.append(notifier.spend)
+    notifier.on_enqueued.append(deliverer.wake)
+    return deliverer

@@ -22,7 +22,8 @@ ALLOWED = {
     "rooms": {"a2e", "errors", "frames", "metrics", "rtc", "settings"},
     "store": {"rooms"},
     "simulator": {"a2e", "frames", "rtc", "settings"},
-    "http": {"a2e", "errors", "frames", "metrics", "rooms", "settings"},
+    "webhooks": {"frames", "metrics", "rooms", "settings"},
+    "http": {"a2e", "errors", "frames", "metrics", "rooms", "settings", "webhooks"},
 }
 
 

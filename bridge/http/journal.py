@@ -88,6 +88,30 @@ async def delete_transcript(request: Request) -> Response:
     return JSONResponse({"room_id": room.id, "deleted": await rooms.transcripts.erase(room.id)})
 
 
+async def deliveries(request: Request) -> Response:
+    """
+    summary: Webhook deliveries, newest first, with their attempts and outcomes
+    parameters:
+      - {name: status, in: query, schema: {type: string, enum: [pending, delivered, failed]}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 200, default: 50}}
+      - {name: before, in: query, description: "next_before of the previous page", schema: {type: integer}}
+    responses:
+      200: {description: "{deliveries: [{id, webhook_id, event, room_id, status, attempts, history, ...}], next_before}"}
+    """
+    who = viewer(request)
+    status = request.query_params.get("status")
+    if status not in (None, "pending", "delivered", "failed"):
+        raise ValidationFailed("status must be pending, delivered or failed", details=[{"loc": ["query", "status"]}])
+    limit = int_param(request, "limit", 50, low=1, high=200)
+    before = int_param(request, "before", 0, low=1, high=2**62) if "before" in request.query_params else None
+    found = await rooms_of(request).registry.store.deliveries(tenant=who.tenant, limit=limit + 1, before=before,
+                                                              status=status)
+    page = found[:limit]
+    return JSONResponse({"deliveries": [d.to_public() | ({"tenant": d.tenant} if who.is_operator else {})
+                                        for d in page],
+                         "next_before": page[-1].id if len(found) > limit else None})
+
+
 def time_param(request: Request, name: str, default: float, *, end: bool = False) -> float:
     """A UTC date (``2026-11-03``: the whole day, ``to`` included) or an ISO 8601 time."""
     raw = request.query_params.get(name)
@@ -142,6 +166,7 @@ def iso(ts: float) -> str:
 
 routes: list[BaseRoute] = [
     Route("/v1/usage", usage, methods=["GET"]),
+    Route("/v1/webhooks/deliveries", deliveries, methods=["GET"]),
     Route("/v1/rooms/{room_id}/transcript", get_transcript, methods=["GET"]),
     Route("/v1/rooms/{room_id}/transcript", delete_transcript, methods=["DELETE"]),
 ]
