@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bridge.rooms.usage import DAY, day_of, day_start
-from tests.helpers import ACME, GLOBEX, KEYS, FakeClock, assert_error, create_room, poll
+from tests.helpers import ACME, GLOBEX, KEYS, FakeClock, add_fault, assert_error, create_room, poll
 
 pytestmark = pytest.mark.in_process
 OPERATOR = {"Authorization": "Bearer operator-key"}
@@ -87,3 +87,22 @@ async def test_a_scripted_day_matches_the_simulators_ledger(bridge_factory: Any,
     assert none["usage"] == [] and none["totals"]["coins_net"] == 0
     for bad in ({"group": "week"}, {"from": "yesterday"}, {"from": today, "to": "2020-01-01"}):
         assert_error(await bridge.http.get("/v1/usage", params=bad), 422, "invalid_input")
+
+
+async def test_a_room_minted_but_never_opened_is_still_booked(bridge_factory: Any, sim: Any) -> None:
+    """A2E charged a room whose QA context it then refused: the ledger books the charge and the refund."""
+    bridge = await bridge_factory(api_keys=dict(KEYS), headers=ACME)
+    add_fault(sim, endpoint="set_qa_context", kind="http_500")
+    coins = sim.state.coins
+    response = await bridge.http.post("/v1/rooms", json={"qa_context": "We open at ten.", "expire_seconds": 600})
+    assert response.status_code >= 500
+    await poll(lambda: sim.state.snapshot()["rooms"][0]["status"] == "left", what="the refused room left")
+    [upstream] = sim.state.snapshot()["rooms"]
+
+    async def booked() -> Any:
+        rows = (await bridge.http.get("/v1/usage", params={"group": "room"})).json()["usage"]
+        return rows if rows and rows[0]["closed_at"] is not None else None
+
+    [row] = await poll(booked, what="the refund booked")
+    assert (row["coins_charged"], row["coins_refunded"]) == (upstream["charged"], upstream["refunded"])
+    assert row["close_reason"] == "error" and row["coins_net"] == coins - sim.state.coins

@@ -24,6 +24,7 @@ from bridge.a2e.errors import A2EError
 from bridge.settings import Settings
 
 from .journal import UsageRecord
+from .models import Room
 from .registry import Clock, LiveRoom
 from .store import RoomStore
 from .writer import SerialWriter
@@ -57,11 +58,13 @@ class UsageLedger:
     # -- hooks --------------------------------------------------------------------------------
     def charged(self, lr: LiveRoom) -> None:
         """A room opened (a hook of the room lifecycle): book its charge, once (a resumed room was)."""
-        room = lr.room
-        cost = math.ceil(room.expire_seconds * self.settings.coins_per_minute / 60)
-        record = UsageRecord(room_id=room.id, tenant=room.tenant, opened_at=room.opened_at or room.created_at,
-                             expire_seconds=room.expire_seconds, charged=cost)
+        record = self._charge_of(lr.room)
         self.writer.submit(lambda: self._charge(record))
+
+    def _charge_of(self, room: Room) -> UsageRecord:
+        cost = math.ceil(room.expire_seconds * self.settings.coins_per_minute / 60)
+        return UsageRecord(room_id=room.id, tenant=room.tenant, opened_at=room.opened_at or room.created_at,
+                           expire_seconds=room.expire_seconds, charged=cost)
 
     async def _charge(self, record: UsageRecord) -> None:
         if not await self.store.charge(record):
@@ -83,8 +86,13 @@ class UsageLedger:
     async def _refund(self, lr: LiveRoom) -> None:
         room = lr.room
         record = await self.store.get_usage(room.id)
+        if record is None and room.channel:
+            # minted but closed before it opened (closed while minting, its QA context refused): A2E
+            # charged it all the same
+            await self._charge(self._charge_of(room))
+            record = await self.store.get_usage(room.id)
         if record is None or record.closed_at is not None:
-            return  # never charged (the mint failed), or booked already
+            return  # never minted, or booked already
         ends = record.opened_at + record.expire_seconds
         left = room.left_at if room.left_at is not None else room.closed_at or self.clock()
         record.closed_at, record.close_reason = left, room.close_reason.value if room.close_reason else None
