@@ -141,7 +141,9 @@ function drawUsage(rows, totals) {
       parts.push(svg("rect", { class: "refund", x, y: height - bottom - charged, width: Math.max(1, step - 2),
                                height: refunded }));
     }
-    if (i % 5 === days.length % 5 || i === days.length - 1) {
+    if (i === days.length - 1) {
+      parts.push(svg("text", { x: x + step - 2, y: height - 6, "text-anchor": "end" }, d.day.slice(5)));
+    } else if (i % 5 === 0 && i < days.length - 3) {
       parts.push(svg("text", { x, y: height - 6 }, d.day.slice(5)));
     }
   });
