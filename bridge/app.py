@@ -2,7 +2,8 @@
 
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
-the rooms (recovered on the way in, left on the way out) and the sweeper.
+the rooms' record writer, the usage ledger, the webhook deliverer, the rooms (recovered on the way in,
+left on the way out) and the sweeper.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, ops, passthrough, rooms, ws
+from .http import events, journal, operator, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
 from .http.limits import BodyLimit
 from .http.origins import OriginPolicy
@@ -36,9 +37,13 @@ from .rooms.registry import Clock, RoomRegistry
 from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
+from .rooms.transcript import Transcripts
+from .rooms.usage import UsageLedger
+from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
+from .webhooks import Deliverer, Notifier
 
 __all__ = ["ConfigurationError", "SIMULATOR_MOUNT", "create_app"]
 
@@ -73,12 +78,17 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             app.state.a2e = client
             app.state.event_source = observing.source
             app.state.rooms = room_domain(settings, client, store, observing, clock)
+            app.state.deliverer = webhooks(settings, app.state.rooms, store)
+            # entered before the rooms, so left after them: what closing rooms record is written
+            await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
+            await stack.enter_async_context(app.state.rooms.usage.running())
+            await stack.enter_async_context(app.state.deliverer.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
 
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
-                               *ops.site_routes]
+                               *journal.routes, *operator.routes, *operator.site_routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
@@ -106,7 +116,8 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
         ticket_max_life=settings.ticket_max_life, browser_keys=settings.browser_keys,
         origins=OriginPolicy(settings),
-        ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
+        ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None,
+        operator_key=settings.operator_key.get_secret_value() if settings.operator_key else None)
     return app
 
 
@@ -189,6 +200,26 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
-    lifecycle.on_open.extend([relay.open, observing.start])
+    writer = SerialWriter("journal")  # one order for everything recorded about rooms
+    transcripts = Transcripts(store, writer, clock=clock)
+    usage = UsageLedger(settings, store, writer, client, clock=clock)
+    lifecycle.on_open.extend([relay.open, observing.start, transcripts.watch, usage.charged])
     lifecycle.on_closing.append(relay.closing)
-    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))
+    lifecycle.on_closed.append(usage.refunded)
+    relay.on_sent.append(transcripts.sent)
+    relay.on_flushed.append(transcripts.flushed)
+    sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage)
+
+
+def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:
+    """Room events into the outbox (after the ledger's hooks, so ``room.closed`` carries the usage),
+    and the deliverer woken by each one."""
+    notifier = Notifier(settings, store, rooms.transcripts.writer)
+    deliverer = Deliverer(settings, store)
+    rooms.lifecycle.on_open.append(notifier.opened)
+    rooms.lifecycle.on_closed.append(notifier.closed)
+    rooms.sweeper.on_expiring.append(notifier.expiring)
+    rooms.usage.on_spend_threshold.append(notifier.spend)
+    notifier.on_enqueued.append(deliverer.wake)
+    return deliverer

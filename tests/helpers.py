@@ -6,7 +6,8 @@
 - the simulator: ``Sim``, and ``add_fault`` / ``clear_faults`` / ``fault_hits`` on its fault table;
 - time: ``FakeClock``, for code that takes a clock (``RoomManager.clock``, ``SimState.clock``);
 - processes: ``spawn_cli``, ``free_port``, ``wait_http``;
-- websockets: ``open_ws``, ``recv``, ``send``, ``until``, ``closed``, ``RawWS`` … (every wait bounded by ``WAIT``).
+- websockets: ``open_ws``, ``recv``, ``send``, ``until``, ``closed``, ``RawWS`` … (every wait bounded by ``WAIT``);
+- webhooks: ``Receiver`` (a backend on loopback that verifies every delivery with ``standardwebhooks``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -507,3 +513,65 @@ class EventStream:
                 seen.append(event)
             if event["event"] == kind:
                 return event
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"a2e-bridge test webhook secret!!").decode()
+
+
+class Receiver:
+    """A tenant's backend: a Starlette app on 127.0.0.1 that verifies every delivery's signature with
+    the ``standardwebhooks`` library (a forged or stale one is refused with 400 and kept in
+    ``rejected``). It keeps its port when taken down (``stop``) and brought back (``start``).
+    ``status`` is what it answers a verified delivery; ``delay`` makes it slow."""
+
+    def __init__(self, secret: str = WEBHOOK_SECRET, port: int | None = None) -> None:
+        self.verifier = Webhook(secret)
+        self.port = port or free_port()
+        self.received: list[dict[str, Any]] = []  # every verified delivery, retries included
+        self.rejected: list[str] = []
+        self.status = 204
+        self.delay = 0.0
+        self._server: EmbeddedServer | None = None
+        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            payload = self.verifier.verify(body, dict(request.headers))
+        except WebhookVerificationError as exc:
+            self.rejected.append(str(exc))
+            return Response(status_code=400)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.received.append({"id": request.headers["webhook-id"], "type": payload["type"], "data": payload["data"],
+                              "answered": self.status})
+        return Response(status_code=self.status)
+
+    async def start(self) -> Receiver:
+        self._server = EmbeddedServer.for_app(self.app, port=self.port)
+        await self._server.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    def events(self, room_id: str | None = None) -> list[dict[str, Any]]:
+        """Accepted deliveries, duplicates (same ``webhook-id``) dropped, in arrival order."""
+        seen: set[str] = set()
+        out = []
+        for event in self.received:
+            if event["answered"] < 300 and event["id"] not in seen and (
+                    room_id is None or room_id in (event["data"].get("room_id"), event["data"].get("room", {}).get("id"))):
+                seen.add(event["id"])
+                out.append(event)
+        return out
+
+    def types(self, room_id: str | None = None) -> list[str]:
+        return [e["type"] for e in self.events(room_id)]

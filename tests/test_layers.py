@@ -22,7 +22,8 @@ ALLOWED = {
     "rooms": {"a2e", "errors", "frames", "logs", "metrics", "rtc", "settings"},
     "store": {"rooms"},
     "simulator": {"a2e", "frames", "rtc", "settings"},
-    "http": {"a2e", "errors", "frames", "logs", "metrics", "rooms", "settings"},
+    "webhooks": {"frames", "logs", "metrics", "rooms", "settings"},
+    "http": {"a2e", "errors", "frames", "logs", "metrics", "rooms", "settings", "webhooks"},
 }
 
 

@@ -67,6 +67,18 @@ def key_id(key: str) -> str:
     return "pk#" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads operator records (transcripts, usage, deliveries): a tenant, or (``tenant`` None) the
+    operator, with ``BRIDGE_OPERATOR_KEY``, who sees every tenant."""
+
+    tenant: str | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant is None
+
+
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -76,9 +88,11 @@ class Authenticator:
 
     def __init__(self, api_keys: dict[str, str], *, dev_mode: bool, ticket_ttl: float,
                  ticket_secret: bytes | None = None, ticket_max_life: float = 86_400.0,
-                 browser_keys: dict[str, str] | None = None, origins: OriginPolicy | None = None) -> None:
+                 browser_keys: dict[str, str] | None = None, origins: OriginPolicy | None = None,
+                 operator_key: str | None = None) -> None:
         self._keys = dict(api_keys)
         self._browser_keys = dict(browser_keys or {})
+        self._operator_key = operator_key or None
         self.dev_mode = dev_mode
         self.ticket_ttl = ticket_ttl
         self.ticket_max_life = ticket_max_life
@@ -134,6 +148,14 @@ class Authenticator:
             self.origins.check(conn, caller.tenant, browser_key=caller.browser_key is not None)
         logs.bind(tenant=caller.tenant)
         return caller
+
+    def authenticate_viewer(self, conn: HTTPConnection) -> Viewer:
+        """The operator (``Authorization: Bearer <BRIDGE_OPERATOR_KEY>``), else a tenant's key."""
+        if self._operator_key:
+            scheme, _, key = conn.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._operator_key.encode()):
+                return Viewer(None)
+        return Viewer(self.authenticate(conn).tenant)
 
     # -- tickets ------------------------------------------------------------------------------
     def issue_ticket(self, room_id: str, tenant: str, now: float | None = None, *, forward: bool = False,

@@ -237,7 +237,7 @@ async def run_command(request: Request, kind: CommandKind) -> Response:
     body = await parse_body(request, TextBody)
     lr = await find_open_room(request, who)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    seqs = await acceptance(rooms_of(request).relay.submit(lr, kind, body.text))
+    seqs = await acceptance(rooms_of(request).relay.submit(lr, kind, body.text, origin="rest"))
     return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
                          "chunks": len(seqs)})
 
@@ -270,7 +270,7 @@ async def flush(request: Request) -> Response:
     """
     who = caller(request)
     lr = await find_open_room(request, who)
-    return JSONResponse({"flushed": rooms_of(request).relay.flush(lr)})
+    return JSONResponse({"flushed": rooms_of(request).relay.flush(lr, origin="rest")})
 
 
 routes: list[BaseRoute] = [

@@ -165,10 +165,10 @@ class Connection:
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text))
+            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}"))
             accepted.add_done_callback(lambda done: self._answer(frame, done))
         elif isinstance(frame, p.Flush):
-            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
+            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr, origin=f"ws-{self.id}")))
         elif isinstance(frame, p.SetQaContext):
             if self.caller.browser:
                 check_browser_qa_context(self.ws.app.state.settings, self.caller.tenant, frame.text)

@@ -48,7 +48,8 @@ class RoomLifecycle:
 
     ``on_open`` hooks run for every room that opens (or is resumed): the relay gives it its
     command queue, the observers start watching its channel; ``on_closing`` hooks run when it starts
-    closing: the relay fails its pending commands. They are wired once, by the app.
+    closing: the relay fails its pending commands; ``on_closed`` hooks once A2E confirmed the leave
+    (or gave up on it) and the room is closed: the usage ledger, webhooks. They are wired once, by the app.
     """
 
     def __init__(self, settings: Settings, a2e: A2EClient, store: RoomStore, registry: RoomRegistry, *,
@@ -61,6 +62,7 @@ class RoomLifecycle:
         self.caps = SpendCaps(settings, store, a2e, clock=clock)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
+        self.on_closed: list[Callable[[LiveRoom], Awaitable[None]]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
@@ -232,6 +234,7 @@ class RoomLifecycle:
                 with attempt:
                     try:
                         await self.a2e.leave(room.channel or "")
+                        room.left_at = self.clock()
                     except A2ENotFound:
                         pass  # A2E no longer knows the channel: nothing is being charged
         except A2EError as exc:
@@ -247,6 +250,11 @@ class RoomLifecycle:
         self.registry.forget(lr)
         log.info("room %s closed (%s)", room.id, reason,
                  extra={"close_reason": reason, "duration_s": round((room.closed_at or self.clock()) - room.created_at, 3)})
+        for hook in self.on_closed:
+            try:
+                await hook(lr)
+            except Exception:  # the room is closed either way; a recorder's failure is only logged
+                log.exception("room %s: a closed hook failed", room.id)
 
     # -- helpers -------------------------------------------------------------------------------
     def _activate(self, lr: LiveRoom) -> None:

@@ -106,6 +106,8 @@ class Room:
     last_activity: float = 0.0  # 0 means "not set": defaults to created_at
     error: str | None = None
     opened_by: str | None = None  # the browser key (its id) that opened the room; None: a secret key
+    opened_at: float | None = None  # when it became open: A2E had minted (and charged) it
+    left_at: float | None = None  # when A2E confirmed the leave (and refunded the unused time)
     version: int = 0  # bumped by the store on every put (optimistic check)
 
     def __post_init__(self) -> None:
@@ -148,6 +150,8 @@ class Room:
         if reason is not None and to not in _REASON_STATES:
             raise ValueError(f"a close reason makes no sense for a transition to {to.value}")
         self.state = to
+        if to is RoomState.OPEN:
+            self.opened_at = now
         if reason is not None and self.close_reason is None:
             self.close_reason = CloseReason(reason)
         if to in TERMINAL_STATES:

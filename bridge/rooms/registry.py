@@ -62,18 +62,18 @@ class RoomRegistry:
         return [lr for lr in self.live.values() if lr.room.tenant == tenant]
 
     @overload
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: Literal[True],
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: Literal[True],
                      opened_by: str | None = None) -> LiveRoom: ...
 
     @overload
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: bool = False,
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False,
                      opened_by: str | None = None) -> LiveRoom | Room: ...
 
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: bool = False,
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False,
                      opened_by: str | None = None) -> LiveRoom | Room:
-        """The room ``room_id`` of ``tenant``: the live room if this process holds it, else the stored
-        record. With ``opened_by`` (a browser key's id), only a room that key opened. What is logged
-        from here on in this task names the room.
+        """The room ``room_id`` of ``tenant`` (None: of any tenant, for the operator): the live room if
+        this process holds it, else the stored record. With ``opened_by`` (a browser key's id), only a
+        room that key opened. What is logged from here on in this task names the room.
 
         Raises:
             NotFound: no such room, or another tenant's (or another key's, with ``opened_by``).
@@ -81,7 +81,7 @@ class RoomRegistry:
         """
         lr = self.live.get(room_id)
         room = lr.room if lr is not None else await self.store.get(room_id)
-        if room is None or room.tenant != tenant or (opened_by is not None and room.opened_by != opened_by):
+        if room is None or tenant not in (None, room.tenant) or (opened_by is not None and room.opened_by != opened_by):
             raise NotFound(f"no room {room_id}")
         logs.bind(**room.log_fields())
         if lr is not None:

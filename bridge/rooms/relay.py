@@ -40,6 +40,9 @@ class Command:
     text: str
     seq: int
     future: asyncio.Future[int] = field(repr=False)
+    origin: str | None = None  # who sent it, as the edge labels it (ws-<n>, rest): for the transcript
+    part: int = 1  # a speak cut at sentences: this piece's number, of `parts`
+    parts: int = 1
 
 
 def _consume(future: asyncio.Future[int]) -> None:
@@ -75,6 +78,9 @@ class Relay:
         self.registry = registry
         self.on_upstream_gone = on_upstream_gone
         self.queues: dict[str, CommandQueue] = {}  # room id -> the open room's command queue
+        # wired by the app: a command A2E accepted; pending commands dropped by a flush (count, origin)
+        self.on_sent: list[Callable[[LiveRoom, Command], None]] = []
+        self.on_flushed: list[Callable[[LiveRoom, int, str | None], None]] = []
 
     def open(self, lr: LiveRoom) -> None:
         """Give a room that just opened its queue (a hook of the room lifecycle)."""
@@ -86,8 +92,9 @@ class Relay:
         if queue is not None:
             await queue.close(reason)
 
-    def submit(self, lr: LiveRoom, kind: CommandKind, text: str) -> list[Command]:
-        """Queue a command (split into sentences if long); :func:`acceptance` awaits them."""
+    def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None) -> list[Command]:
+        """Queue a command (split into sentences if long); :func:`acceptance` awaits them. ``origin``
+        labels the client that sent it (kept with the command, never looked up)."""
         _check_open(lr)
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed("text must be a non-empty string")
@@ -97,15 +104,18 @@ class Relay:
         if kind == "ask" and len(text) > CHUNK_CHARS:
             raise ValidationFailed(f"a question may be at most {CHUNK_CHARS} characters")
         chunks = split_sentences(text, CHUNK_CHARS) if kind == "speak" else [text.strip()]
-        commands = self.queues[lr.room.id].submit(kind, chunks)
+        commands = self.queues[lr.room.id].submit(kind, chunks, origin=origin)
         self.registry.touch(lr)
         return commands
 
-    def flush(self, lr: LiveRoom) -> int:
+    def flush(self, lr: LiveRoom, *, origin: str | None = None) -> int:
         _check_open(lr)
         self.registry.touch(lr)
         queue = self.queues.get(lr.room.id)
-        return queue.flush() if queue else 0
+        flushed = queue.flush() if queue else 0
+        for hook in self.on_flushed:
+            hook(lr, flushed, origin)
+        return flushed
 
     async def set_qa_context(self, lr: LiveRoom, text: str) -> Room:
         check_qa_context(text)
@@ -131,6 +141,8 @@ class Relay:
         metrics.COMMANDS.labels(command.kind, "ok").inc()
         self.registry.touch(lr)
         lr.events.publish(frames.Command(kind=command.kind, seq=command.seq, text=command.text))
+        for hook in self.on_sent:
+            hook(lr, command)
 
     def _failed(self, lr: LiveRoom, exc: A2EError) -> BridgeError:
         if isinstance(exc, A2ENotFound):
@@ -184,7 +196,7 @@ class CommandQueue:
     def pending(self) -> int:
         return len(self._pending)
 
-    def submit(self, kind: CommandKind, texts: list[str]) -> list[Command]:
+    def submit(self, kind: CommandKind, texts: list[str], *, origin: str | None = None) -> list[Command]:
         """Queue ``texts`` as consecutive commands, all or none (QueueFull when they don't fit)."""
         if self._closed is not None:
             raise self._closed
@@ -192,7 +204,8 @@ class CommandQueue:
             raise QueueFull(f"the room's queue is full ({self.size} commands pending); retry or flush",
                             details={"pending": len(self._pending), "size": self.size})
         loop = asyncio.get_running_loop()
-        commands = [Command(kind, text, next(self._seq), loop.create_future()) for text in texts]
+        commands = [Command(kind, text, next(self._seq), loop.create_future(), origin, part, len(texts))
+                    for part, text in enumerate(texts, 1)]
         for command in commands:
             command.future.add_done_callback(_consume)
             self._pending.append(command)

@@ -5,6 +5,8 @@ Settings only hold values; nothing here opens files or sockets.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -33,6 +35,8 @@ class ConfigurationError(RuntimeError):
 
 
 EventSource = Literal["auto", "agora", "simulator", "browser", "none"]
+WebhookEvent = Literal["room.opened", "room.expiring", "room.closed", "reply.final", "transcript.ready",
+                       "spend.threshold"]
 
 
 class TenantLimits(BaseModel):
@@ -49,11 +53,34 @@ class TenantLimits(BaseModel):
     browser_key_max_expire_seconds: int | None = Field(None, ge=10)
     browser_key_rooms_per_hour: int | None = Field(None, ge=1)
     browser_key_qa_context_chars: int | None = Field(None, ge=0)
+    spend_alert_coins: int | None = Field(None, ge=1)  # net coins a UTC day that fire spend.threshold
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _check_origins(cls, value: object) -> list[str] | None:
         return None if value is None else check_origins(value)  # type: ignore[arg-type]
+
+
+class WebhookTarget(BaseModel):
+    """Where a tenant's webhooks go (``BRIDGE_WEBHOOKS``): ``secret`` is a Standard Webhooks secret,
+    ``whsec_`` + base64 of 24-64 random bytes; ``events`` (default: all) picks the event types."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    secret: SecretStr
+    events: list[WebhookEvent] | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value().removeprefix("whsec_")
+        try:
+            key = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("secret must be whsec_ followed by base64") from None
+        if not 24 <= len(key) <= 64:
+            raise ValueError("secret must hold 24 to 64 bytes (whsec_ + base64)")
+        return value
 
 
 class Settings(BaseSettings):
@@ -121,6 +148,15 @@ class Settings(BaseSettings):
     room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
+    spend_alert_coins: int | None = Field(None, ge=1, alias="BRIDGE_SPEND_ALERT_COINS")
+
+    # operators: the operator page's key, signed webhooks (bridge/webhooks/)
+    operator_key: SecretStr | None = Field(None, alias="BRIDGE_OPERATOR_KEY")
+    webhooks: dict[str, WebhookTarget] = Field(default_factory=dict, alias="BRIDGE_WEBHOOKS")
+    webhook_expiring_seconds: float = Field(60.0, ge=0, alias="BRIDGE_WEBHOOK_EXPIRING_SECONDS")
+    webhook_timeout: float = Field(10.0, gt=0, alias="BRIDGE_WEBHOOK_TIMEOUT")
+    webhook_backoff_max: float = Field(300.0, gt=0, alias="BRIDGE_WEBHOOK_BACKOFF_MAX")
+    webhook_give_up_hours: float = Field(72.0, gt=0, alias="BRIDGE_WEBHOOK_GIVE_UP_HOURS")
 
     # browser frontends on their own sites: origins (also per tenant) and publishable browser keys
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="BRIDGE_ALLOWED_ORIGINS")
