@@ -1,8 +1,13 @@
 """The least a websocket→A2E relay can do, as the benchmark's baseline.
 
-websockets server in, httpx out to A2E's (the simulator's) speak endpoint: no queue, no checks, no
-fan-out. A client connects to ``ws://HOST:PORT/?channel=CH`` and sends ``{"type": "speak", "id":
-..., "text": ...}``; once A2E answered, it gets ``{"type": "ack", "id": ...}``.
+websockets server in, httpx out to A2E's (the simulator's) speak endpoint: no queue, no checks. A
+client connects to ``ws://HOST:PORT/?channel=CH`` and sends ``{"type": "speak", "id": ..., "text":
+...}``; once A2E answered, it gets ``{"type": "ack", "id": ...}``.
+
+Clients that connect with ``&listen=1`` are the channel's audience: they get ``{"type": "joined"}``
+at once, then every accepted speak as ``{"type": "command", "kind": "speak", "seq": n, "text": ...}``,
+sent with ``websockets.broadcast`` right after the sender's ack (the floor of a fan-out). Without
+listeners nothing is broadcast, so the speak→ack floor of ``relay_latency.py`` is unchanged.
 
     python bench/minimal_relay.py --port 8300 --speak-url http://127.0.0.1:8100/api/v1/streaming-avatar/speak
 """
@@ -11,25 +16,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+from collections import defaultdict
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 
-async def main(host: str, port: int, speak_url: str, key: str) -> None:
+async def main(host: str, port: int, speak_url: str, key: str, compression: Literal["deflate"] | None) -> None:
+    audience: defaultdict[str, set[ServerConnection]] = defaultdict(set)
+    seqs: defaultdict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=15) as http:
 
         async def relay(ws: ServerConnection) -> None:
-            channel = parse_qs(urlsplit(ws.request.path).query)["channel"][0]
+            query = parse_qs(urlsplit(ws.request.path).query)
+            channel = query["channel"][0]
+            if query.get("listen"):
+                audience[channel].add(ws)
+                try:
+                    await ws.send('{"type":"joined"}')
+                    await ws.wait_closed()
+                finally:
+                    audience[channel].discard(ws)
+                return
             async for raw in ws:
                 frame = json.loads(raw)
                 response = await http.post(speak_url, json={"channel": channel, "text": frame["text"]})
                 ok = response.status_code == 200 and response.json().get("code") == 0
                 await ws.send(json.dumps({"type": "ack" if ok else "error", "id": frame.get("id")}))
+                if ok and audience[channel]:
+                    broadcast(audience[channel], json.dumps({"type": "command", "kind": "speak",
+                                                             "seq": next(seqs[channel]), "text": frame["text"]}))
 
-        async with serve(relay, host, port, max_size=2**20) as server:
+        async with serve(relay, host, port, max_size=2**20, compression=compression) as server:
             print(f"minimal relay on ws://{host}:{port}", flush=True)
             await server.serve_forever()
 
@@ -40,5 +62,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8300)
     parser.add_argument("--speak-url", required=True)
     parser.add_argument("--key", default="bench-key")
+    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate",
+                        help="permessage-deflate offered to clients (match the bridge's server config)")
     args = parser.parse_args()
-    asyncio.run(main(args.host, args.port, args.speak_url, args.key))
+    asyncio.run(main(args.host, args.port, args.speak_url, args.key,
+                     "deflate" if args.compression == "deflate" else None))

@@ -18,98 +18,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from benchlib import (
+    A2E_KEY,
+    CLIENT_KEY,
+    HERE,
+    HOST,
+    SPEAK_PATH,
+    Child,
+    bridge_deflate,
+    children,
+    cpu_seconds,
+    free_port,
+    machine,
+    percentile,
+    spawn,
+    wait_ready,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-HERE = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
-A2E_KEY = "bench-a2e-key"
-CLIENT_KEY = "bench-client-key"
-SPEAK_PATH = "/api/v1/streaming-avatar/speak"
 TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}:\n"
-                               + self.log.read_text()[-2000:])
-
-
-@contextlib.contextmanager
-def children(workdir: Path) -> Iterator[list[Child]]:
-    started: list[Child] = []
-    try:
-        yield started
-    finally:
-        for child in started:
-            if child.proc.poll() is None:
-                child.proc.terminate()
-        for child in started:
-            try:
-                child.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
-
-
-def spawn(started: list[Child], workdir: Path, name: str, args: list[str], env: dict[str, str]) -> Child:
-    log = workdir / f"{name}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("A2E_", "BRIDGE_", "SIM_"))}
-    full_env.update(env, PYTHONUNBUFFERED="1")
-    # cwd: a scratch directory, so that no developer .env leaks into the settings
-    proc = subprocess.Popen([sys.executable, *args], cwd=workdir, env=full_env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
-    child = Child(name, proc, log)
-    started.append(child)
-    return child
-
-
-async def wait_ready(child: Child, url: str | None = None, port: int | None = None) -> None:
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(timeout=1) as http:
-        while time.monotonic() < deadline:
-            child.check()
-            try:
-                if url is not None:
-                    if (await http.get(url)).status_code == 200:
-                        return
-                else:
-                    _, writer = await asyncio.open_connection(HOST, port)
-                    writer.close()
-                    return
-            except (httpx.TransportError, OSError):
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{child.name} did not become ready within 30 s")
 
 
 @dataclass
@@ -141,15 +81,6 @@ async def speak(relay: Relay, ws: ClientConnection, frame_id: int, record: bool)
         relay.latencies.append(elapsed)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User+system CPU time of a process so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Popen[bytes]]:
     """py-spy on each target for the measured rounds: collapsed stacks in OUT_DIR/<name>.raw."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,18 +89,11 @@ def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Pope
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for t in targets]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     sim_port, bridge_port, minimal_port = free_port(), free_port(), free_port()
     sim_url, bridge_url = f"http://{HOST}:{sim_port}", f"http://{HOST}:{bridge_port}"
-    with children(workdir) as started:
+    with children() as started:
         sim = spawn(started, workdir, "simulator", ["-m", "bridge", "simulate", "--host", HOST, "--port", str(sim_port)],
                     {"BRIDGE_LOG_LEVEL": "WARNING"})
         bridge = spawn(started, workdir, "bridge", ["-m", "bridge", "serve", "--host", HOST, "--port", str(bridge_port)], {
@@ -180,9 +104,10 @@ async def run(args: argparse.Namespace) -> int:
             "BRIDGE_WS_RATE_LIMIT": "1000000", "BRIDGE_WS_RATE_BURST": "1000000",
             "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, args.concurrency)),
         })
+        compression = "deflate" if bridge_deflate() else "none"  # as the bridge's server config has it
         minimal = spawn(started, workdir, "minimal", [str(HERE / "minimal_relay.py"), "--host", HOST, "--port",
                                                       str(minimal_port), "--speak-url", sim_url + SPEAK_PATH,
-                                                      "--key", A2E_KEY], {})
+                                                      "--key", A2E_KEY, "--compression", compression], {})
         await wait_ready(sim, url=sim_url + "/_sim/health")
         await wait_ready(bridge, url=bridge_url + "/healthz")
         await wait_ready(minimal, port=minimal_port)
@@ -238,8 +163,7 @@ async def run(args: argparse.Namespace) -> int:
             child.check()
 
     sent = sum(r.sent for r in relays)
-    print(f"# {platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {platform.platform()}")
+    print(machine())
     print(f"# {args.requests} measured rounds after {args.warmup} warm-up, concurrency {args.concurrency} "
           f"(rooms per relay), event source {args.event_source}, {wall:.1f} s")
     print(f"{'relay':<10}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'max ms':>10}{'errors':>8}")
