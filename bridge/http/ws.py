@@ -1,8 +1,9 @@
 """``GET /v1/rooms/{room_id}/ws``: one client of a room over a websocket.
 
-Three tasks per connection: the reader (parse, act, answer), the event pump (room events into the
-outgoing buffer) and the writer (buffer to socket). The buffer is bounded: a client that does not
-read is dropped with close code 4008, so it never slows the room or the other clients.
+One task per connection, the endpoint's own: it reads (parse, act, answer). What goes out (answers,
+room events) is written by whoever produces it, through the connection's :class:`Outbox`: at once
+while the socket takes it, else queued, bounded: a client that does not read is dropped with close
+code 4008, so it never slows the room or the other clients. Ticket renewals are a timer.
 Websocket ping/pong heartbeats are uvicorn's (``ws_ping_interval``/``ws_ping_timeout``).
 """
 
@@ -23,24 +24,26 @@ from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, OriginN
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
 from bridge.rooms.caps import check_browser_qa_context
-from bridge.rooms.events import Subscription
+from bridge.rooms.events import Event
 from bridge.rooms.observing import forward_rtc_event
 from bridge.rooms.registry import LiveRoom
 from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
+from .outbox import SEND_ERRORS, Outbox
 
 log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
-_CLOSE = object()  # the writer's signal to close after what is queued before it (frames are str)
 CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
 
 
 class TokenBucket:
     """Frames per second with a burst allowance. Hand-written: ten lines, and the limiter
     libraries (aiolimiter, limits) wait for capacity, while we need an immediate yes/no."""
+
+    __slots__ = ("rate", "capacity", "tokens", "stamp")
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.capacity = rate, float(burst)
@@ -57,116 +60,144 @@ class TokenBucket:
 
 
 class Connection:
+    """One client of a room. It is the room's event sink (:class:`bridge.rooms.events.Sink`): events
+    and answers go to the socket through its :class:`Outbox` as they come, without a task."""
+
+    __slots__ = ("ws", "lr", "rooms", "caller", "id", "outbox", "max_frame", "bucket", "close_code",
+                 "close_reason", "finished", "interrupted", "_main", "_timer", "_renewal")
+
     def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
         self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
         self.id = next(_connection_ids)
-        # Encoded frames. Bounded by ``send`` (not by the queue) so that the close marker always fits
-        # behind the frames.
-        self.out: asyncio.Queue[str | object] = asyncio.Queue()
-        self.limit = s.ws_send_buffer
+        self.outbox = Outbox(ws, s.ws_send_buffer, on_overflow=self._overflow, on_lost=self._lost)
         self.max_frame = s.ws_max_frame_bytes
         self.bucket = TokenBucket(s.ws_rate_limit, s.ws_rate_burst)
         self.close_code: p.CloseCode | None = None
         self.close_reason = ""
-        self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
         self.finished = False  # the connection is over: late acks go nowhere
+        self.interrupted = False  # shut() stopped the endpoint's wait for the client (see _interrupt)
+        self._main: asyncio.Task[Any] | None = None  # the endpoint's task, while it reads
+        self._timer: asyncio.TimerHandle | None = None  # the close's grace period
+        self._renewal: asyncio.TimerHandle | None = None  # the next ticket renewal
 
+    # -- as the room's event sink ------------------------------------------------------------------
+    def deliver(self, event: Event) -> None:
+        self.send_text(event.data)  # encoded once by the room's hub, for every subscriber
+
+    def ended(self) -> None:
+        self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
+
+    # -- out -----------------------------------------------------------------------------------------
     def send(self, frame: p.ServerFrame) -> None:
         self.send_text(p.encode(frame))
 
     def send_text(self, text: str) -> None:
-        """Queue an encoded frame; a full buffer means the client is not reading: drop it."""
-        if self.close_code is not None or self.finished:
-            return
-        if self.out.qsize() >= self.limit:
-            self.shut(p.CloseCode.SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
-            return
-        self.out.put_nowait(text)
+        if self.close_code is None and not self.finished:
+            self.outbox.put(text)
 
     def send_error(self, exc: BridgeError, frame_id: p.FrameId) -> None:
         self.send(p.Error(code=exc.code, message=exc.message, id=frame_id, details=exc.details))
 
+    def _overflow(self) -> None:
+        self.shut(p.CloseCode.SLOW_CONSUMER, "send buffer overflow: the client does not read its events")
+
+    def _lost(self) -> None:
+        self.finished = True  # the client is gone: nothing more to send, the reader sees the disconnect
+
     def shut(self, code: p.CloseCode, reason: str) -> None:
-        if self.close_code is None:
-            self.close_code, self.close_reason = code, reason
-            if code == p.CloseCode.SLOW_CONSUMER:  # what it did not read is dropped, the close goes first
-                while not self.out.empty():
-                    self.out.get_nowait()
-            self.out.put_nowait(_CLOSE)
-            self.closing.set()
+        """End the connection with ``code``: no more room events, the close after what is queued (a
+        slow reader's queue is dropped: the close goes first), and the endpoint stops waiting for the
+        client if the close cannot go out in time."""
+        if self.close_code is not None:
+            return
+        self.close_code, self.close_reason = code, reason
+        self.lr.events.detach(self)
+        if code == p.CloseCode.SLOW_CONSUMER:
+            self.outbox.drop()
+        if not self.finished:
+            self.outbox.close(code, reason)  # uvicorn answers the reader's receive() with a disconnect
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, self._interrupt)
 
-    async def writer(self) -> None:
-        while True:
-            frame = await self.out.get()
-            if not isinstance(frame, str):  # the close marker
-                return
-            await self.ws.send_text(frame)
+    def _interrupt(self) -> None:
+        """The close did not end the endpoint's wait for the client: cancel that wait (the endpoint
+        catches it and cleans up). A client that does not read may never see the close frame."""
+        self._timer = None
+        if self._main is not None:  # still reading
+            self.interrupted = True
+            self._main.cancel()
 
-    async def pump(self, sub: Subscription) -> None:
-        async for event in sub:
-            self.send_text(event.data)  # encoded once by the room's hub, for every subscriber
-        if sub.overflowed:  # the room's fan-out cut us off: we fell behind, the room did not end
-            self.shut(p.CloseCode.SLOW_CONSUMER, "event buffer overflow: the client does not read its events")
-        else:
-            self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
-
-    async def ticketer(self) -> None:
+    # -- tickets -------------------------------------------------------------------------------------
+    def renew_ticket_at(self, held_until: float) -> None:
         """Keep a ticket-authenticated client (a browser: no key) holding a valid ticket, so it can
         always reconnect: a new one of the same chain (same scope) whenever the one it holds is
-        half-way through its life, until the chain's ``BRIDGE_TICKET_MAX_LIFE`` is over. A tenant
-        that lost its key gets no renewal, and its socket is closed (4401)."""
-        held_until = self.caller.ticket_expires or 0.0
-        while True:
-            ttl = self.ws.app.state.auth.ticket_ttl
-            await asyncio.sleep(max(0.0, held_until - ttl / 2 - time.time()))
-            auth: Authenticator = self.ws.app.state.auth  # looked up after the wait: the keys may have changed
-            try:
-                renewed = auth.renew_ticket(self.caller, self.lr.room.id)
-            except Unauthorized as exc:
-                self.shut(p.CloseCode.UNAUTHORIZED, exc.message)
-                return
-            if renewed is not None:
-                ticket, expires_in = renewed
-                self.send(p.Ticket(ws_ticket=ticket, expires_in=expires_in))
-                held_until = time.time() + expires_in
-            if renewed is None or expires_in < auth.ticket_ttl:
-                # The chain is over, or this ticket reaches its end (none can outlive it): the socket
-                # stays, but its next reconnect needs a new ticket from a key holder.
-                await self.closing.wait()
-                return
+        half-way through its life, until the chain's ``BRIDGE_TICKET_MAX_LIFE`` is over. A timer, not
+        a task: most clients of a big room are browsers."""
+        ttl = self.ws.app.state.auth.ticket_ttl
+        self._renewal = asyncio.get_running_loop().call_later(max(0.0, held_until - ttl / 2 - time.time()),
+                                                              self._renew_ticket)
 
-    async def reader(self) -> None:
-        while self.close_code is None:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if not self.bucket.take():
-                self.shut(p.CloseCode.FLOOD, "too many frames: slow down")
-                return
-            text = message.get("text")
-            if text is None:
-                self.send(p.Error(code=p.ErrorCode.BINARY_NOT_SUPPORTED, message="send JSON text frames, not binary"))
-                continue
-            try:
-                frame = p.parse(text, self.max_frame)
-            except p.ProtocolError as exc:
-                self.send(p.Error(code=exc.code, message=exc.message, id=exc.frame_id))
-                continue
-            try:
-                await self.handle(frame)
-            except BridgeError as exc:
-                self.send_error(exc, frame.id)
-            # receive() does not yield while frames are already buffered: let the room's event pumps
-            # run between the frames of a burst, or the events they cause pile up unread.
-            await asyncio.sleep(0)
+    def _renew_ticket(self) -> None:
+        self._renewal = None
+        if self.close_code is not None or self.finished:
+            return
+        auth: Authenticator = self.ws.app.state.auth  # looked up now: the keys may have changed
+        try:
+            renewed = auth.renew_ticket(self.caller, self.lr.room.id)
+        except Unauthorized as exc:  # its tenant no longer has a key
+            self.shut(p.CloseCode.UNAUTHORIZED, exc.message)
+            return
+        if renewed is None:
+            return  # the chain is over: the socket stays, its next reconnect needs a new ticket
+        ticket, expires_in = renewed
+        self.send(p.Ticket(ws_ticket=ticket, expires_in=expires_in))
+        if expires_in >= auth.ticket_ttl:  # else this one reaches the chain's end: none can outlive it
+            self.renew_ticket_at(time.time() + expires_in)
+
+    # -- in ------------------------------------------------------------------------------------------
+    async def read(self) -> None:
+        """Read the client's frames until it leaves or the connection is shut. Runs in the endpoint's
+        own task (one frame of it per connection, for as long as the socket is open)."""
+        self._main = task = asyncio.current_task()
+        try:
+            while self.close_code is None:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if not self.bucket.take():
+                    self.shut(p.CloseCode.FLOOD, "too many frames: slow down")
+                    return
+                text = message.get("text")
+                if text is None:
+                    self.send(p.Error(code=p.ErrorCode.BINARY_NOT_SUPPORTED, message="send JSON text frames, not binary"))
+                    continue
+                try:
+                    frame = p.parse(text, self.max_frame)
+                except p.ProtocolError as exc:
+                    self.send(p.Error(code=exc.code, message=exc.message, id=exc.frame_id))
+                    continue
+                try:
+                    await self.handle(frame)
+                except BridgeError as exc:
+                    self.send_error(exc, frame.id)
+                # receive() does not yield while frames are already buffered: let the room's event
+                # deliveries run between the frames of a burst, or the events they cause pile up.
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if not self.interrupted or task is None:
+                raise
+            task.uncancel()  # shut() gave up waiting for the close to end the read (see _interrupt)
+        finally:
+            self._main = None
 
     async def handle(self, frame: p.ClientFrame) -> None:
         relay = self.rooms.relay
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}"))
-            accepted.add_done_callback(lambda done: self._answer(frame, done))
+            # answered from the acceptance itself, not from a callback of its future: the ack is
+            # written before the room's events about the command (see Relay.sent)
+            acceptance(relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}"),
+                       then=lambda done: self._answer(frame, done))
         elif isinstance(frame, p.Flush):
             self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr, origin=f"ws-{self.id}")))
         elif isinstance(frame, p.SetQaContext):
@@ -189,6 +220,16 @@ class Connection:
             return
         seqs = accepted.result()
         self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
+
+    def finish(self) -> None:
+        """The connection is over, whichever way: out of the room, timers and a waiting send stopped."""
+        self.finished = True
+        self.lr.events.detach(self)
+        for timer in (self._timer, self._renewal):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._renewal = None
+        self.outbox.drop()
 
 
 async def room_websocket(ws: WebSocket) -> None:
@@ -228,45 +269,24 @@ async def room_websocket(ws: WebSocket) -> None:
         await ws.close(p.CloseCode.CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {limit})")
         return
     conn = Connection(ws, lr, rooms, ws.app.state.settings, caller)
-    tasks: list[asyncio.Task[Any]] = []
-    writer: asyncio.Task[None] | None = None
-    closing: asyncio.Task[Any] | None = None
-    sub: Subscription | None = None
     WS_CONNECTIONS.inc()
     try:
-        sub = lr.events.subscribe()
+        lr.events.attach(conn)
         conn.send(p.RoomInfo(room=lr.room.to_public()))
-        writer = asyncio.create_task(conn.writer())
-        tasks = [asyncio.create_task(conn.reader()), asyncio.create_task(conn.pump(sub)), writer]
         if caller.ticket_expires is not None:
-            tasks.append(asyncio.create_task(conn.ticketer()))
-        closing = asyncio.create_task(conn.closing.wait())
-        # shut() may come from a task that goes on (the pump on overflow, the reader's frame handler):
-        # wait for it too, or a client that never reads would stay attached until it sends something.
-        await asyncio.wait([*tasks, closing], return_when=asyncio.FIRST_COMPLETED)
-        if not writer.done() and conn.close_code is not None:
-            # let the writer deliver what precedes the close (room_closed, errors), briefly
-            await asyncio.wait([writer], timeout=CLOSE_GRACE)
+            conn.renew_ticket_at(caller.ticket_expires)
+        await conn.read()
     except WebSocketDisconnect:
         pass
     finally:
-        if sub is not None:
-            sub.close()
+        conn.finish()
         lease.release()  # whatever ended the connection: its slots are given back once
         WS_CONNECTIONS.dec()
-        delivered = (writer is not None and writer.done() and not writer.cancelled()
-                     and writer.exception() is None)
-        conn.finished = True
-        for task in [*tasks, *([closing] if closing else [])]:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
-                await task
-        if conn.close_code is not None:
-            # If the writer is still stuck, the socket takes nothing: do not wait long for the close.
-            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-                await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason),
-                                       timeout=CLOSE_GRACE if delivered else 0.1)
+        if conn.close_code is not None and not conn.outbox.close_sent:
+            # The close could not go out behind the frames (a client that does not read): try once,
+            # briefly; a socket that takes nothing is left to uvicorn's keepalive.
+            with contextlib.suppress(*SEND_ERRORS):
+                await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason), timeout=0.1)
         log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
 
 

@@ -19,6 +19,8 @@ from bridge.errors import CapExceeded
 class ClientLease:
     """One counted client; :meth:`release` (idempotent) gives its slots back."""
 
+    __slots__ = ("_registry", "_keys", "_on_release", "released")  # one per connected client
+
     def __init__(self, registry: ClientRegistry, keys: tuple[tuple[str, str], ...]) -> None:
         self._registry = registry
         self._keys = keys

@@ -1,11 +1,21 @@
 """A room's event fan-out: every subscriber (websocket client, SSE stream) gets every event.
 
-A published frame is encoded once (:func:`bridge.frames.encode`); subscribers get the text, which
-the websocket sends as it is and SSE uses as ``data`` (with the frame's type as the event name).
+A published frame is encoded once (:func:`bridge.frames.encode`); subscribers get the same text,
+which the websocket sends as it is and SSE uses as ``data`` (with the frame's type as the event name).
 
-Each subscriber has a bounded queue; one that falls behind is cut off (``overflowed``) instead of
-slowing the room or the others. A bounded history with increasing ids lets SSE clients resume
-with ``Last-Event-ID``.
+Subscribers are :class:`Sink` objects, handed each event synchronously: a websocket connection
+writes it to its socket right there (no task, no queue per subscriber, see ``bridge.http.ws``), an
+SSE stream puts it in its bounded :class:`Subscription` queue. Either cuts itself off when its own
+buffer is full, so a subscriber that falls behind never slows the room or the others.
+
+Delivery is not done inside :meth:`RoomEvents.publish`: it is scheduled on the event loop and done
+in slices of :data:`SLICE` subscribers, each slice a loop callback of its own. So a publisher never
+waits for the audience, what was already scheduled when the event was published (the sender's ack
+of the command that caused it) goes out first, and a room with thousands of subscribers holds the
+loop for one slice at a time, never for its whole audience. Events reach each subscriber in the
+order they were published; a subscriber gets the events published after it subscribed.
+
+A bounded history with increasing ids lets SSE clients resume with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -15,12 +25,14 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from bridge.frames import ServerFrame, encode
 
 log = logging.getLogger("bridge.events")
+
+SLICE = 256
+"""Subscribers served per loop callback: at ~15 µs a websocket write, a few milliseconds."""
 
 
 class Event(NamedTuple):
@@ -31,12 +43,24 @@ class Event(NamedTuple):
     data: str
 
 
-@dataclass(eq=False)
+class Sink(Protocol):
+    """A subscriber as the hub sees it. Both methods are called on the loop and must not block."""
+
+    def deliver(self, event: Event) -> None:
+        """Take one event (a sink whose buffer is full cuts itself off, never waits)."""
+
+    def ended(self) -> None:
+        """The room's events are over: everything published was delivered before this."""
+
+
 class Subscription:
-    queue: asyncio.Queue[Event | None]
-    overflowed: bool = False
-    closed: bool = False
-    _hub: RoomEvents | None = field(default=None, repr=False)
+    """A pull subscriber (SSE): a bounded queue of events, read with :meth:`get` or ``async for``."""
+
+    def __init__(self, hub: RoomEvents | None, size: int) -> None:
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
+        self.overflowed = False
+        self.closed = False
+        self._hub = hub
 
     async def get(self) -> Event | None:
         """The next event, or None once the room ended or this subscriber was cut off."""
@@ -49,12 +73,33 @@ class Subscription:
 
     def close(self) -> None:
         if self._hub is not None:
-            self._hub._subscribers.discard(self)
+            self._hub.detach(self)
         self.closed = True
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         while (item := await self.get()) is not None:
             yield item
+
+    def deliver(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:  # fell behind: cut off, the others go on
+            self.overflowed = True
+            self.close()
+            self._finish()
+
+    def ended(self) -> None:
+        self.closed = True
+        self._finish()
+
+    def _finish(self) -> None:
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # a full queue ends anyway: get() returns None once it is drained
+
+
+_END = object()  # in the delivery backlog: the room's events are over
 
 
 class RoomEvents:
@@ -63,11 +108,16 @@ class RoomEvents:
     def __init__(self, history: int = 256, subscriber_buffer: int = 256) -> None:
         self._ids = itertools.count(1)
         self.history: deque[Event] = deque(maxlen=history)
-        self._subscribers: set[Subscription] = set()
+        # insertion-ordered set; a sink is told of the events published while it is in here
+        self._subscribers: dict[Sink, None] = {}
         self.subscriber_buffer = subscriber_buffer
         self.ended = False
         # called with every published frame, synchronously (the transcript, webhooks): never cut off
         self.listeners: list[Callable[[ServerFrame], None]] = []
+        # what is still to be delivered: an event (or the end) and the sinks it goes to, from `done` on
+        self._backlog: deque[tuple[Event | object, list[Sink]]] = deque()
+        self._done = 0
+        self._scheduled = False
 
     @property
     def subscriber_count(self) -> int:
@@ -81,37 +131,78 @@ class RoomEvents:
                 listener(frame)
             except Exception:  # a recorder's bug must not cost the room its events
                 log.exception("room event listener failed")
-        for sub in list(self._subscribers):
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                sub.overflowed = True
-                self._cut(sub)
+        self._enqueue(event)
         return event.id
 
+    def attach(self, sink: Sink) -> None:
+        """Deliver the events published from now on to ``sink`` (until :meth:`detach`)."""
+        if self.ended:
+            sink.ended()
+        else:
+            self._subscribers[sink] = None
+
+    def detach(self, sink: Sink) -> None:
+        """No more events for ``sink``, not even those published but not yet delivered."""
+        self._subscribers.pop(sink, None)
+
     def subscribe(self, after: int | None = None) -> Subscription:
-        """A new subscriber; with ``after``, history newer than that id is queued first."""
+        """A new pull subscriber; with ``after``, history newer than that id is queued first."""
         backlog = [event for event in self.history if after is not None and event.id > after]
-        sub = Subscription(asyncio.Queue(self.subscriber_buffer + len(backlog)), _hub=self)
+        sub = Subscription(self, self.subscriber_buffer + len(backlog))
         for item in backlog:
             sub.queue.put_nowait(item)
-        if self.ended:
-            sub.closed = True
-            sub.queue.put_nowait(None)
-        else:
-            self._subscribers.add(sub)
+        self.attach(sub)
         return sub
 
     def end(self) -> None:
-        """No more events: every subscriber drains what it has, then sees the end."""
-        self.ended = True
-        for sub in list(self._subscribers):
-            self._cut(sub)
+        """No more events: every subscriber gets what was published, then hears of the end."""
+        if not self.ended:
+            self.ended = True
+            self._enqueue(_END)
 
-    def _cut(self, sub: Subscription) -> None:
-        self._subscribers.discard(sub)
-        sub.closed = True
+    # -- delivery -------------------------------------------------------------------------------
+    def _enqueue(self, item: Event | object) -> None:
+        if not self._subscribers:
+            return
+        self._backlog.append((item, list(self._subscribers)))
+        if self._scheduled:
+            return
         try:
-            sub.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass  # a full queue ends anyway: get() returns None once it is drained
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): deliver in place
+            while self._backlog:
+                self._deliver_slice()
+            return
+        self._scheduled = True
+        loop.call_soon(self._step, loop)
+
+    def _step(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._deliver_slice()
+        if self._backlog:
+            loop.call_soon(self._step, loop)  # behind whatever was scheduled meanwhile
+        else:
+            self._scheduled = False
+
+    def _deliver_slice(self) -> None:
+        budget = SLICE
+        while self._backlog and budget > 0:
+            item, sinks = self._backlog[0]
+            stop = min(len(sinks), self._done + budget)
+            for sink in sinks[self._done:stop]:
+                if sink not in self._subscribers:
+                    continue  # left (or was cut off) after the event was published
+                try:
+                    if item is _END:
+                        self._subscribers.pop(sink, None)
+                        sink.ended()
+                    else:
+                        sink.deliver(item)  # type: ignore[arg-type]
+                except Exception:  # one subscriber's bug must not cost the others their events
+                    log.exception("room event subscriber failed")
+                    self._subscribers.pop(sink, None)
+            budget -= stop - self._done
+            if stop < len(sinks):
+                self._done = stop
+            else:
+                self._backlog.popleft()
+                self._done = 0

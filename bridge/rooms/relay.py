@@ -140,6 +140,12 @@ class Relay:
             raise self._failed(lr, exc) from None
         metrics.COMMANDS.labels(command.kind, "ok").inc()
         self.registry.touch(lr)
+
+    def sent(self, lr: LiveRoom, command: Command) -> None:
+        """A command A2E accepted, once its future has its result: the room hears of it (the
+        ``command`` event) and the hooks record it. After the result, so that the sender's answer,
+        scheduled by the future, is written before the event reaches the room's audience (the
+        room's hub delivers on a later loop callback, see :mod:`bridge.rooms.events`)."""
         lr.events.publish(frames.Command(kind=command.kind, seq=command.seq, text=command.text))
         for hook in self.on_sent:
             hook(lr, command)
@@ -151,11 +157,14 @@ class Relay:
         return from_a2e(exc)
 
 
-def acceptance(commands: list[Command]) -> asyncio.Future[list[int]]:
+def acceptance(commands: list[Command], *,
+               then: Callable[[asyncio.Future[list[int]]], None] | None = None) -> asyncio.Future[list[int]]:
     """The positions of ``commands`` once A2E accepted them all, or the first failure (in order).
 
     Done-callbacks rather than a task gathering shielded futures: this is on every speak's path.
-    The commands go on if whoever awaits this goes away.
+    The commands go on if whoever awaits this goes away. ``then`` is called with the settled future
+    right away, in the callback that settles it (a callback of the future itself would run a loop
+    turn later, after the room's events about the commands): the websocket's ack.
     """
     done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
     left = len(commands)
@@ -170,8 +179,11 @@ def acceptance(commands: list[Command]) -> asyncio.Future[list[int]]:
                        else command.future.exception())
             if failure is not None:
                 done.set_exception(failure if isinstance(failure, BridgeError) else BridgeError("internal error"))
-                return
-        done.set_result([c.seq for c in commands])
+                break
+        else:
+            done.set_result([c.seq for c in commands])
+        if then is not None:
+            then(done)
 
     for command in commands:
         command.future.add_done_callback(settled)
@@ -258,5 +270,9 @@ class CommandQueue:
             else:
                 if not command.future.done():
                     command.future.set_result(command.seq)
+                try:
+                    self._relay.sent(self._lr, command)
+                except Exception:  # a recorder's bug must not stop the room's worker
+                    log.exception("command %s: announcing it failed", command.seq)
             finally:
                 self.in_flight = None
