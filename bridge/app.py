@@ -27,6 +27,7 @@ from .http.limits import BodyLimit
 from .http.origins import OriginPolicy
 from .http.request_id import RequestId
 from .http.responses import EXCEPTION_HANDLERS, error_response
+from .http.scopes import HttpOnly
 from .http.security_headers import SecurityHeaders
 from .metrics import record_a2e_call
 from .rooms import Rooms
@@ -97,15 +98,16 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         # Outermost first. The request id wraps everything (every answer carries it); CORS answers
         # preflights before the body limit and the routes (auth) see them, and adds its headers to
         # every answer, a 413 included, so that a page can read the error.
+        # The HTTP-only ones never see a websocket (they would be held for the socket's lifetime).
         middleware=[Middleware(RequestId),
-                    Middleware(CORSMiddleware, allow_origins=settings.every_allowed_origin(),
+                    Middleware(HttpOnly, CORSMiddleware, allow_origins=settings.every_allowed_origin(),
                                allow_methods=["GET", "POST", "PUT", "DELETE"],
                                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
                                expose_headers=["X-Request-ID", "Retry-After"], allow_credentials=False,
                                max_age=600),
-                    Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
+                    Middleware(HttpOnly, SecurityHeaders, sdk_url=settings.agora_sdk_url,
                                agora_connect_src=settings.agora_connect_src),
-                    Middleware(BodyLimit, default=settings.max_body_bytes,
+                    Middleware(HttpOnly, BodyLimit, default=settings.max_body_bytes,
                                passthrough=settings.max_passthrough_body_bytes)],
         exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,21 +31,28 @@ class RequestId:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
 
-        async def send_with_id(message: Message) -> None:
+        def send_with_id(message: Message) -> Awaitable[None]:  # plain, not async: no frame per message sent
             if message["type"] in ("http.response.start", "websocket.accept", "websocket.http.response.start"):
                 message.setdefault("headers", [])
                 MutableHeaders(scope=message)[HEADER] = request_id
-            await send(message)
+            return send(message)
 
+        if scope["type"] == "websocket":
+            # Bound for good in the connection's own task (the server's, which ends with the socket):
+            # nothing to reset, and no frame of ours held for as long as the socket is open.
+            logs.start_context(request_id=request_id)
+            return self.app(scope, receive, send_with_id)
+        return self._http(scope, receive, send_with_id, request_id)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         token = logs.start_context(request_id=request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send)
         finally:
             logs.reset(token)
