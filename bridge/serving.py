@@ -54,6 +54,7 @@ __all__ = [
 
 log = logging.getLogger("bridge")
 
+WS_IMPLEMENTATION = "websockets-sansio"
 MIN_FD_RESERVE = 100  # descriptors always kept free of client connections: A2E pool, store, logs
 STARTUP_FAILURE = 3  # uvicorn.run's exit status when the server could not start
 
@@ -144,6 +145,11 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         app, host=host, port=port, http=GuardedH11Protocol, header_timeout=settings.header_timeout,
         max_connections=max_connections, timeout_keep_alive=settings.keepalive_timeout,
         log_config=log_config(settings.log_level, settings.log_format), timeout_graceful_shutdown=5,
+        # websockets-sansio: the lightest of uvicorn's websocket implementations per idle socket;
+        # no permessage-deflate: its zlib state is ~40 KiB per client that asks for it (every
+        # browser does), more than the rest of the connection, for frames of a few hundred bytes.
+        # Measured in bench/scale.py memory (README, Benchmarks).
+        ws=WS_IMPLEMENTATION, ws_per_message_deflate=False,
         ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
         ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 
