@@ -24,6 +24,7 @@ class Transcripts:
         self.store = store
         self.writer = writer
         self.clock = clock
+        self._pending: list[TranscriptEntry] = []  # recorded, in the writer's queue, not yet written
 
     # -- hooks --------------------------------------------------------------------------------
     def watch(self, lr: LiveRoom) -> None:
@@ -46,9 +47,18 @@ class Transcripts:
             self.record(lr, "reply", frame.text, reply_id=frame.reply_id, source=frame.source)
 
     def record(self, lr: LiveRoom, kind: EntryKind, text: str, **fields: object) -> None:
-        """Write an entry down, in the background (brains and cancels by utterance record theirs here)."""
+        """Write an entry down, in the background (brains and cancels by utterance record theirs here).
+
+        Entries recorded while a write waits its turn join it: one store transaction (one fsync)
+        for all of them, not one per command, which under load cost more than the command itself."""
         entry = TranscriptEntry(room_id=lr.room.id, kind=kind, text=text, at=self.clock(), **fields)  # type: ignore[arg-type]
-        self.writer.submit(lambda: self.store.add_transcript([entry]))
+        self._pending.append(entry)
+        if len(self._pending) == 1:
+            self.writer.submit(self._write_pending)
+
+    async def _write_pending(self) -> None:
+        entries, self._pending = self._pending, []
+        await self.store.add_transcript(entries)
 
     # -- reading ------------------------------------------------------------------------------
     async def read(self, room_id: str, *, after: int = 0, limit: int = 1000) -> list[TranscriptEntry]:
