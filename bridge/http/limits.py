@@ -9,11 +9,14 @@ until the app asks for more, and the app only ever holds what this middleware le
 After the 413 the server discards the rest of the body, so a client still sending it reads the
 answer instead of a connection reset; ``bridge.http.guard.GuardedH11Protocol`` bounds that drain in bytes
 and time and closes the connection past it.
+
+:class:`TokenBucket` is the websocket's frame flood limit (``BRIDGE_WS_RATE_LIMIT``/``_BURST``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -103,3 +106,23 @@ async def _refuse(send: Send, limit: int) -> None:
     headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class TokenBucket:
+    """Frames per second with a burst allowance. Hand-written: ten lines, and the limiter
+    libraries (aiolimiter, limits) wait for capacity, while we need an immediate yes/no."""
+
+    __slots__ = ("rate", "capacity", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True

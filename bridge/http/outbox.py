@@ -17,24 +17,25 @@ from __future__ import annotations
 import asyncio
 import types
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from starlette.types import Send as ASGISend
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 # What a send to a client that went away raises: uvicorn's ClientDisconnected is an OSError,
 # Starlette turns it into WebSocketDisconnect, and refuses (RuntimeError) a send after the close.
 SEND_ERRORS = (OSError, RuntimeError, WebSocketDisconnect)
 
-Send = Coroutine[Any, Any, None]
+Steps = Generator[Any, Any, None]  # an awaitable's ``__await__()``: what a task steps through
 
 
 @types.coroutine
-def _resume(coro: Send, waiting: Any) -> Generator[Any, Any, None]:
-    """Go on with ``coro``, started by hand and suspended at an ``await`` that yielded ``waiting``
+def _resume(coro: Steps, waiting: Any) -> Steps:
+    """Go on with ``coro``, stepped by hand and suspended at an ``await`` that yielded ``waiting``
     (the future it waits for) to a task it did not have: yield that to the task now running this,
-    then pass whatever the task sends or throws in on to ``coro``, as ``await coro`` would have
-    (PEP 380 delegation; ``yield from`` cannot be used, it would resume ``coro`` at once)."""
+    then pass whatever the task sends or throws in on to ``coro``, as ``await`` would have (PEP 380
+    delegation; ``yield from`` cannot be used, it would resume ``coro`` at once)."""
     while True:
         try:
             sent = yield waiting
@@ -53,11 +54,14 @@ def _resume(coro: Send, waiting: Any) -> Generator[Any, Any, None]:
 class Outbox:
     """Frames to one client, in order: eagerly written, else queued behind the one in flight."""
 
-    __slots__ = ("_ws", "limit", "on_overflow", "on_lost", "_pending", "_busy", "close_sent")
+    __slots__ = ("_ws", "_send", "limit", "on_overflow", "on_lost", "_pending", "_busy", "close_sent")
 
-    def __init__(self, ws: WebSocket, limit: int, *, on_overflow: Callable[[], None],
+    def __init__(self, ws: WebSocket, send: ASGISend, limit: int, *, on_overflow: Callable[[], None],
                  on_lost: Callable[[], None]) -> None:
-        self._ws = ws
+        # Frames go to the server's ``send`` as the route got it, not through ``ws.send_text``: that is
+        # two coroutines more per frame per client (Starlette's state checks, only needed around the
+        # handshake and the close, which do go through ``ws``).
+        self._ws, self._send = ws, send
         self.limit = limit
         self.on_overflow = on_overflow  # a frame found ``limit`` frames waiting: the client does not read
         self.on_lost = on_lost  # a send failed: the client is gone
@@ -75,7 +79,7 @@ class Outbox:
         if self.close_sent:
             return
         if self._busy is None:
-            self._step(self._ws.send_text(text))
+            self._step(self._send({"type": "websocket.send", "text": text}))
         elif self.waiting >= self.limit:
             self.on_overflow()
         else:
@@ -105,24 +109,25 @@ class Outbox:
             self._pending = deque()
         self._pending.append(item)
 
-    def _step(self, send: Send) -> None:
+    def _step(self, send: Awaitable[None]) -> None:
+        steps = send.__await__()
         try:
-            waiting = send.send(None)
+            waiting = steps.send(None)
         except StopIteration:
             return  # written: the usual case
         except SEND_ERRORS:
             self.on_lost()
             return
-        self._busy = asyncio.get_running_loop().create_task(self._finish(send, waiting))
+        self._busy = asyncio.get_running_loop().create_task(self._finish(steps, waiting))
 
-    async def _finish(self, send: Send, waiting: Any) -> None:
+    async def _finish(self, steps: Steps, waiting: Any) -> None:
         task = asyncio.current_task()
         try:
-            await _resume(send, waiting)
+            await _resume(steps, waiting)
             while self._pending:
                 item = self._pending.popleft()
                 if isinstance(item, str):
-                    await self._ws.send_text(item)
+                    await self._send({"type": "websocket.send", "text": item})
                 else:
                     self.close_sent = True
                     await self._ws.close(*item)

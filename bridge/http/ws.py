@@ -14,9 +14,12 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
@@ -31,32 +34,13 @@ from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
+from .limits import TokenBucket
 from .outbox import SEND_ERRORS, Outbox
 
 log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
 CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
-
-
-class TokenBucket:
-    """Frames per second with a burst allowance. Hand-written: ten lines, and the limiter
-    libraries (aiolimiter, limits) wait for capacity, while we need an immediate yes/no."""
-
-    __slots__ = ("rate", "capacity", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.capacity = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class Connection:
@@ -66,10 +50,10 @@ class Connection:
     __slots__ = ("ws", "lr", "rooms", "caller", "id", "outbox", "max_frame", "bucket", "close_code",
                  "close_reason", "finished", "interrupted", "_main", "_timer", "_renewal")
 
-    def __init__(self, ws: WebSocket, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
+    def __init__(self, ws: WebSocket, send: Send, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
         self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
         self.id = next(_connection_ids)
-        self.outbox = Outbox(ws, s.ws_send_buffer, on_overflow=self._overflow, on_lost=self._lost)
+        self.outbox = Outbox(ws, send, s.ws_send_buffer, on_overflow=self._overflow, on_lost=self._lost)
         self.max_frame = s.ws_max_frame_bytes
         self.bucket = TokenBucket(s.ws_rate_limit, s.ws_rate_burst)
         self.close_code: p.CloseCode | None = None
@@ -232,13 +216,18 @@ class Connection:
         self.outbox.drop()
 
 
-async def room_websocket(ws: WebSocket) -> None:
+async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The route's ASGI app (not a Starlette endpoint function, which would only get the WebSocket:
+    the connection's frames are written with the server's ``send``, see :class:`Outbox`)."""
+    ws = WebSocket(scope, receive, send)
     rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
     auth: Authenticator = ws.app.state.auth
     refusal: Unauthorized | None = None
     try:
-        caller = auth.authenticate_room(ws)
+        # through a connection object of its own: the headers and query it parses are dropped once
+        # the caller is known, not kept with the socket for as long as it is open
+        caller = auth.authenticate_room(HTTPConnection(scope))
     except OriginNotAllowed:
         # A page on an origin that may not: the handshake itself is refused, so it never gets a
         # socket. Closing before accept makes the server answer HTTP 403 (without a body: uvicorn's
@@ -268,7 +257,7 @@ async def room_websocket(ws: WebSocket) -> None:
         limit = rooms.registry.clients.limits[exc.cap]
         await ws.close(p.CloseCode.CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {limit})")
         return
-    conn = Connection(ws, lr, rooms, ws.app.state.settings, caller)
+    conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller)
     WS_CONNECTIONS.inc()
     try:
         lr.events.attach(conn)
@@ -290,4 +279,12 @@ async def room_websocket(ws: WebSocket) -> None:
         log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
 
 
-routes: list[BaseRoute] = [WebSocketRoute("/v1/rooms/{room_id}/ws", room_websocket)]
+class _RoomSocket:
+    """:func:`room_websocket` as an object, which Starlette mounts as an ASGI app (a function would
+    be taken for an endpoint, called with a WebSocket)."""
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return room_websocket(scope, receive, send)  # not awaited here: no frame of ours held per socket
+
+
+routes: list[BaseRoute] = [WebSocketRoute("/v1/rooms/{room_id}/ws", _RoomSocket())]
