@@ -8,7 +8,9 @@ JSON line on stdout per command:
   answers ``{"opened": n, "failed": [...]}``.
 - ``{"cmd": "collect"}``: the delivery latencies recorded since the last collect and how many
   marks each client got in all; answers ``{"latencies": [...], "per_client": [...], "closed": {...}}``.
-- ``{"cmd": "pause", "count": k}``: stop reading on the first k clients (slow readers).
+- ``{"cmd": "pause", "clients": [i, ...]}``: stop reading on these clients (by the order of their URLs).
+- ``{"cmd": "stream", "clients": [i, ...], "frames": [...], "interval": s, "seconds": s}``: these
+  clients send the frames over and over, one every ``interval`` seconds (answers at once).
 - ``{"cmd": "quit"}``.
 
 A *mark* is ``~t=<time.monotonic() of the sender>~`` inside a frame's text (the benchmarks put it
@@ -55,6 +57,7 @@ class Client(asyncio.Protocol):
         self.tail = b""
         self.marks = 0
         self.close_code: int | None = None
+        self.index = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -123,16 +126,19 @@ class Pool:
         self.latencies: list[float] = []
         self.dirty: set[Client] = set()
         self.closed: Counter[int] = Counter()
+        self.streams: set[asyncio.Task[None]] = set()
 
     async def open(self, urls: list[str], headers: dict[str, str], deflate: bool) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(OPEN_AT_ONCE)
         failed: list[str] = []
+        base = len(self.clients)
 
-        async def one(url: str) -> None:
+        async def one(index: int, url: str) -> None:
             async with gate:
                 uri = parse_uri(url)
                 client = Client(url, headers, deflate, self)
+                client.index = base + index
                 try:
                     await loop.create_connection(lambda: client, uri.host, uri.port)
                     await asyncio.wait_for(client.opened, 30)
@@ -143,8 +149,18 @@ class Pool:
                     return
                 self.clients.append(client)
 
-        await asyncio.gather(*(one(url) for url in urls))
+        await asyncio.gather(*(one(i, url) for i, url in enumerate(urls)))
+        self.clients.sort(key=lambda c: c.index)  # in the order of their URLs, whatever order they opened in
         return {"opened": len(self.clients), "failed": failed[:5], "failures": len(failed)}
+
+    async def stream(self, client: Client, frames: list[str], interval: float, seconds: float) -> None:
+        """Send ``frames`` over and over from ``client``, one every ``interval`` s, for ``seconds``."""
+        stop_at, n = time.monotonic() + seconds, 0
+        while time.monotonic() < stop_at and client.transport is not None and not client.transport.is_closing():
+            client.proto.send_text(frames[n % len(frames)].encode())
+            client.flush()
+            n += 1
+            await asyncio.sleep(interval)
 
     def collect(self) -> dict[str, Any]:
         latencies, self.latencies = self.latencies, []
@@ -172,10 +188,15 @@ async def main() -> None:
         elif command["cmd"] == "collect":
             answer = pool.collect()
         elif command["cmd"] == "pause":
-            for client in pool.clients[:command["count"]]:
-                if client.transport is not None:
-                    client.transport.pause_reading()
-            answer = {"paused": command["count"]}
+            for index in command["clients"]:
+                transport = pool.clients[index].transport
+                if transport is not None:
+                    transport.pause_reading()
+            answer = {"paused": len(command["clients"])}
+        elif command["cmd"] == "stream":
+            pool.streams |= {asyncio.create_task(pool.stream(pool.clients[i], command["frames"], command["interval"],
+                                                             command["seconds"])) for i in command["clients"]}
+            answer = {"streaming": len(command["clients"])}
         elif command["cmd"] == "quit":
             break
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import math
 import random
@@ -98,7 +99,7 @@ class Listeners:
                 await self.proc.wait()
 
 
-async def audience(workdir: Path, name: str, urls: list[str], headers: dict[str, str], *,
+async def audience_of(workdir: Path, name: str, urls: list[str], headers: dict[str, str], *,
                    deflate: bool = False, per_process: int = PER_LISTENER_PROCESS) -> list[Listeners]:
     """Open one client per URL, spread over listener processes; every one must have its first frame."""
     procs = [await Listeners.start(workdir, f"{name}-{i}") for i in range(math.ceil(len(urls) / per_process))]
@@ -114,7 +115,7 @@ def start_simulator(started: list[Child], workdir: Path, channels: int = 200) ->
     port = free_port()
     child = spawn(started, workdir, "simulator", ["-m", "bridge", "simulate", "--host", HOST, "--port", str(port)],
                   {"BRIDGE_LOG_LEVEL": "WARNING", "SIM_MAX_CHANNELS": str(max(200, channels)),
-                   "SIM_COINS": str(max(20000, channels * 20))})
+                   "SIM_COINS": str(max(20000, channels * 100))})
     return child, f"http://{HOST}:{port}"
 
 
@@ -143,8 +144,9 @@ def start_minimal(started: list[Child], workdir: Path, sim_url: str) -> tuple[Ch
 async def bridge_rooms(http: httpx.AsyncClient, url: str, count: int, headers: dict[str, str] = AUTH) -> list[str]:
     ids = []
     for _ in range(count):
-        answer = await http.post(url + "/v1/rooms", json={"expire_seconds": 3600}, headers=headers)
-        answer.raise_for_status()
+        answer = await http.post(url + "/v1/rooms", json={"expire_seconds": 1800}, headers=headers)
+        if answer.status_code != 201:
+            raise RuntimeError(f"the bridge refused a room: {answer.status_code} {answer.text}")
         ids.append(answer.json()["id"])
     return ids
 
@@ -155,7 +157,7 @@ async def sim_channels(http: httpx.AsyncClient, sim_url: str, count: int) -> lis
     channels = []
     for _ in range(count):
         minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
-                                 json={"avatar_id": avatars[0]["_id"], "expire_seconds": 3600},
+                                 json={"avatar_id": avatars[0]["_id"], "expire_seconds": 1800},
                                  headers={"Authorization": f"Bearer {A2E_KEY}"})
         channels.append(minted.json()["data"]["channel"])
     return channels
@@ -254,13 +256,13 @@ async def fanout_once(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
             urls = [bridge_ws(bridge_url, r) for r in rooms[1:] for _ in range(args.subscribers)]
             stacks.append(Stack("bridge", await open_sender(bridge_ws(bridge_url, rooms[0]), AUTH),
                                 [await open_sender(bridge_ws(bridge_url, r), AUTH) for r in rooms[1:]],
-                                await audience(workdir, "bridge-audience", urls, AUTH)))
+                                await audience_of(workdir, "bridge-audience", urls, AUTH)))
             channels = await sim_channels(http, sim_url, args.rooms + 1)
             base = f"ws://{HOST}:{minimal_port}/?channel="
             urls = [f"{base}{c}&listen=1" for c in channels[1:] for _ in range(args.subscribers)]
             lonely = await connect(base + channels[0], max_size=2**22)
             stacks.append(Stack("floor", lonely, [await connect(base + c, max_size=2**22) for c in channels[1:]],
-                                await audience(workdir, "floor-audience", urls, {})))
+                                await audience_of(workdir, "floor-audience", urls, {})))
             cpu_before = {c.name: cpu_seconds(c.proc.pid) for c in started}
             try:
                 for round_no in range(args.warmup + args.requests):
@@ -347,10 +349,10 @@ async def memory_once(args: argparse.Namespace, workdir: Path, kind: str, ws: st
             await wait_ready(server, port=port)
             urls = [f"ws://{HOST}:{port}/idle/{i}" for i in range(count + warm)]
             headers = {}
-        procs = await audience(workdir, f"{kind}-warm", urls[:warm], headers, deflate=args.client_deflate)
+        procs = await audience_of(workdir, f"{kind}-warm", urls[:warm], headers, deflate=args.client_deflate)
         await asyncio.sleep(1)
         before = rss_kib(server.proc.pid)
-        procs += await audience(workdir, f"{kind}-idle", urls[warm:], headers, deflate=args.client_deflate)
+        procs += await audience_of(workdir, f"{kind}-idle", urls[warm:], headers, deflate=args.client_deflate)
         await asyncio.sleep(args.settle)
         after = rss_kib(server.proc.pid)
         answers = await asyncio.gather(*(p.ask("collect") for p in procs))
@@ -365,13 +367,34 @@ async def memory_once(args: argparse.Namespace, workdir: Path, kind: str, ws: st
 
 
 # -- rooms ------------------------------------------------------------------------------------------
-async def rooms_phase(name: str, senders: list[ClientConnection], listeners: list[Listeners], seconds: float,
-                      interval: float) -> dict[str, Any]:
-    """Every sender speaks every ``interval`` s (staggered) for ``seconds``; acks per room, deliveries."""
-    acks: list[list[float]] = [[] for _ in senders]
+def slow_room_frames() -> list[str]:
+    """A slow room's stream on the bridge: a kiosk forwarding the avatar's answers, one 8 KiB chunk a
+    second in replies of 8 chunks (reply events of 8 to 64 KiB, each to every client of the room).
+    Light on purpose: on two cores, the benchmark's own clients parsing a heavy stream would take
+    the CPU the servers are measured on."""
+    frames = []
+    for pos in ("start", "middle", "middle", "middle", "middle", "middle", "middle", "end"):
+        data = base64.b64encode(json.dumps({"type": "QA", "message": "x" * 8192, "pos": pos}).encode()).decode()
+        frames.append(json.dumps({"type": "rtc_event", "event": {"kind": "stream_message", "uid": 7, "data_b64": data}}))
+    return frames
+
+
+@dataclass
+class RoomsStack:
+    senders: list[ClientConnection]  # the speaking rooms' senders (not the slow rooms)
+    audience: list[Listeners]  # the speaking rooms' listeners
+    slow: Listeners | None  # the slow rooms' clients: a streamer (bridge only) and the listeners
+    streamers: list[int] = field(default_factory=list)  # in ``slow``: who streams (bridge only)
+
+
+async def rooms_phase(name: str, stack: RoomsStack, seconds: float, interval: float) -> dict[str, Any]:
+    """Every sender speaks every ``interval`` s (staggered) for ``seconds`` while the slow rooms
+    stream; acks per room, deliveries, and what became of the slow rooms' readers."""
+    acks: list[list[float]] = [[] for _ in stack.senders]
     errors: list[str] = []
     stop_at = time.monotonic() + seconds
-    await asyncio.gather(*(p.ask("collect") for p in listeners))  # forget what came before
+    everyone = stack.audience + ([stack.slow] if stack.slow else [])
+    await asyncio.gather(*(p.ask("collect") for p in everyone))  # forget what came before
 
     async def one(i: int, ws: ClientConnection) -> None:
         await asyncio.sleep(random.uniform(0, interval))
@@ -386,22 +409,28 @@ async def rooms_phase(name: str, senders: list[ClientConnection], listeners: lis
             n += 1
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
-    await asyncio.gather(*(one(i, ws) for i, ws in enumerate(senders)))
+    if stack.slow and stack.streamers:
+        await stack.slow.ask("stream", clients=stack.streamers, frames=slow_room_frames(), interval=1.0,
+                             seconds=seconds)
+    await asyncio.gather(*(one(i, ws) for i, ws in enumerate(stack.senders)))
     await asyncio.sleep(2)  # the last events reach the listeners
-    answers = await asyncio.gather(*(p.ask("collect") for p in listeners))
+    answers = await asyncio.gather(*(p.ask("collect") for p in stack.audience))
+    slow = (await stack.slow.ask("collect")) if stack.slow else {"closed": {}}
     delivery = [x for a in answers for x in a["latencies"]]
     closed = {k: v for a in answers for k, v in a["closed"].items()}
     all_acks = [x for room in acks for x in room]
     room_p99 = sorted(percentile(ms(room), 99) for room in acks if room)
     return {"name": name, "speaks": len(all_acks), "ack": pct(ms(all_acks)), "delivery": pct(ms(delivery)),
             "deliveries": len(delivery), "room_p99_median": statistics.median(room_p99),
-            "room_p99_worst": room_p99[-1], "errors": errors[:5], "error_count": len(errors), "closed": closed}
+            "room_p99_worst": room_p99[-1], "slow_closed": slow["closed"], "errors": errors[:5],
+            "error_count": len(errors), "closed": closed}
 
 
 async def rooms_once(args: argparse.Namespace, workdir: Path, order: list[str]) -> dict[str, Any]:
     tenants = math.ceil(args.rooms / 20)  # 20 rooms per tenant: the default cap, kept
     keys = [f"t{i}:{CLIENT_KEY}-{i}" for i in range(tenants)]
     clients = args.rooms * (args.listeners + 1)
+    k, per = args.slow_rooms, args.listeners
     with children() as started:
         sim, sim_url = start_simulator(started, workdir, 2 * args.rooms)
         bridge, bridge_url = start_bridge(started, workdir, sim_url, {
@@ -412,37 +441,46 @@ async def rooms_once(args: argparse.Namespace, workdir: Path, order: list[str]) 
         await wait_ready(bridge, url=bridge_url + "/healthz")
         await wait_ready(minimal, port=minimal_port)
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-            rooms: list[tuple[str, dict[str, str]]] = []
+            rooms: list[tuple[str, str]] = []  # (room id, its tenant's Authorization)
             for i in range(args.rooms):
-                headers = {"Authorization": f"Bearer {keys[i // 20].split(':', 1)[1]}"}
-                rooms += [(r, headers) for r in await bridge_rooms(http, bridge_url, 1, headers)]
+                auth = f"Bearer {keys[i // 20].split(':', 1)[1]}"
+                rooms += [(r, auth) for r in await bridge_rooms(http, bridge_url, 1, {"Authorization": auth})]
             channels = await sim_channels(http, sim_url, args.rooms)
-        stacks: dict[str, tuple[list[ClientConnection], list[Listeners]]] = {}
-        senders = [await open_sender(bridge_ws(bridge_url, r), h) for r, h in rooms]
-        procs: list[Listeners] = []
+        stacks: dict[str, RoomsStack] = {}
+        # the bridge: the slow rooms are the first ones (of the first tenant: k <= 20)
+        senders = [await open_sender(bridge_ws(bridge_url, r), {"Authorization": a}) for r, a in rooms[k:]]
         by_key: dict[str, list[str]] = {}
-        for r, h in rooms:
-            by_key.setdefault(h["Authorization"], []).extend([bridge_ws(bridge_url, r)] * args.listeners)
+        for r, a in rooms[k:]:
+            by_key.setdefault(a, []).extend([bridge_ws(bridge_url, r)] * per)
+        audience: list[Listeners] = []
         for n, (auth, urls) in enumerate(by_key.items()):
-            procs += await audience(workdir, f"bridge-listeners-{n}", urls, {"Authorization": auth})
-        stacks["bridge"] = (senders, procs)
+            audience += await audience_of(workdir, f"bridge-listeners-{n}", urls, {"Authorization": auth})
+        slow = None
+        if k:
+            urls = [bridge_ws(bridge_url, r) for r, _ in rooms[:k] for _ in range(per + 1)]
+            [slow] = await audience_of(workdir, "bridge-slow-rooms", urls, {"Authorization": rooms[0][1]})
+            await slow.ask("pause", clients=[i * (per + 1) + 1 for i in range(k)])  # one listener per slow room
+        stacks["bridge"] = RoomsStack(senders, audience, slow, [i * (per + 1) for i in range(k)])
         base = f"ws://{HOST}:{minimal_port}/?channel="
-        floor_senders = [await connect(base + c, max_size=2**22) for c in channels]
-        urls = [f"{base}{c}&listen=1" for c in channels for _ in range(args.listeners)]
-        stacks["floor"] = (floor_senders, await audience(workdir, "floor-listeners", urls, {}))
-        if args.slow_rooms:  # in the first rooms, one listener stops reading
-            for name in stacks:
-                for p in stacks[name][1][:1]:
-                    await p.ask("pause", count=args.slow_rooms)
+        senders = [await connect(base + c, max_size=2**22) for c in channels[k:]]
+        audience = await audience_of(workdir, "floor-listeners", [f"{base}{c}&listen=1" for c in channels[k:]
+                                                                  for _ in range(per)], {})
+        slow = None
+        if k:  # the floor forwards nothing: its slow rooms only have a listener that does not read
+            [slow] = await audience_of(workdir, "floor-slow-rooms", [f"{base}{c}&listen=1" for c in channels[:k]
+                                                                     for _ in range(per)], {})
+            await slow.ask("pause", clients=[i * per for i in range(k)])
+        stacks["floor"] = RoomsStack(senders, audience, slow)
         results = {}
         try:
             for name in order:
-                before = cpu_seconds((bridge if name == "bridge" else minimal).proc.pid) or 0
-                results[name] = await rooms_phase(name, *stacks[name], args.seconds, args.interval)
-                results[name]["cpu_s"] = (cpu_seconds((bridge if name == "bridge" else minimal).proc.pid) or 0) - before
+                child = bridge if name == "bridge" else minimal
+                before = cpu_seconds(child.proc.pid) or 0
+                results[name] = await rooms_phase(name, stacks[name], args.seconds, args.interval)
+                results[name]["cpu_s"] = (cpu_seconds(child.proc.pid) or 0) - before
         finally:
-            for _, (_, ps) in stacks.items():
-                for p in ps:
+            for stack in stacks.values():
+                for p in stack.audience + ([stack.slow] if stack.slow else []):
                     await p.stop()
         for child in started:
             child.check()
@@ -461,8 +499,10 @@ def print_rooms(result: dict[str, Any]) -> None:
         print(f"{name:<8}{r['speaks']:>8}{r['ack'][0]:>10.2f} /{r['ack'][1]:>8.2f}{r['delivery'][0]:>12.2f} /"
               f"{r['delivery'][1]:>9.2f}{r['deliveries']:>12}{r['room_p99_median']:>14.2f} /{r['room_p99_worst']:>8.2f}"
               f"{r['cpu_s']:>8.1f}{r['error_count']:>8}")
-        if r["closed"]:
-            print(f"  {name}: listeners closed: {r['closed']}")
+        print(f"  {name}: slow rooms' clients closed (close code: count): {r['slow_closed'] or 'none'}; "
+              f"the speaking rooms' listeners closed: {r['closed'] or 'none'}")
+        for error in r["errors"]:
+            print(f"  {name} error: {error}")
     print("  ".join(f"{k}: {v:.2f}" for k, v in result["ratios"].items()))
 
 
@@ -530,7 +570,7 @@ async def run(args: argparse.Namespace) -> int:
         summarize(runs, figures)
     elif runs:
         summarize(runs, {
-            **{f"{n} {fig} ms": (lambda r, n=n, fig=fig, i=i: r[n][fig][i])
+            **{f"{n} {fig} p{(50, 99)[i]} ms": (lambda r, n=n, fig=fig, i=i: r[n][fig][i])
                for n in ("bridge", "floor") for fig in ("ack", "delivery") for i in (0, 1)},
             "bridge room p99 worst ms": lambda r: r["bridge"]["room_p99_worst"],
             "floor room p99 worst ms": lambda r: r["floor"]["room_p99_worst"],
@@ -567,8 +607,11 @@ def main() -> None:
     rooms.add_argument("--rooms", type=int, default=500, help="rooms (default 500)")
     rooms.add_argument("--listeners", type=int, default=4, help="listeners per room besides the sender (default 4)")
     rooms.add_argument("--seconds", type=float, default=60.0, help="seconds of load per server (default 60)")
-    rooms.add_argument("--interval", type=float, default=2.0, help="seconds between a room's speaks (default 2)")
-    rooms.add_argument("--slow-rooms", type=int, default=10, help="rooms with one listener that never reads (default 10)")
+    rooms.add_argument("--interval", type=float, default=5.0,
+                       help="seconds between a room's speaks (default 5: 100 speaks/s with 500 rooms)")
+    rooms.add_argument("--slow-rooms", type=int, default=5,
+                       help="rooms (no speaks) with one listener that never reads and, on the bridge, a stream of "
+                            "big reply events forwarded by a kiosk (default 5)")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")

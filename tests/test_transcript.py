@@ -108,3 +108,30 @@ async def test_cursor_erasure_tenants_and_the_operator(bridge_factory: Any) -> N
     assert (await bridge.http.post(f"/v1/rooms/{rid}/ask", json={"text": "Still there?"})).status_code == 200
     again = (await bridge.http.get(f"/v1/rooms/{rid}/transcript")).json()["entries"]
     assert [(e["kind"], e["text"]) for e in again] == [("ask", "Still there?")]  # recorded again from then on
+
+
+async def test_entries_recorded_while_a_write_waits_are_written_in_one_go() -> None:
+    """One store call (one transaction) for what piled up behind the writer, not one per command."""
+    from types import SimpleNamespace
+
+    from bridge.rooms.transcript import Transcripts
+    from bridge.rooms.writer import SerialWriter
+    from bridge.store.memory import MemoryRoomStore
+
+    store = MemoryRoomStore()
+    calls: list[int] = []
+    real_add = store.add_transcript
+
+    async def add(entries: list[Any]) -> None:
+        calls.append(len(entries))
+        await real_add(entries)
+
+    store.add_transcript = add  # type: ignore[method-assign]
+    transcripts = Transcripts(store, SerialWriter("test"), clock=lambda: 1.0)  # not running: writes on flush
+    lr: Any = SimpleNamespace(room=SimpleNamespace(id="rm_1"))
+    for n in range(3):
+        transcripts.record(lr, "speak", f"line {n}")
+    assert [e.text for e in await transcripts.read("rm_1")] == ["line 0", "line 1", "line 2"]
+    transcripts.record(lr, "ask", "and then?")
+    assert [e.text for e in await transcripts.read("rm_1")][-1] == "and then?"
+    assert calls == [3, 1]

@@ -54,7 +54,7 @@ def _resume(coro: Steps, waiting: Any) -> Steps:
 class Outbox:
     """Frames to one client, in order: eagerly written, else queued behind the one in flight."""
 
-    __slots__ = ("_ws", "_send", "limit", "on_overflow", "on_lost", "_pending", "_busy", "close_sent")
+    __slots__ = ("_ws", "_send", "limit", "on_overflow", "on_lost", "_pending", "_busy", "closing", "close_sent")
 
     def __init__(self, ws: WebSocket, send: ASGISend, limit: int, *, on_overflow: Callable[[], None],
                  on_lost: Callable[[], None]) -> None:
@@ -67,7 +67,8 @@ class Outbox:
         self.on_lost = on_lost  # a send failed: the client is gone
         self._pending: deque[str | tuple[int, str]] | None = None  # made when first needed: most clients never do
         self._busy: asyncio.Task[None] | None = None  # the task finishing a send that had to wait
-        self.close_sent = False
+        self.closing = False  # the close is asked for: no frame after it
+        self.close_sent = False  # the close is handed to the server
 
     @property
     def waiting(self) -> int:
@@ -76,7 +77,7 @@ class Outbox:
 
     def put(self, text: str) -> None:
         """Send ``text`` now if the socket takes it, else queue it (``on_overflow`` when full)."""
-        if self.close_sent:
+        if self.closing:
             return
         if self._busy is None:
             self._step(self._send({"type": "websocket.send", "text": text}))
@@ -87,8 +88,9 @@ class Outbox:
 
     def close(self, code: int, reason: str) -> None:
         """Send the close frame after everything queued."""
-        if self.close_sent:
+        if self.closing:
             return
+        self.closing = True
         if self._busy is None:
             self.close_sent = True
             self._step(self._ws.close(code, reason))

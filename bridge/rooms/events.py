@@ -123,6 +123,9 @@ class RoomEvents:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    def subscribers(self) -> list[Sink]:
+        return list(self._subscribers)
+
     def publish(self, frame: ServerFrame) -> int:
         event = Event(next(self._ids), frame.frame_type, encode(frame))
         self.history.append(event)

@@ -1,0 +1,96 @@
+"""A room's audience over real sockets: the sender is answered before the room hears of its command,
+whatever the audience does; a client costs one task; a client that does not read holds its own
+events, no one else's. No timing: orders of frames and states are what is checked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from bridge.http.ws import Connection
+from tests.helpers import RawWS, create_room, of_type, open_ws, poll, recv, send, stream_message, until
+
+
+async def test_the_sender_gets_its_ack_before_the_rooms_command_event(acme: Any) -> None:
+    room = await create_room(acme)
+    async with await open_ws(acme, room["id"]) as sender, await open_ws(acme, room["id"]) as other:
+        await recv(sender), await recv(other)  # the room frames
+        await send(sender, {"type": "speak", "id": "s1", "text": "Hello everyone."})
+        first, second = await recv(sender), await recv(sender)
+        assert (first["type"], first["id"]) == ("ack", "s1")
+        assert (second["type"], second["seq"]) == ("command", 1)
+        assert (await recv(other))["type"] == "command"
+
+
+async def test_a_websocket_client_costs_one_task(bridge_factory: Any) -> None:
+    """The server's own task per socket (it reads), nothing more: no pump, no writer, no timer task."""
+    bridge = await bridge_factory(event_source="none")  # no observer tasks coming and going meanwhile
+
+    def awaiting(task: asyncio.Task[Any]) -> list[str]:
+        """The files of the coroutines a task is suspended in, outermost first."""
+        files, coro = [], task.get_coro()
+        while coro is not None:
+            code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+            if code is not None:
+                files.append(code.co_filename)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return files
+
+    def socket_tasks() -> set[asyncio.Task[Any]]:
+        return {t for t in asyncio.all_tasks() if any(f.endswith(("http/ws.py", "http/outbox.py")) for f in awaiting(t))}
+
+    room = await create_room(bridge, headers={})
+    before = asyncio.all_tasks()
+    clients = [await RawWS.open(bridge.url, room["id"]) for _ in range(10)]  # no task of their own
+    try:
+        for raw in clients:
+            opcode, payload = await raw.frame()
+            assert opcode == 0x1 and json.loads(payload)["type"] == "room"
+        assert len(socket_tasks()) == 10
+        assert len(asyncio.all_tasks() - before) == 10
+    finally:
+        for raw in clients:
+            raw.abort()
+    await poll(lambda: bridge.rooms.registry.live[room["id"]].clients == 0, what="the clients to be let go")
+
+
+async def test_the_senders_ack_comes_while_the_audience_reads_nothing(bridge_factory: Any) -> None:
+    """Two listeners stop reading; the room's replies fill their sockets and queue behind them.
+    The sender is answered all the same, and the listeners lose nothing: once they read, they get
+    every reply and the command, in order."""
+    bridge = await bridge_factory(ws_rate_limit=1000, ws_rate_burst=1000)
+    room = await create_room(bridge, headers={})
+    lr = bridge.rooms.registry.live[room["id"]]
+    listeners = [await RawWS.open(bridge.url, room["id"], paused=True) for _ in range(2)]
+    try:
+        async with await open_ws(bridge, room["id"], headers=None) as sender:
+            await recv(sender)
+            # a growing reply: ~9 MiB of reply events per listener, more than the kernel buffers take
+            chunk, count = "x" * 8192, 48
+            events = ([stream_message(9, chunk, "start")] + [stream_message(9, chunk, "middle")] * (count - 2)
+                      + [stream_message(9, chunk, "end")])
+            for event in events:
+                await send(sender, {"type": "rtc_event", "event": event})
+            await until(sender, of_type("reply", final=True))
+
+            def stuck() -> list[Connection]:
+                return [c for c in lr.events.subscribers() if isinstance(c, Connection) and c.outbox.waiting]
+
+            await poll(lambda: len(stuck()) == 2, what="the listeners' frames to queue behind their sockets")
+            await send(sender, {"type": "speak", "id": "go", "text": "Still here."})
+            assert (await until(sender, of_type("ack", id="go")))["position"] == 1
+            assert lr.clients == 3  # nobody was dropped: their queues are within BRIDGE_WS_SEND_BUFFER
+        for raw in listeners:
+            raw.resume()
+            seen: list[dict[str, Any]] = []
+            while not seen or seen[-1]["type"] != "command":
+                opcode, payload = await raw.frame()
+                if opcode == 0x1:
+                    seen.append(json.loads(payload))
+            replies = [f for f in seen if f["type"] == "reply"]
+            assert len(replies) == count and replies[-1]["final"]
+            assert seen[-1]["seq"] == 1
+    finally:
+        for raw in listeners:
+            raw.abort()
