@@ -153,7 +153,6 @@ def machine() -> str:
 
 def bridge_deflate() -> bool:
     """Whether the bridge's server config negotiates permessage-deflate: the floors are run alike."""
-    from bridge.serving import server_config
-    from bridge.settings import Settings
+    from bridge.serving import WS_PER_MESSAGE_DEFLATE
 
-    return bool(server_config(None, Settings(_env_file=None)).ws_per_message_deflate)
+    return WS_PER_MESSAGE_DEFLATE

@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - not on Windows
     resource = None  # type: ignore[assignment]
 
 __all__ = [
+    "WS_IMPLEMENTATION",
+    "WS_PER_MESSAGE_DEFLATE",
     "ConfigurationError",
     "DescriptorExhaustionFilter",
     "EmbeddedServer",
@@ -54,7 +56,12 @@ __all__ = [
 
 log = logging.getLogger("bridge")
 
+# uvicorn's websocket implementation and permessage-deflate, chosen by bench/scale.py memory (README,
+# Benchmarks): websockets-sansio is the lightest per idle socket; permessage-deflate's zlib state is
+# ~40 KiB per client that asks for it (every browser does), more than the rest of the connection,
+# for frames of a few hundred bytes.
 WS_IMPLEMENTATION = "websockets-sansio"
+WS_PER_MESSAGE_DEFLATE = False
 MIN_FD_RESERVE = 100  # descriptors always kept free of client connections: A2E pool, store, logs
 STARTUP_FAILURE = 3  # uvicorn.run's exit status when the server could not start
 
@@ -145,11 +152,7 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         app, host=host, port=port, http=GuardedH11Protocol, header_timeout=settings.header_timeout,
         max_connections=max_connections, timeout_keep_alive=settings.keepalive_timeout,
         log_config=log_config(settings.log_level, settings.log_format), timeout_graceful_shutdown=5,
-        # websockets-sansio: the lightest of uvicorn's websocket implementations per idle socket;
-        # no permessage-deflate: its zlib state is ~40 KiB per client that asks for it (every
-        # browser does), more than the rest of the connection, for frames of a few hundred bytes.
-        # Measured in bench/scale.py memory (README, Benchmarks).
-        ws=WS_IMPLEMENTATION, ws_per_message_deflate=False,
+        ws=WS_IMPLEMENTATION, ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
         ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
         ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 

@@ -47,8 +47,8 @@ async def test_a_websocket_client_costs_one_task(bridge_factory: Any) -> None:
         for raw in clients:
             opcode, payload = await raw.frame()
             assert opcode == 0x1 and json.loads(payload)["type"] == "room"
-        assert len(socket_tasks()) == 10
-        assert len(asyncio.all_tasks() - before) == 10
+        assert len(socket_tasks()) == 10  # a pump, a writer or a timer task per socket would be counted here
+        assert socket_tasks() <= asyncio.all_tasks() - before
     finally:
         for raw in clients:
             raw.abort()
