@@ -112,7 +112,8 @@ class Outbox:
         self._pending.append(item)
 
     def _step(self, send: Awaitable[None]) -> None:
-        steps = send.__await__()
+        # a coroutine is stepped as it is (its __await__() would be one more object per frame)
+        steps: Steps = send if isinstance(send, types.CoroutineType) else send.__await__()  # type: ignore[assignment]
         try:
             waiting = steps.send(None)
         except StopIteration:

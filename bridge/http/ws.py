@@ -66,7 +66,8 @@ class Connection:
 
     # -- as the room's event sink ------------------------------------------------------------------
     def deliver(self, event: Event) -> None:
-        self.send_text(event.data)  # encoded once by the room's hub, for every subscriber
+        if self.close_code is None and not self.finished:  # send_text, inlined: once per client per event
+            self.outbox.put(event.data)  # encoded once by the room's hub, for every subscriber
 
     def ended(self) -> None:
         self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
