@@ -56,11 +56,13 @@ __all__ = [
 
 log = logging.getLogger("bridge")
 
-# uvicorn's websocket implementation and permessage-deflate, chosen by bench/scale.py memory (README,
-# Benchmarks): websockets-sansio is the lightest per idle socket; permessage-deflate's zlib state is
-# ~40 KiB per client that asks for it (every browser does), more than the rest of the connection,
-# for frames of a few hundred bytes.
-WS_IMPLEMENTATION = "websockets-sansio"
+# uvicorn's websocket implementation and permessage-deflate, chosen by figures (bench/scale.py memory
+# and fanout, bench/relay_latency.py; README, Benchmarks). wsproto holds an idle socket in the least
+# memory (about 2.5 KiB less than websockets-sansio, 10 KiB less than the legacy websockets one) at
+# the same latency and fan-out CPU. No permessage-deflate: its zlib state is ~40 KiB per client that
+# asks for it (every browser does), more than the rest of the connection, for frames of a few
+# hundred bytes.
+WS_IMPLEMENTATION = "wsproto"
 WS_PER_MESSAGE_DEFLATE = False
 MIN_FD_RESERVE = 100  # descriptors always kept free of client connections: A2E pool, store, logs
 STARTUP_FAILURE = 3  # uvicorn.run's exit status when the server could not start

@@ -41,7 +41,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bridge.a2e.client import A2EClient
 from bridge.app import create_app
-from bridge.serving import EmbeddedServer
+from bridge.serving import WS_IMPLEMENTATION, WS_PER_MESSAGE_DEFLATE, EmbeddedServer
 from bridge.settings import Settings
 from bridge.simulator.faults import Fault, FaultSpec
 from bridge.simulator.state import SimState
@@ -299,8 +299,8 @@ async def start_bridge(stack: contextlib.AsyncExitStack, sim: Sim, settings: Set
     if in_process:
         url = IN_PROCESS_URL
         transport = asgi_transport(await stack.enter_async_context(lifespan_of(app)))
-    else:
-        url = await stack.enter_async_context(serve(app))
+    else:  # the websocket implementation and options a2e-bridge serve runs with (bridge.serving)
+        url = await stack.enter_async_context(serve(app, ws=WS_IMPLEMENTATION, ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE))
     http = http_client(url, transport, headers=headers or {})
     stack.push_async_callback(http.aclose)
     bridge = Bridge(url, app, sim, http, transport)

@@ -15,7 +15,7 @@ import pytest
 from bridge import frames as p
 from bridge.a2e.client import A2EClient
 from bridge.app import create_app
-from bridge.serving import EmbeddedServer
+from bridge.serving import WS_IMPLEMENTATION, EmbeddedServer
 from bridge.settings import Settings
 from bridge.simulator.feed import answer_for
 from tests.helpers import (
@@ -485,7 +485,7 @@ async def test_a_client_that_stops_answering_pings_is_dropped(tmp_path: Any, sim
     async with A2EClient("test-key", sim.url, timeout=2.0) as client:
         app = create_app(settings, a2e=client)
         server = EmbeddedServer.for_app(app, ws_ping_interval=settings.ws_ping_interval,
-                                        ws_ping_timeout=settings.ws_ping_interval)
+                                        ws_ping_timeout=settings.ws_ping_interval, ws=WS_IMPLEMENTATION)
         url = await server.start()
         try:
             async with httpx.AsyncClient(base_url=url) as http:
