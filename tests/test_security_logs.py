@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from bridge.logs import RedactingFormatter, RedactSecrets, redact
+from bridge.serving import WS_IMPLEMENTATION
 from tests.helpers import free_port, spawn_cli, wait_http
 
 A2E_KEY = "sk_A2E-canary-7d1e"
@@ -132,8 +133,10 @@ def test_a_real_bridge_at_debug_logs_no_credential(tmp_path: Path) -> None:
         if bridge is not None:
             bridge_out = _stop(bridge)
         sim_out = _stop(sim)
-    # the lines that would carry the credentials are there, redacted
-    assert "authorization: Basic <redacted>" in bridge_out and "authorization: Token <redacted>" in bridge_out
+    # the lines that would carry the credentials are there, redacted: the websocket handshakes' headers
+    # (logged at DEBUG by uvicorn's websockets-sansio; wsproto, which the bridge runs, logs none)
+    if WS_IMPLEMENTATION == "websockets-sansio":
+        assert "authorization: Basic <redacted>" in bridge_out and "authorization: Token <redacted>" in bridge_out
     assert "Authorization: Bearer <redacted>" in bridge_out  # the observer's handshake, with the A2E key
     assert "authorization: Bearer <redacted>" in sim_out
     for name, out in (("bridge", bridge_out), ("simulator", sim_out)):
