@@ -180,4 +180,5 @@ def test_error_round_trip_through_parse() -> None:
 def test_close_codes_are_the_public_contract() -> None:
     assert (p.CloseCode.ROOM_CLOSED, p.CloseCode.SLOW_CONSUMER, p.CloseCode.ROOM_NOT_OPEN,
             p.CloseCode.UNAUTHORIZED, p.CloseCode.NOT_FOUND, p.CloseCode.FLOOD) == (4000, 4008, 4009, 4401, 4404, 4429)
-    assert p.CLIENT_TYPES == ("speak", "ask", "flush", "set_qa_context", "ping", "rtc_event")
+    assert p.CLIENT_TYPES == ("speak", "ask", "flush", "set_qa_context", "ping", "rtc_event", "speak_delta", "speak_end",
+                             "cancel")
