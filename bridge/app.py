@@ -19,13 +19,15 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, ops, passthrough, rooms, ws
+from .http import commands, events, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
 from .http.limits import BodyLimit
 from .http.responses import EXCEPTION_HANDLERS, error_response
 from .http.security_headers import SecurityHeaders
 from .metrics import record_a2e_call
 from .rooms import Rooms
+from .rooms.answers import Answering
+from .rooms.brains import build_brains
 from .rooms.clients import ClientRegistry
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
@@ -67,14 +69,15 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             store = await stack.enter_async_context(room_store(settings))
             observing = await stack.enter_async_context(
                 observers(settings, client, upstream_key(settings, a2e, simulator)))
+            answering = await stack.enter_async_context(brains(settings))
             app.state.a2e = client
             app.state.event_source = observing.source
-            app.state.rooms = room_domain(settings, client, store, observing, clock)
+            app.state.rooms = room_domain(settings, client, store, observing, clock, answering)
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
 
-    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
+    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *commands.routes, *events.routes, *ws.routes, *passthrough.routes,
                                *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
@@ -167,15 +170,27 @@ async def observers(settings: Settings, client: A2EClient, api_key: str | None) 
         await observing.aclose()
 
 
+@contextlib.asynccontextmanager
+async def brains(settings: Settings) -> AsyncIterator[Answering]:
+    """The brains of BRIDGE_BRAINS (their keys read from the environment now), closed on the way out."""
+    answering = Answering(build_brains(settings))
+    if answering.brains:
+        log.info("brains: %s", ", ".join(sorted(answering.brains)))
+    try:
+        yield answering
+    finally:
+        await answering.aclose()
+
+
 def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
-                clock: Clock) -> Rooms:
+                clock: Clock, answering: Answering | None = None) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
     channel A2E forgot closes its room."""
     clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
                              per_tenant=settings.max_clients_per_tenant)
     registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
-    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
+    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone, answering=answering)
     lifecycle.on_open.extend([relay.open, observing.start])
     lifecycle.on_closing.append(relay.closing)
     return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))

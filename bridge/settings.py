@@ -6,7 +6,7 @@ Settings only hold values; nothing here opens files or sockets.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -115,6 +115,38 @@ class TenantLimits(BaseModel):
     room_create_burst: int | None = Field(None, ge=1)
 
 
+class OpenAIBrain(BaseModel):
+    """``ask`` answered by an OpenAI-compatible chat-completions endpoint (streaming); the key is
+    read from the environment variable ``api_key_env`` and never leaves the server."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["openai"]
+    base_url: str
+    model: str
+    api_key_env: str
+    system_prompt: str | None = None
+    tenants: list[str] | None = None  # who may use it (None: every tenant)
+    timeout: float = Field(15.0, gt=0)  # seconds for the first word, and between words
+    history: int = Field(20, ge=0)  # messages of the room's conversation sent along
+    max_retries: int = Field(1, ge=0, le=5)  # before any word came (never mid-answer)
+
+
+class WebhookBrain(BaseModel):
+    """``ask`` POSTed to ``url``, signed with the secret in ``secret_env`` (README: Brains)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["webhook"]
+    url: str
+    secret_env: str
+    tenants: list[str] | None = None
+    timeout: float = Field(15.0, gt=0)
+    history: int = Field(20, ge=0)
+
+
+BrainConfig = Annotated[Union[OpenAIBrain, WebhookBrain], Field(discriminator="kind")]
+_BRAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class Settings(BaseSettings):
     """Every knob of a2e-bridge. Field ``x`` is read from the variable named in its alias."""
 
@@ -136,7 +168,6 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
     # /readyz asks A2E at most once per this many seconds (it is unauthenticated)
     ready_cache_seconds: float = Field(5.0, ge=0, alias="BRIDGE_READY_CACHE_SECONDS")
-    # set: /metrics needs "Authorization: Bearer <token>"; unset or empty: /metrics is open
     metrics_token: SecretStr | None = Field(None, alias="BRIDGE_METRICS_TOKEN")
 
     # development mode on a non-loopback address must be asked for (every caller would be tenant dev)
@@ -165,6 +196,10 @@ class Settings(BaseSettings):
     # 24 h outlasts any room (expire_seconds is at most 86,400)
     ticket_max_life: float = Field(86_400.0, gt=0, alias="BRIDGE_TICKET_MAX_LIFE")
     sweep_interval: float = Field(1.0, gt=0, alias="BRIDGE_SWEEP_INTERVAL")
+    # who answers ask besides A2E; a stream with nothing new for this long is over; estimated speech speed
+    brains: dict[str, BrainConfig] = Field(default_factory=dict, alias="BRIDGE_BRAINS")
+    stream_idle_timeout: float = Field(30.0, gt=0, alias="BRIDGE_STREAM_IDLE_TIMEOUT")
+    speech_seconds_per_char: float = Field(0.07, gt=0, alias="BRIDGE_SPEECH_SECONDS_PER_CHAR")
 
     passthrough_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                                 alias="BRIDGE_PASSTHROUGH_TENANTS")
@@ -220,6 +255,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return [str(item) for item in value]  # type: ignore[attr-defined]
+
+    @field_validator("brains")
+    @classmethod
+    def _check_brains(cls, value: dict[str, BrainConfig]) -> dict[str, BrainConfig]:
+        if bad := [n for n in value if n == "a2e" or not _BRAIN_NAME.fullmatch(n)]:
+            raise ValueError(f"BRIDGE_BRAINS: {bad[0]!r} cannot name a brain (letters, digits, _ and -; 'a2e' is A2E's own)")
+        return value
 
     @field_validator("agora_sdk_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context, commands.
+"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context (commands: ``commands.py``).
 
 Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), gathered at
 ``/openapi.json`` by Starlette's schema generator.
@@ -19,7 +19,7 @@ from bridge.errors import BadRequest, ValidationFailed
 from bridge.rooms import Rooms
 from bridge.rooms.models import CloseReason, Room
 from bridge.rooms.registry import LiveRoom, room_of
-from bridge.rooms.relay import CommandKind, acceptance, check_qa_context
+from bridge.rooms.relay import check_qa_context
 
 from .auth import Authenticator, Caller
 from .paging import decode_cursor, encode_cursor, page_limit
@@ -35,6 +35,7 @@ class CreateRoom(BaseModel):
     expire_seconds: int | None = Field(None, ge=10, le=86_400)
     qa_context: str | None = None
     forward_events: bool = False  # the room's ws_ticket may forward channel events (a kiosk page)
+    brain: str | None = Field(None, min_length=1, max_length=64)  # who answers ask: "a2e" or a BRIDGE_BRAINS name
 
 
 class TicketRequest(BaseModel):
@@ -104,7 +105,8 @@ async def create_room(request: Request) -> Response:
       content:
         application/json:
           schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
-                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}, forward_events: {type: boolean}}}
+                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}, forward_events: {type: boolean},
+                   brain: {type: string, description: "who answers ask: a2e (default) or a name from BRIDGE_BRAINS"}}}
     responses:
       201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
       429: {description: "A cap was hit (details.cap names it)"}
@@ -112,8 +114,10 @@ async def create_room(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, CreateRoom)
-    lr = await rooms_of(request).lifecycle.create(who.tenant, avatar_id=body.avatar_id,
-                                                  expire_seconds=body.expire_seconds, qa_context=body.qa_context)
+    rooms = rooms_of(request)
+    brain = rooms.relay.answering.check(body.brain, who.tenant)  # before A2E charges for anything
+    lr = await rooms.lifecycle.create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
+                                      qa_context=body.qa_context, brain=brain)
     return JSONResponse(room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events),
                         status_code=201)
 
@@ -215,49 +219,6 @@ async def get_qa_context(request: Request) -> Response:
     return JSONResponse({"text": room.qa_context or "", "chars": len(room.qa_context or "")})
 
 
-async def run_command(request: Request, kind: CommandKind) -> Response:
-    who = caller(request)
-    body = await parse_body(request, TextBody)
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text))
-    return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
-                         "chunks": len(seqs)})
-
-
-async def speak(request: Request) -> Response:
-    """
-    summary: Make the avatar say a text (queued in order; long text is split at sentences)
-    responses:
-      200: {description: "Accepted by A2E: {position, positions, chunks}"}
-      409: {description: Room not open, or the command was flushed}
-      429: {description: Queue full}
-    """
-    return await run_command(request, "speak")
-
-
-async def ask(request: Request) -> Response:
-    """
-    summary: Ask the avatar a question (answered from the QA context; the reply arrives as events)
-    responses:
-      200: {description: "Accepted by A2E: {position}"}
-    """
-    return await run_command(request, "ask")
-
-
-async def flush(request: Request) -> Response:
-    """
-    summary: Drop the room's pending commands
-    responses:
-      200: {description: "{flushed: n}"}
-    """
-    who = caller(request)
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    return JSONResponse({"flushed": rooms.relay.flush(lr)})
-
-
 routes: list[BaseRoute] = [
     Route("/v1/rooms", create_room, methods=["POST"]),
     Route("/v1/rooms", list_rooms, methods=["GET"]),
@@ -266,7 +227,4 @@ routes: list[BaseRoute] = [
     Route("/v1/rooms/{room_id}/tickets", new_ticket, methods=["POST"]),
     Route("/v1/rooms/{room_id}/qa-context", put_qa_context, methods=["PUT"]),
     Route("/v1/rooms/{room_id}/qa-context", get_qa_context, methods=["GET"]),
-    Route("/v1/rooms/{room_id}/speak", speak, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/ask", ask, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/flush", flush, methods=["POST"]),
 ]

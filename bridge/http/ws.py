@@ -24,8 +24,9 @@ from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
 from bridge.rooms.events import Subscription
 from bridge.rooms.observing import forward_rtc_event
+from bridge.rooms.queue import Stream
 from bridge.rooms.registry import LiveRoom
-from bridge.rooms.relay import acceptance
+from bridge.rooms.relay import Submission
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
@@ -69,6 +70,7 @@ class Connection:
         self.close_reason = ""
         self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
         self.finished = False  # the connection is over: late acks go nowhere
+        self.streams: set[str] = set()  # this connection's stream keys (names are per connection)
 
     def send(self, frame: p.ServerFrame) -> None:
         self.send_text(p.encode(frame))
@@ -164,10 +166,25 @@ class Connection:
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text))
-            accepted.add_done_callback(lambda done: self._answer(frame, done))
+            submission = relay.submit(self.lr, frame.type, frame.text)
+            self.send(p.Queued(id=frame.id, kind=frame.type, utterance=submission.utterance.id,
+                               utterances=[u.id for u in submission.utterance.pieces] or [submission.utterance.id]))
+            submission.accepted.add_done_callback(lambda done: self._answer(frame, submission, done))
+        elif isinstance(frame, p.SpeakDelta):
+            key = self.stream_key(frame.stream)
+            stream = relay.stream_delta(self.lr, key, frame.text)
+            self.streams.add(key)
+            self.send(p.StreamAck(id=frame.id, kind="speak_delta", stream=frame.stream, utterance=stream.utterance.id))
+        elif isinstance(frame, p.SpeakEnd):
+            key = self.stream_key(frame.stream)
+            self.streams.discard(key)
+            stream = relay.stream_end(self.lr, key)
+            stream.done.add_done_callback(lambda done: self._answer_end(frame, stream))
+        elif isinstance(frame, p.Cancel):
+            self.send(p.CancelAck(id=frame.id, cancelled=relay.cancel(self.lr, frame.id)))
         elif isinstance(frame, p.Flush):
-            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
+            flushed, dropped = relay.flush(self.lr)
+            self.send(p.FlushAck(id=frame.id, flushed=flushed, dropped=dropped))
         elif isinstance(frame, p.SetQaContext):
             updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
@@ -177,7 +194,10 @@ class Connection:
                                 "ticket minted with forward_events")
             forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    def _answer(self, frame: p.Speak | p.Ask, accepted: asyncio.Future[list[int]]) -> None:
+    def stream_key(self, name: str) -> str:
+        return f"ws{self.id}:{name}"
+
+    def _answer(self, frame: p.Speak | p.Ask, submission: Submission, accepted: asyncio.Future[list[int]]) -> None:
         """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
         failure = accepted.exception()
         if failure is not None:
@@ -185,7 +205,17 @@ class Connection:
             self.send_error(failure, frame.id)
             return
         seqs = accepted.result()
-        self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
+        self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs,
+                        utterance=submission.utterance.id, utterances=submission.utterance.leaves))
+
+    def _answer_end(self, frame: p.SpeakEnd, stream: Stream) -> None:
+        failure = stream.done.exception()
+        if failure is not None:
+            assert isinstance(failure, BridgeError)
+            self.send_error(failure, frame.id)
+            return
+        self.send(p.StreamAck(id=frame.id, kind="speak_end", stream=frame.stream, utterance=stream.utterance.id,
+                              positions=stream.done.result(), utterances=[u.id for u in stream.utterance.pieces]))
 
 
 async def room_websocket(ws: WebSocket) -> None:
@@ -241,6 +271,8 @@ async def room_websocket(ws: WebSocket) -> None:
         delivered = (writer is not None and writer.done() and not writer.cancelled()
                      and writer.exception() is None)
         conn.finished = True
+        for key in conn.streams:  # its unfinished sentences can never be finished now
+            rooms.relay.stream_abort(lr, key, "the websocket closed before speak_end")
         for task in [*tasks, *([closing] if closing else [])]:
             task.cancel()
         for task in tasks:

@@ -116,7 +116,7 @@ class RoomLifecycle:
 
     # -- rooms ---------------------------------------------------------------------------------
     async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
-                     qa_context: str | None) -> LiveRoom:
+                     qa_context: str | None, brain: str | None = None) -> LiveRoom:
         s = self.settings
         expire = self.caps.room_lifetime(tenant, expire_seconds)
         if qa_context is not None:
@@ -128,7 +128,7 @@ class RoomLifecycle:
         async with lock:  # caps are checked and the record written as one step per tenant
             await self.caps.check(tenant, expire, live_rooms=len(self.registry.of_tenant(tenant)))
             room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
-                            qa_context=qa_context)
+                            qa_context=qa_context, brain=brain)
             lr = LiveRoom(room, self._new_events())
             self.registry.add(lr)
             await self._save(lr)

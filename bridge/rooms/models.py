@@ -105,6 +105,7 @@ class Room:
     qa_context: str | None = None
     last_activity: float = 0.0  # 0 means "not set": defaults to created_at
     error: str | None = None
+    brain: str | None = None  # who answers ask: None is A2E's own, else a name from BRIDGE_BRAINS
     version: int = 0  # bumped by the store on every put (optimistic check)
 
     def __post_init__(self) -> None:
@@ -123,6 +124,7 @@ class Room:
         expire_seconds: int,
         now: float,
         qa_context: str | None = None,
+        brain: str | None = None,
     ) -> Room:
         return cls(
             id=new_room_id(),
@@ -131,6 +133,7 @@ class Room:
             expire_seconds=expire_seconds,
             created_at=now,
             qa_context=qa_context,
+            brain=brain,
         )
 
     # -- state machine ----------------------------------------------------
@@ -199,6 +202,7 @@ class Room:
             "closed_at": _iso(self.closed_at),
             "closed_at_epoch": self.closed_at,
             "qa_context_chars": len(self.qa_context or ""),
+            "brain": self.brain or "a2e",
         }
 
     def to_record(self) -> dict[str, Any]:
