@@ -328,6 +328,16 @@ async def until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], *
             seen.append(frame)
 
 
+async def seen_or_until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]],
+                        timeout: float = WAIT) -> dict[str, Any]:
+    """The first frame in ``seen`` that matches, else the next one read that does (``until``)."""
+    found = next((f for f in seen if match(f)), None)
+    if found is None:
+        found = await until(ws, match, seen=seen, timeout=timeout)
+        seen.append(found)
+    return found
+
+
 def of_type(kind: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
     return lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items())
 

@@ -114,7 +114,7 @@ class Answering:
                     self._said(lr, ask, said, feeder.feed(lr, stream, delta))
             finally:
                 await words.aclose()
-            self._said(lr, ask, said, feeder.feed(lr, stream, "", final=True))
+            said.extend(p.text for p in feeder.feed(lr, stream, "", final=True))  # in the final reply below
             if not said:
                 raise BrainFailed(f"the brain {brain.name} answered nothing")
         except asyncio.CancelledError:
