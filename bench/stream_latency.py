@@ -152,6 +152,8 @@ async def run(args: argparse.Namespace) -> int:
                 a_ws, a_channel, a_acks = await bridge_room(brain="bench")
                 g_ws, g_channel = await floor_room()
                 first: dict[str, list[float]] = {"bridge": [], "floor": []}
+                to_llm: dict[str, list[float]] = {"bridge": [], "floor": []}  # ask sent → the LLM has the request
+                from_llm: dict[str, list[float]] = {"bridge": [], "floor": []}  # sentence 1's last token → A2E
                 ttfs: list[float] = []
 
                 async def one_ask(name: str, i: int, record: bool) -> None:
@@ -172,6 +174,8 @@ async def run(args: argparse.Namespace) -> int:
                         first[name].append(arrived - start)
                         said = next(t for t, token in llm.sent if token == "!" and t >= llm.received_at[asked])
                         ttfs.append(said - llm.received_at[asked])
+                        to_llm[name].append(llm.received_at[asked] - start)
+                        from_llm[name].append(arrived - said)
 
                 for i in range(args.ask_warmup + args.asks):
                     order = ("bridge", "floor") if i % 2 == 0 else ("floor", "bridge")
@@ -195,6 +199,9 @@ async def run(args: argparse.Namespace) -> int:
     print("   " + summary("bridge (room brain 'bench')", first["bridge"]))
     print("   " + summary("floor (openai package, same cut)", first["floor"]))
     print("   " + summary("the LLM's own time to sentence 1", ttfs))
+    for name in ("bridge", "floor"):
+        print(f"   {name:<6}: ask → LLM request in p50 {statistics.median(to_llm[name]) * 1000:.2f} ms, "
+              f"sentence 1's last token out → A2E speak in p50 {statistics.median(from_llm[name]) * 1000:.2f} ms")
     b50, f50, l50 = (statistics.median(v) for v in (first["bridge"], first["floor"], ttfs))
     print(f"   p50 ratio: bridge / floor {b50 / f50:.3f}, bridge / LLM's own {b50 / l50:.3f} (goal ≤ 1.1)")
     for error in errors[:10]:

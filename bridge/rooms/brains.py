@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx  # the webhook's client: a remote of the deployment's own, not A2E (bridge/a2e has its transport)
 import openai
+from openai.types.chat import ChatCompletionChunk
 
 from bridge.errors import BrainFailed, BrainTimeout
 from bridge.settings import ConfigurationError, OpenAIBrain, Settings, WebhookBrain
@@ -67,7 +68,13 @@ class OpenAIChat:
         messages: list[Any] = [*([{"role": "system", "content": system}] if system else []), *history,
                                {"role": "user", "content": question}]
         try:
-            stream = await self.client.chat.completions.create(model=self.config.model, messages=messages, stream=True)
+            # client.post rather than chat.completions.create: create re-walks every message through the
+            # package's TypedDict transform (about 0.2 ms a message, several ms with a conversation's
+            # history, on every ask's path), and this body is plain JSON already. Same request, same stream.
+            stream = await self.client.post("/chat/completions", body={"model": self.config.model, "messages": messages,
+                                                                        "stream": True},
+                                            cast_to=ChatCompletionChunk, stream=True,
+                                            stream_cls=openai.AsyncStream[ChatCompletionChunk])
             try:
                 async for chunk in stream:
                     for choice in chunk.choices or ():
