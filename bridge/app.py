@@ -2,7 +2,7 @@
 
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
-the rooms (recovered on the way in, left on the way out) and the sweeper.
+the brains (``BRIDGE_BRAINS``), the rooms (recovered on the way in, left on the way out) and the sweeper.
 """
 
 from __future__ import annotations

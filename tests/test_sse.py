@@ -83,14 +83,20 @@ async def test_reply_after_an_ask(bridge: Any) -> None:
         assert response.status_code == 200 and response.json()["position"] == 1
         seen: list[dict[str, Any]] = []
         await stream.until("speaking_stopped", seen, timeout=10)
+        seen.append(await stream.until("utterance", timeout=10))
+    uid = response.json()["utterance"]
+    # the ask's utterance, heard on the channel: queued → sent → speaking → done
+    assert [(e["data"]["id"], e["data"]["state"]) for e in seen if e["event"] == "utterance"] == [
+        (uid, "queued"), (uid, "sent"), (uid, "speaking"), (uid, "done")]
+    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
+    seen = [e for e in seen if e["event"] != "utterance"]
     names = [e["event"] for e in seen]
     assert names[0] == "command" and seen[0]["data"] == {"type": "command", "kind": "ask", "seq": 1,
-                                                            "text": "How much are tickets?"}
+                                                            "text": "How much are tickets?", "utterance": uid}
     assert names.index("speaking_started") < names.index("reply")
     finals = [e["data"] for e in seen if e["event"] == "reply" and e["data"]["final"]]
     assert [f["text"] for f in finals] == [answer_for("How much are tickets?", CONTEXT)]
     assert names[-2:] == ["reply", "speaking_stopped"] and seen[-2]["data"]["final"]
-    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
     ids = [int(e["id"]) for e in seen]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 

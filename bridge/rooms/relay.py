@@ -114,6 +114,7 @@ class Relay:
         if kind == "ask" and len(text) > CHUNK_CHARS:
             raise ValidationFailed(f"a question may be at most {CHUNK_CHARS} characters")
         if kind == "ask" and lr.room.brain:
+            queue.fits(1)  # a full queue refuses the question now, not its answer later
             parent = tracker.new("ask", text.strip(), ended=False)
             stream = queue.open_stream(f"brain:{parent.id}", parent)
             self.answering.start(self, lr, stream, text.strip())
