@@ -166,6 +166,10 @@ class CommandQueue:
     def fits(self, n: int) -> None:
         self._room_for(n)
 
+    def wake(self) -> None:
+        """Let the worker look at the queue as soon as the running code yields."""
+        self._ready.set()
+
     def end_stream(self, stream: Stream) -> None:
         """No more text for ``stream``: its end came (or its owner is gone); its key is free again."""
         if self.streams.get(stream.key) is stream:

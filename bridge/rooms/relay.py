@@ -170,6 +170,8 @@ class Relay:
         texts, rest = stream.segmenter.cut(text, final=final)
         queue.fits(len(texts))
         stream.segmenter.commit(texts, rest)
+        if texts:
+            queue.wake()  # first: the worker's A2E call goes out before the events about it
         pieces = [(t, tracker.new(stream.utterance.kind, t, parent=stream.utterance)) for t in texts]
         queue.add_pieces(stream, pieces)
         return [u for _, u in pieces]
