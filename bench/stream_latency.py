@@ -39,10 +39,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from relay_latency import A2E_KEY, CLIENT_KEY, HOST, children, free_port, percentile, spawn, wait_ready  # noqa: E402
+
 from bridge.simulator.app import create_simulator_app  # noqa: E402
 from bridge.simulator.embedded import EmbeddedServer  # noqa: E402
 from bridge.simulator.state import SimConfig  # noqa: E402
-from relay_latency import A2E_KEY, CLIENT_KEY, HOST, children, free_port, percentile, spawn, wait_ready  # noqa: E402
 from tests.fakes.llm import FakeLLM, Script  # noqa: E402
 
 TIMEOUT = 10.0

@@ -176,25 +176,28 @@ class Relay:
         queue.add_pieces(stream, pieces)
         return [u for _, u in pieces]
 
-    def stream_abort(self, lr: LiveRoom, key: str, reason: str) -> None:
-        """The stream's owner is gone (or idle): complete pieces are still said, the unfinished rest is not."""
+    def stream_abort(self, lr: LiveRoom, key: str, reason: str, *, free: bool = True) -> None:
+        """The stream's owner is gone (``free``: its name too) or went idle: its complete pieces are
+        still said, the unfinished rest is not, and it is ``failed``. Kept (not ``free``), later text
+        for it is refused until its ``speak_end``."""
         queue = self.queues.get(lr.room.id)
         stream = queue.streams.get(key) if queue is not None else None
         if queue is None or stream is None:
             return
-        queue.end_stream(stream)
-        if stream.stopped is None and lr.utterances is not None:
-            stream.stopped = Cancelled(reason)
-            stream.settle()
-            lr.utterances.fail(stream.utterance, reason + (
-                "; its unfinished sentence was dropped" if stream.segmenter.buffer.strip() else ""))
+        if stream.stopped is None:
+            unfinished = bool(stream.segmenter.buffer.strip())
+            queue.stop_stream(stream, Cancelled(reason))
+            if lr.utterances is not None:
+                lr.utterances.fail(stream.utterance, reason + ("; its unfinished sentence was dropped" if unfinished else ""))
+        if free:
+            queue.end_stream(stream)
 
     def _arm_idle(self, lr: LiveRoom, stream: Stream) -> None:
         if stream.idle is not None:
             stream.idle.cancel()
         timeout = self.settings.stream_idle_timeout
         stream.idle = asyncio.get_running_loop().call_later(
-            timeout, self.stream_abort, lr, stream.key, f"no speak_delta or speak_end for {timeout:g}s")
+            timeout, lambda: self.stream_abort(lr, stream.key, f"no speak_delta or speak_end for {timeout:g}s", free=False))
 
     # -- cancel and flush -----------------------------------------------------------------------
     def cancel(self, lr: LiveRoom, uid: str) -> list[str]:

@@ -203,3 +203,24 @@ async def test_a_streamed_request_body_is_spoken_as_it_arrives(bridge_factory: C
     r = await bridge.http.post(f"/v1/rooms/{room['id']}/speak", json={"text": "Still here."})
     assert r.status_code == 200
     assert said(bridge, room)[3:] == ["Said before the limit!", "Still here."]
+
+
+async def test_an_idle_stream_ends_without_its_unfinished_sentence(bridge_factory: Callable[..., Any]) -> None:
+    bridge = await bridge_factory(api_keys=dict(KEYS), headers=ACME, stream_idle_timeout=0.2)
+    room = await create_room(bridge)
+    async with await open_ws(bridge, room["id"]) as ws:
+        await recv(ws)
+        await send(ws, {"type": "speak_delta", "id": "d", "stream": "s", "text": "Said at once! Never fini"})
+        seen: list[dict[str, Any]] = []
+        stream = (await until(ws, of_type("ack", id="d"), seen=seen))["utterance"]
+        failed = await seen_or_until(ws, lambda f: f.get("type") == "utterance" and f["id"] == stream
+                                     and f["state"] == "failed", seen)
+        assert "no speak_delta or speak_end for 0.2s" in failed["reason"] and "unfinished" in failed["reason"]
+        await send(ws, {"type": "speak_delta", "id": "late", "stream": "s", "text": "shed."})
+        assert (await seen_or_until(ws, of_type("error", id="late"), seen))["code"] == "cancelled"
+        await send(ws, {"type": "speak_end", "id": "end", "stream": "s"})
+        assert (await seen_or_until(ws, of_type("error", id="end"), seen))["code"] == "cancelled"
+        await send(ws, {"type": "speak_delta", "id": "new", "stream": "s", "text": "A new one."})
+        await send(ws, {"type": "speak_end", "id": "end2", "stream": "s"})
+        assert (await seen_or_until(ws, of_type("ack", id="end2"), seen))["utterance"] != stream
+    assert said(bridge, room) == ["Said at once!", "A new one."]
