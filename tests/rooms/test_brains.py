@@ -191,3 +191,55 @@ def test_a_brain_without_its_key_refuses_to_start(tmp_path: Any, monkeypatch: py
     with pytest.raises(ValueError, match="cannot name a brain"):
         bridge_settings(tmp_path)
     assert create_app  # the app module imports cleanly with brains configured
+
+
+async def test_a_webhook_brain_gets_a_signed_question_and_may_stream_its_answer(
+        bridge_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import hmac
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    secret = "hook-secret-123"
+    seen: list[dict[str, Any]] = []
+    answers = ["stream", "json", "refuse"]
+
+    async def hook(request: Request) -> Response:
+        body = await request.body()
+        stamp = request.headers["x-bridge-timestamp"]
+        expected = "sha256=" + hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        seen.append({"valid": hmac.compare_digest(expected, request.headers["x-bridge-signature"]),
+                     "body": json.loads(body)})
+        kind = answers.pop(0)
+        if kind == "refuse":
+            return Response("no", status_code=403)
+        if kind == "json":
+            return JSONResponse({"text": "Short answer."})
+
+        async def words() -> Any:
+            for part in ["First part, ", "streamed. Sec", "ond part."]:
+                yield part.encode()
+
+        return StreamingResponse(words(), media_type="text/plain; charset=utf-8")
+
+    from tests.helpers import serve
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", secret)
+    async with serve(Starlette(routes=[Route("/answer", hook, methods=["POST"])])) as url:
+        bridge = await bridge_factory(api_keys=dict(KEYS), headers=ACME, brains={
+            "hook": {"kind": "webhook", "url": url + "/answer", "secret_env": "TEST_HOOK_SECRET"}})
+        room = await create_room(bridge, brain="hook", qa_context=CONTEXT)
+        r = await bridge.http.post(f"/v1/rooms/{room['id']}/ask", json={"text": "Hi?"})
+        assert r.status_code == 200 and r.json()["chunks"] == 2, r.text
+        r = await bridge.http.post(f"/v1/rooms/{room['id']}/ask", json={"text": "And?"})
+        assert r.status_code == 200 and r.json()["chunks"] == 1
+        assert_error(await bridge.http.post(f"/v1/rooms/{room['id']}/ask", json={"text": "Once more?"}), 502, "brain_error")
+    assert said(bridge, room) == [("speak", "First part, streamed."), ("speak", "Second part."), ("speak", "Short answer.")]
+    assert all(s["valid"] for s in seen)
+    assert seen[0]["body"] == {"room": room["id"], "question": "Hi?", "qa_context": CONTEXT, "history": []}
+    assert seen[1]["body"]["history"] == [{"role": "user", "content": "Hi?"},
+                                          {"role": "assistant", "content": "First part, streamed. Second part."}]
+    assert secret not in json.dumps(seen)
