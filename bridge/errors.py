@@ -5,6 +5,7 @@
      ├── ValidationFailed       422 invalid_input (with details)
      ├── Unauthorized           401 unauthorized
      ├── Forbidden              403 forbidden (authenticated, but not allowed this action)
+     │    └── OriginNotAllowed  403 origin_not_allowed (a browser page on an origin not listed)
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
      ├── Flushed                409 flushed (a pending command dropped by flush)
@@ -60,6 +61,10 @@ class Unauthorized(BridgeError):
 
 class Forbidden(BridgeError):
     status, code = 403, ErrorCode.FORBIDDEN
+
+
+class OriginNotAllowed(Forbidden):
+    code = ErrorCode.ORIGIN_NOT_ALLOWED
 
 
 class NotFound(BridgeError):

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from bridge.simulator.feed import answer_for
-from tests.helpers import ACME, GLOBEX, KEYS, WAIT, create_room, poll, wait_observed
+from tests.helpers import ACME, GLOBEX, KEYS, WAIT, EventStream, create_room, poll, wait_observed
 
 CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on the second floor."
 
@@ -21,43 +19,6 @@ CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on th
 @pytest.fixture
 async def bridge(bridge_factory: Any) -> Any:
     return await bridge_factory(api_keys=dict(KEYS), headers=ACME)
-
-
-class EventStream:
-    """One open SSE response: ``next()`` gives ``{"id", "event", "data"}`` dicts, bounded in time."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines = response.aiter_lines()
-
-    async def next(self, timeout: float = WAIT) -> dict[str, Any] | None:
-        """The next event, or None when the server ended the stream."""
-        return await asyncio.wait_for(self._next(), timeout)
-
-    async def _next(self) -> dict[str, Any] | None:
-        fields: dict[str, Any] = {}
-        async for line in self._lines:
-            if not line:
-                if "data" in fields:
-                    fields["data"] = json.loads(fields["data"])
-                    return fields
-                fields = {}  # a comment-only block (keep-alive ping)
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        return None
-
-    async def until(self, kind: str, seen: list[dict[str, Any]] | None = None,
-                    timeout: float = WAIT) -> dict[str, Any]:
-        while True:
-            event = await self.next(timeout)
-            assert event is not None, f"the stream ended before a {kind} event"
-            if seen is not None:
-                seen.append(event)
-            if event["event"] == kind:
-                return event
 
 
 @contextlib.asynccontextmanager

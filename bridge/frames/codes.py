@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     INVALID_INPUT = "invalid_input"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"  # authenticated, but not allowed this action
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"  # a web page's Origin that the allowlist does not name
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP error of the routing layer

@@ -20,12 +20,12 @@ from bridge.rooms.registry import LiveRoom
 from bridge.rooms.utterances import Utterance
 
 from .responses import JSONResponse
-from .rooms import TextBody, caller, parse_body, rooms_of
+from .rooms import TextBody, caller, find_open_room, parse_body, rooms_of
 
 
 async def open_room(request: Request) -> LiveRoom:
-    who = caller(request)
-    return await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
+    """The path's open room, if the caller may use it (a browser key: only a room it opened)."""
+    return await find_open_room(request, caller(request))
 
 
 async def run_command(request: Request, kind: CommandKind) -> Response:
@@ -33,7 +33,7 @@ async def run_command(request: Request, kind: CommandKind) -> Response:
     body = await parse_body(request, TextBody)
     lr = await open_room(request)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    submission = rooms_of(request).relay.submit(lr, kind, body.text)
+    submission = rooms_of(request).relay.submit(lr, kind, body.text, origin="rest")
     seqs = await submission.accepted
     return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
                          "chunks": len(seqs), "utterance": submission.utterance.id,
@@ -78,7 +78,7 @@ async def speak_stream(request: Request) -> Response:
     key = f"http:{secrets.token_hex(8)}"
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        relay.stream_delta(lr, key, "")
+        relay.stream_delta(lr, key, "", origin="rest")
         async for chunk in request.stream():
             if text := decoder.decode(chunk):
                 relay.stream_delta(lr, key, text)
@@ -102,7 +102,7 @@ async def flush(request: Request) -> Response:
       200: {description: "{flushed: commands dropped, dropped: [utterance ids cancelled]}"}
     """
     lr = await open_room(request)
-    flushed, dropped = rooms_of(request).relay.flush(lr)
+    flushed, dropped = rooms_of(request).relay.flush(lr, origin="rest")
     return JSONResponse({"flushed": flushed, "dropped": dropped})
 
 

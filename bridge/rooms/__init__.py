@@ -2,8 +2,9 @@
 
 ``models`` (the state machine), ``registry`` (live rooms, the one lookup), ``lifecycle`` (open,
 recover, close, leave), ``relay`` (commands and their queue), ``sweeper`` (idle, expiry, purge),
-``events`` (fan-out), ``observing`` (channel events), ``caps``, ``text`` and ``store`` (the port
-``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
+``events`` (fan-out), ``observing`` (channel events), ``caps``, ``text``, ``transcript`` and
+``usage`` (what operators read, ``journal`` its records, written through ``writer``) and ``store``
+(the port ``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from bridge.rooms.registry import RoomRegistry
     from bridge.rooms.relay import Relay
     from bridge.rooms.sweeper import Sweeper
+    from bridge.rooms.transcript import Transcripts
+    from bridge.rooms.usage import UsageLedger
 
 __all__ = [
     "LIVE_STATES",
@@ -51,3 +54,5 @@ class Rooms:
     lifecycle: RoomLifecycle
     relay: Relay
     sweeper: Sweeper
+    transcripts: Transcripts
+    usage: UsageLedger

@@ -28,7 +28,8 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 
 from bridge.errors import BrainFailed, BrainTimeout
-from bridge.settings import ConfigurationError, OpenAIBrain, Settings, WebhookBrain
+from bridge.settings import ConfigurationError, Settings
+from bridge.settings.brains import OpenAIBrain, WebhookBrain
 
 Message = dict[str, str]
 

@@ -35,6 +35,9 @@ class Command:
     utterance: Utterance
     future: asyncio.Future[int] = field(repr=False)
     seq: int = 0  # the position, given when it is sent
+    origin: str | None = None  # who sent it, as the edge labels it (ws-<n>, rest): for the transcript
+    part: int = 1  # a speak cut at sentences: this piece's number, of `parts`
+    parts: int = 1
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -79,9 +82,10 @@ class Stream:
     (or fails with the first failure, or why the stream was stopped).
     """
 
-    def __init__(self, key: str, utterance: Utterance) -> None:
+    def __init__(self, key: str, utterance: Utterance, origin: str | None = None) -> None:
         self.key = key
         self.utterance = utterance
+        self.origin = origin
         self.segmenter = Segmenter()
         self.pending: deque[Command] = deque()
         self.commands: list[Command] = []
@@ -133,30 +137,33 @@ class CommandQueue:
             raise QueueFull(f"the room's queue is full ({self.size} commands pending); retry or flush",
                             details={"pending": self.pending, "size": self.size})
 
-    def _command(self, kind: CommandKind, text: str, utterance: Utterance) -> Command:
-        command = Command(kind, text, utterance, asyncio.get_running_loop().create_future())
+    def _command(self, kind: CommandKind, text: str, utterance: Utterance, origin: str | None,
+                 part: int = 1, parts: int = 1) -> Command:
+        command = Command(kind, text, utterance, asyncio.get_running_loop().create_future(), origin=origin,
+                          part=part, parts=parts)
         command.future.add_done_callback(_consume)
         return command
 
-    def submit(self, kind: CommandKind, pieces: list[tuple[str, Utterance]]) -> list[Command]:
+    def submit(self, kind: CommandKind, pieces: list[tuple[str, Utterance]], *,
+               origin: str | None = None) -> list[Command]:
         """Queue consecutive commands, all or none (QueueFull when they don't fit)."""
         self._room_for(len(pieces))
-        commands = [self._command(kind, text, u) for text, u in pieces]
+        commands = [self._command(kind, text, u, origin, part, len(pieces)) for part, (text, u) in enumerate(pieces, 1)]
         self._items.extend(commands)
         self._ready.set()
         return commands
 
-    def open_stream(self, key: str, utterance: Utterance) -> Stream:
+    def open_stream(self, key: str, utterance: Utterance, *, origin: str | None = None) -> Stream:
         if self._closed is not None:
             raise self._closed
-        stream = self.streams[key] = Stream(key, utterance)
+        stream = self.streams[key] = Stream(key, utterance, origin)
         self._items.append(stream)
         return stream
 
     def add_pieces(self, stream: Stream, pieces: list[tuple[str, Utterance]]) -> None:
         """Commands cut from a stream (the caller checked :meth:`fits` first)."""
         for text, u in pieces:
-            command = self._command("speak", text, u)
+            command = self._command("speak", text, u, stream.origin)
             command.future.add_done_callback(lambda _: stream.settle())
             stream.commands.append(command)
             stream.pending.append(command)

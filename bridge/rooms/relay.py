@@ -18,16 +18,7 @@ from bridge import frames, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge.errors import (
-    BridgeError,
-    Cancelled,
-    Flushed,
-    NotCancellable,
-    NotFound,
-    RoomNotOpen,
-    ValidationFailed,
-    from_a2e,
-)
+from bridge.errors import BridgeError, Cancelled, Flushed, NotCancellable, NotFound, RoomNotOpen, ValidationFailed, from_a2e
 from bridge.settings import Settings
 
 from .answers import Answering
@@ -37,7 +28,7 @@ from .registry import LiveRoom, RoomRegistry
 from .text import CHUNK_CHARS, split_sentences
 from .utterances import Utterance, UtteranceTracker
 
-__all__ = ["CHUNK_CHARS", "CommandKind", "Relay", "Submission", "acceptance", "check_qa_context"]
+__all__ = ["CHUNK_CHARS", "Command", "CommandKind", "Relay", "Submission", "acceptance", "check_qa_context"]
 
 log = logging.getLogger("bridge.rooms")
 
@@ -78,6 +69,9 @@ class Relay:
         self.on_upstream_gone = on_upstream_gone
         self.answering = answering or Answering({})
         self.queues: dict[str, CommandQueue] = {}  # room id -> the open room's command queue
+        # wired by the app: a command A2E accepted; pending commands dropped by a flush (count, origin)
+        self.on_sent: list[Callable[[LiveRoom, Command], None]] = []
+        self.on_flushed: list[Callable[[LiveRoom, int, str | None], None]] = []
 
     def open(self, lr: LiveRoom) -> None:
         """Give a room that just opened its queue and utterances (a hook of the room lifecycle)."""
@@ -101,8 +95,9 @@ class Relay:
         return queue
 
     # -- speak and ask --------------------------------------------------------------------------
-    def submit(self, lr: LiveRoom, kind: CommandKind, text: str) -> Submission:
-        """Queue a speak (cut into sentences if long) or an ask (to the room's brain)."""
+    def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None) -> Submission:
+        """Queue a speak (cut into sentences if long) or an ask (to the room's brain). ``origin``
+        labels the client that sent it (kept with the commands, never looked up)."""
         queue = self._queue(lr)
         tracker = lr.utterances
         assert tracker is not None
@@ -116,7 +111,7 @@ class Relay:
         if kind == "ask" and lr.room.brain:
             queue.fits(1)  # a full queue refuses the question now, not its answer later
             parent = tracker.new("ask", text.strip(), ended=False)
-            stream = queue.open_stream(f"brain:{parent.id}", parent)
+            stream = queue.open_stream(f"brain:{parent.id}", parent, origin=origin)
             self.answering.start(self, lr, stream, text.strip())
             self.registry.touch(lr)
             return Submission(parent, stream.done)
@@ -128,18 +123,18 @@ class Relay:
         else:
             parent = tracker.new(kind, text.strip(), ended=True)
             pieces = [(chunk, tracker.new(kind, chunk, parent=parent)) for chunk in chunks]
-        commands = queue.submit(kind, pieces)
+        commands = queue.submit(kind, pieces, origin=origin)
         self.registry.touch(lr)
         return Submission(parent, acceptance(commands))
 
     # -- streams --------------------------------------------------------------------------------
-    def stream_delta(self, lr: LiveRoom, key: str, text: str) -> Stream:
+    def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> Stream:
         """Text for the stream ``key`` (opened by its first delta); complete pieces are queued at once."""
         queue = self._queue(lr)
         stream = queue.streams.get(key)
         if stream is None:
             assert lr.utterances is not None
-            stream = queue.open_stream(key, lr.utterances.new("stream", ended=False))
+            stream = queue.open_stream(key, lr.utterances.new("stream", ended=False), origin=origin)
         self.feed(lr, stream, text)
         if stream.stopped is None and not stream.ended:
             self._arm_idle(lr, stream)
@@ -220,13 +215,19 @@ class Relay:
         self.registry.touch(lr)
         return list(dict.fromkeys(cancelled))
 
-    def flush(self, lr: LiveRoom) -> tuple[int, list[str]]:
+    def flush(self, lr: LiveRoom, *, origin: str | None = None) -> tuple[int, list[str]]:
         """Drop every queued command, stop every stream and brain answer; (commands dropped, ids cancelled)."""
         _check_open(lr)
         self.registry.touch(lr)
         queue, tracker = self.queues.get(lr.room.id), lr.utterances
         if queue is None or tracker is None:
             return 0, []
+        flushed, dropped = self._flush(lr, queue, tracker)
+        for hook in self.on_flushed:
+            hook(lr, flushed, origin)
+        return flushed, dropped
+
+    def _flush(self, lr: LiveRoom, queue: CommandQueue, tracker: UtteranceTracker) -> tuple[int, list[str]]:
         reason = Flushed("flushed before it was sent")
         taken = queue.take(lambda _: True, reason)
         dropped = self._stop(lr, queue, None, reason)
@@ -282,6 +283,8 @@ class Relay:
                                          utterance=command.utterance.id))
         if tracker is not None:
             tracker.sent(command.utterance, command.seq)
+        for hook in self.on_sent:
+            hook(lr, command)
 
     def _failed(self, lr: LiveRoom, exc: A2EError) -> BridgeError:
         if isinstance(exc, A2ENotFound):
