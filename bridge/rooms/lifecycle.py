@@ -62,7 +62,8 @@ class RoomLifecycle:
         self.caps = SpendCaps(settings, store, a2e, clock=clock)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
-        self.on_closed: list[Callable[[LiveRoom], Awaitable[None]]] = []
+        # called as the room turns closed; each enqueues its record at once and returns its completion
+        self.on_closed: list[Callable[[LiveRoom], Awaitable[None] | None]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
@@ -244,6 +245,8 @@ class RoomLifecycle:
             log.error("room %s: %s", room.id, room.error, extra={"close_reason": reason_of(room)})
         async with lr.lock:
             room.transition(RoomState.CLOSED, now=self.clock())
+            # enqueued before anything awaits: whoever sees the room closed finds its records too
+            recorded = [hook(lr) for hook in self.on_closed]
             await self._save_locked(lr)
         reason = reason_of(room)
         metrics.ROOMS_CLOSED.labels(reason).inc()
@@ -251,11 +254,9 @@ class RoomLifecycle:
         self.registry.forget(lr)
         log.info("room %s closed (%s)", room.id, reason,
                  extra={"close_reason": reason, "duration_s": round((room.closed_at or self.clock()) - room.created_at, 3)})
-        for hook in self.on_closed:
-            try:
-                await hook(lr)
-            except Exception:  # the room is closed either way; a recorder's failure is only logged
-                log.exception("room %s: a closed hook failed", room.id)
+        for done in recorded:
+            if done is not None:
+                await done  # the writer logs a failed record; it never raises into the room
 
     # -- helpers -------------------------------------------------------------------------------
     def _activate(self, lr: LiveRoom) -> None:
