@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.protocol import State
 
+from .backoff import Reconnect
 from .errors import BridgeError, ClientError, CommandError, ConnectionLost, RoomClosed
 from .fanout import EventHub, EventStream
 
@@ -37,6 +38,10 @@ __all__ = ["ConnectionState", "Room", "RoomBackend"]
 class RoomBackend(Protocol):
     """What a room needs of its :class:`~a2e_bridge_client.BridgeClient` (and nothing more, so this
     module does not import the client module that imports it)."""
+
+    connect_timeout: float
+    reconnect: Reconnect | None
+    event_buffer: int
 
     def auth_headers(self) -> dict[str, str]: ...
     def ws_url(self, room_id: str) -> str: ...
