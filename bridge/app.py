@@ -2,7 +2,7 @@
 
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
-the rooms (recovered on the way in, left on the way out) and the sweeper.
+the rooms (recovered on the way in, left on the way out), the sweeper and the kiosks' warm rooms.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, ops, passthrough, rooms, ws
-from .http.auth import Authenticator
+from .http import events, kiosk, ops, passthrough, rooms, ws
+from .http.auth import DEV_TENANT, Authenticator
 from .http.limits import BodyLimit
 from .http.responses import EXCEPTION_HANDLERS, error_response
 from .http.security_headers import SecurityHeaders
@@ -33,6 +33,7 @@ from .rooms.registry import Clock, RoomRegistry
 from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
+from .rooms.warm import WarmPool
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
@@ -72,10 +73,11 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             app.state.rooms = room_domain(settings, client, store, observing, clock)
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
+            await stack.enter_async_context(app.state.rooms.warm.running())
             yield
 
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
-                               *ops.site_routes]
+                               *kiosk.routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     )
     app.state.settings = settings
     app.state.kiosk_page = ops.render_kiosk_page(settings)
+    app.state.kiosk_mode_page = ops.render_kiosk_page(settings, kiosk.PAGE)
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
@@ -170,7 +173,8 @@ async def observers(settings: Settings, client: A2EClient, api_key: str | None) 
 def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
                 clock: Clock) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
-    channel A2E forgot closes its room."""
+    channel A2E forgot closes its room. Warm rooms of profiles that name no tenant belong to
+    development mode's tenant (the settings refuse such profiles when there are client keys)."""
     clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
                              per_tenant=settings.max_clients_per_tenant)
     registry = RoomRegistry(store, clients, clock=clock)
@@ -178,4 +182,5 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
     lifecycle.on_open.extend([relay.open, observing.start])
     lifecycle.on_closing.append(relay.closing)
-    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))
+    warm = WarmPool(settings, lifecycle, registry, default_tenant=DEV_TENANT if settings.dev_mode else None, clock=clock)
+    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock), warm)

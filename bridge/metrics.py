@@ -18,6 +18,9 @@ LEAVES_UNCONFIRMED = Counter("a2e_bridge_leaves_unconfirmed_total",
                              "Rooms whose leave A2E never confirmed before their expiry")
 COMMANDS = Counter("a2e_bridge_commands_total", "Commands by kind and outcome", ["kind", "outcome"])
 WS_CONNECTIONS = Gauge("a2e_bridge_ws_connections", "Open websocket clients")
+WARM_ROOMS = Gauge("a2e_bridge_warm_rooms", "Rooms open and waiting for a kiosk visitor (kiosk profiles' warm_rooms)")
+WATCHDOG_REPORTS = Counter("a2e_bridge_kiosk_watchdog_total",
+                           "Speaks/asks a kiosk page saw accepted but never spoken within its watchdog bound", ["kind"])
 
 
 async def metrics_endpoint(request: Request) -> Response:

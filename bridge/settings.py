@@ -115,6 +115,25 @@ class TenantLimits(BaseModel):
     room_create_burst: int | None = Field(None, ge=1)
 
 
+class KioskProfile(BaseModel):
+    """One kiosk deployment (``BRIDGE_KIOSK_PROFILES``, name -> profile), served to ``/kiosk?profile=NAME``."""
+
+    model_config = ConfigDict(extra="forbid")
+    avatar_id: str = Field(min_length=1, max_length=128)
+    qa_context: str | None = Field(None, max_length=QA_CONTEXT_LIMIT)
+    brain: Literal["a2e"] | None = None  # who answers ask: A2E's own QA, the only brain so far
+    idle_seconds: float = Field(30.0, ge=1)  # quiet time before "are you still there?"
+    prompt_seconds: float = Field(10.0, gt=0)  # how long that question waits before the room is left
+    language: str = Field("en-US", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # speech recognition
+    warm_rooms: int = Field(0, ge=0, le=50)  # rooms kept open ahead of visitors
+    expire_seconds: int | None = Field(None, ge=10, le=86_400)  # default: BRIDGE_DEFAULT_EXPIRE_SECONDS
+    watchdog_seconds: float = Field(10.0, gt=0)  # a speak/ask with no speaking_started this long is reported
+    tenant: str | None = Field(None, min_length=1)  # only this tenant may use it; its warm rooms count for it
+
+
+KIOSK_PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class Settings(BaseSettings):
     """Every knob of a2e-bridge. Field ``x`` is read from the variable named in its alias."""
 
@@ -178,6 +197,7 @@ class Settings(BaseSettings):
     room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
+    kiosk_profiles: dict[str, KioskProfile] = Field(default_factory=dict, alias="BRIDGE_KIOSK_PROFILES")
 
     # connected clients (websocket and SSE together)
     max_clients_per_room: int = Field(50, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_ROOM")
@@ -240,6 +260,18 @@ class Settings(BaseSettings):
     def _fit_body_limit(self) -> Settings:
         if "max_body_bytes" not in self.model_fields_set:
             self.max_body_bytes = max(DEFAULT_MAX_BODY_BYTES, largest_honest_body(self.max_text_chars))
+        return self
+
+    @model_validator(mode="after")
+    def _check_kiosk_profiles(self) -> Settings:
+        tenants = set(self.api_keys.values())
+        for name, profile in self.kiosk_profiles.items():
+            if not KIOSK_PROFILE_NAME.fullmatch(name):
+                raise ValueError(f"BRIDGE_KIOSK_PROFILES: {name!r} is not a name (letters, digits, '_', '-')")
+            if tenants and profile.warm_rooms and profile.tenant is None:
+                raise ValueError(f"BRIDGE_KIOSK_PROFILES: {name!r} keeps warm rooms, so it needs the tenant they belong to")
+            if profile.tenant is not None and profile.tenant not in (tenants or {"dev"}):  # no keys: all are "dev"
+                raise ValueError(f"BRIDGE_KIOSK_PROFILES: {name!r} names tenant {profile.tenant!r}, which has no key")
         return self
 
     def limits_for(self, tenant: str) -> TenantLimits:

@@ -2,7 +2,8 @@
 
 ``models`` (the state machine), ``registry`` (live rooms, the one lookup), ``lifecycle`` (open,
 recover, close, leave), ``relay`` (commands and their queue), ``sweeper`` (idle, expiry, purge),
-``events`` (fan-out), ``observing`` (channel events), ``caps``, ``text`` and ``store`` (the port
+``events`` (fan-out), ``observing`` (channel events), ``warm`` (kiosk rooms opened ahead of
+visitors), ``caps``, ``text`` and ``store`` (the port
 ``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from bridge.rooms.registry import RoomRegistry
     from bridge.rooms.relay import Relay
     from bridge.rooms.sweeper import Sweeper
+    from bridge.rooms.warm import WarmPool
 
 __all__ = [
     "LIVE_STATES",
@@ -51,3 +53,4 @@ class Rooms:
     lifecycle: RoomLifecycle
     relay: Relay
     sweeper: Sweeper
+    warm: WarmPool

@@ -38,6 +38,7 @@ class LiveRoom:
     leave_task: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     event_origin: str | None = None  # where the last channel event came from (labels expired replies)
+    warm_for: str | None = None  # the kiosk profile whose warm pool holds it: not idle while waiting there
 
 
 class RoomRegistry:

@@ -42,7 +42,7 @@ class Sweeper:
             expires = room.expires_at or room.reserved_until
             if now >= expires - self.settings.leave_before_expiry:
                 await self.lifecycle.close(lr, CloseReason.EXPIRY, wait=False)
-            elif lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
+            elif lr.clients == 0 and lr.warm_for is None and now - room.last_activity >= self.settings.idle_timeout:
                 await self.lifecycle.close(lr, CloseReason.IDLE, wait=False)
 
     async def purge(self, now: float | None = None) -> int:
