@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,31 +30,7 @@ AVATAR = AVATARS[1]["_id"]
 
 # Stands in for the Web Speech API: the test says what the visitor said (``__say``) to whichever
 # recognition is listening.
-FAKE_SPEECH = """
-window.__recognitions = [];
-class FakeRecognition {
-  constructor() { this.running = false; this.lang = ""; this.continuous = false; window.__recognitions.push(this); }
-  start() {
-    if (this.running) throw new DOMException("already started", "InvalidStateError");
-    this.running = true;
-  }
-  stop() { if (!this.running) return; this.running = false; setTimeout(() => this.onend && this.onend(), 0); }
-  abort() { this.stop(); }
-  say(text, isFinal) {
-    const result = Object.assign([{ transcript: text, confidence: 0.9 }], { isFinal });
-    this.onresult({ resultIndex: 0, results: [result] });
-    if (isFinal && !this.continuous) this.stop();
-  }
-}
-window.SpeechRecognition = FakeRecognition;
-window.__listening = () => window.__recognitions.filter((r) => r.running).map((r) => r.continuous ? "wake" : "ptt");
-window.__say = (text, isFinal = true) => {
-  const r = window.__recognitions.find((r) => r.running);
-  if (!r) return false;
-  r.say(text, isFinal);
-  return true;
-};
-"""
+FAKE_SPEECH = (Path(__file__).parent / "fake_speech.js").read_text()
 
 
 def profile(**overrides: Any) -> dict[str, Any]:

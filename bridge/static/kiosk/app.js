@@ -96,7 +96,12 @@ function clearScreen() {
   $("caption").textContent = "";
   notice("");
   setSpeaking(false);
-  $("ask-text").value = "";
+  // A fresh input for the next visitor: the browser's undo history (Ctrl+Z) would otherwise keep
+  // every earlier visitor's typing, and the nodes it was typed into, for the page's whole life.
+  const input = $("ask-text");
+  const fresh = input.cloneNode(false);
+  fresh.value = "";
+  input.replaceWith(fresh);
 }
 
 // -- idle: quiet → "are you still there?" → release ----------------------------------------------
