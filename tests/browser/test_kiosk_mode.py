@@ -66,10 +66,15 @@ async def answered(page: Any, question: str) -> None:
     await expect(page.get_by_test_id("caption")).to_have_text(answer_for(question, QA))
 
 
+async def watch_csp(page: Any) -> None:
+    await page.add_init_script("""window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(e.effectiveDirective));""")
+
+
 async def test_attract_engage_by_typing_ask_captions_release(
         bridge_factory: Callable[..., Any], open_page: Callable[..., Any]) -> None:
     bridge = await kiosk_bridge(bridge_factory)
-    page = await open_page(bridge, "/kiosk?profile=lobby")
+    page = await open_page(bridge, "/kiosk?profile=lobby", setup=watch_csp)
     await state_is(page, "attract")
     await expect(page.get_by_test_id("attract")).to_be_visible()
     await expect(page.get_by_test_id("cost")).to_contain_text("No room open while waiting")
@@ -87,16 +92,40 @@ async def test_attract_engage_by_typing_ask_captions_release(
     await expect(page.get_by_test_id("standin")).to_be_visible()  # no video: the stand-in speaks
     await page.wait_for_function("() => kiosk.events.some((e) => e.type === 'speaking' && e.on === false)")
 
-    # quiet: "are you still there?", then the room is left and the attract screen is back
-    await state_is(page, "prompt")
-    await expect(page.get_by_test_id("prompt")).to_be_visible()
+    # quiet: "are you still there?" (seen on screen in test_still_there_keeps_the_visitor), then the
+    # room is left and the attract screen is back
     await state_is(page, "attract")
     await expect(page.get_by_test_id("caption")).to_be_hidden()
     assert (await bridge.http.get(f"/v1/rooms/{rid}")).json()["close_reason"] == "client"
     (room,) = sim_rooms(bridge)
     assert room["status"] == "left" and room["refunded"] > 0
     assert bridge.sim.state.coins == coins - room["charged"] + room["refunded"]
-    assert (await events(page))[-1] == "released"
+    assert (await events(page))[-2:] == ["prompt", "released"]
+    assert await page.evaluate("window.__violations") == []  # no inline script or style anywhere
+    assert page.errors == []
+
+
+async def test_with_client_keys_the_page_asks_for_one_and_the_websocket_uses_tickets(
+        bridge_factory: Callable[..., Any], open_page: Callable[..., Any]) -> None:
+    key = "kiosk-mode-key-31c7"
+    bridge = await bridge_factory(api_keys={key: "acme"}, headers={"Authorization": f"Bearer {key}"},
+                                  kiosk_profiles={"lobby": profile(tenant="acme", idle_seconds=30)})
+    page = await open_page(bridge, "/kiosk?profile=lobby")
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await expect(page.get_by_test_id("auth-panel")).to_be_visible()
+    assert (await page.get_attribute("html", "data-state")) == "error"  # nothing opens without a key
+    await page.get_by_test_id("api-key").fill(key)
+    await page.get_by_test_id("api-key-save").click()
+    await state_is(page, "attract")
+    await expect(page.get_by_test_id("auth-panel")).to_be_hidden()
+    assert page.url.endswith("/kiosk?profile=lobby")
+    await page.get_by_test_id("ask-text").fill(QUESTION)
+    await page.get_by_test_id("ask-send").click()
+    await answered(page, QUESTION)
+    rid = await room_id(page)
+    assert bridge.rooms.registry.live[rid].room.tenant == "acme"
+    assert len(sockets) == 1 and "ticket=" in sockets[0] and key not in sockets[0]
     assert page.errors == []
 
 
@@ -111,7 +140,7 @@ async def test_still_there_keeps_the_visitor(bridge_factory: Callable[..., Any],
     await page.get_by_test_id("prompt-yes").click()
     await state_is(page, "engaged")
     await page.get_by_test_id("ask-text").fill(SECOND)
-    await page.get_by_test_id("ask-send").click()
+    await page.get_by_test_id("ask-text").press("Enter")  # a key is activity too, even under the prompt
     await answered(page, SECOND)
     assert await room_id(page) == rid and mints(bridge) == 1
     assert page.errors == []
@@ -306,4 +335,56 @@ async def test_warm_start_takes_a_waiting_room_and_shows_its_cost(
     channel = (await bridge.http.get(f"/v1/rooms/{rid}")).json()["channel"]
     assert bridge.sim.state.rooms[channel].status == "left"
     assert len(pool.waiting["lobby"]) == 2 and bridge.sim.state.snapshot()["open_rooms"] == 2
+    assert page.errors == []
+
+
+SDK = "https://sdk.agora.test/sdk/release/AgoraRTC_N-4.22.2.js"
+# A stand-in for the Agora Web SDK: records the join and lets the test play the channel's side.
+FAKE_SDK = b"""window.AgoraRTC = { createClient() {
+  const handlers = {};
+  const rtc = { handlers, remoteUsers: [], on(name, fn) { handlers[name] = fn; },
+    async subscribe() {}, async join(...args) { window.__joined = args; return 1; },
+    async leave() { window.__left = (window.__left || 0) + 1; } };
+  window.__rtc = rtc;
+  return rtc;
+} };
+"""
+CHANNEL_PLAYS = """async ([text]) => {
+  const h = window.__rtc.handlers, avatar = { uid: 77, videoTrack: { play(box) { window.__playedIn = box.id; } },
+    audioTrack: { play() {} } };
+  await h["user-published"](avatar, "video");
+  await h["user-published"](avatar, "audio");
+  const enc = new TextEncoder();
+  h["stream-message"](77, enc.encode(JSON.stringify({ type: "QA", message: text, pos: "start" })));
+  h["stream-message"](77, enc.encode(JSON.stringify({ type: "QA", message: "", pos: "end" })));
+  h["user-unpublished"](avatar, "audio");
+}"""
+
+
+async def test_with_the_agora_sdk_the_page_plays_the_video_and_forwards_the_channel(
+        bridge_factory: Callable[..., Any], open_page: Callable[..., Any]) -> None:
+    """BRIDGE_EVENT_SOURCE=browser: the captions come from what the page's SDK receives and forwards."""
+    bridge = await bridge_factory(kiosk_profiles={"lobby": profile(idle_seconds=30)}, agora_sdk_url=SDK,
+                                  event_source="browser")
+
+    async def setup(page: Any) -> None:
+        await page.route("https://sdk.agora.test/**", lambda route: route.fulfill(
+            status=200, content_type="text/javascript", body=FAKE_SDK))
+
+    page = await open_page(bridge, "/kiosk?profile=lobby", setup=setup)
+    await state_is(page, "attract")
+    await page.get_by_test_id("attract").click(force=True)
+    rid = await room_id(page)
+    await expect(page.locator("html")).to_have_attribute("data-video", "joining")
+    room = bridge.rooms.registry.live[rid].room
+    assert (await page.evaluate("window.__joined"))[:2] == [room.app_id, room.channel]
+
+    await page.evaluate(CHANNEL_PLAYS, ["Forwarded by the kiosk."])
+    await expect(page.locator("html")).to_have_attribute("data-video", "playing")
+    await expect(page.get_by_test_id("standin")).to_be_hidden()  # the video is there: no stand-in
+    await expect(page.get_by_test_id("caption")).to_have_text("Forwarded by the kiosk.")
+    await page.wait_for_function("() => kiosk.events.some((e) => e.type === 'speaking' && e.on === false)")
+    assert await page.evaluate("window.__playedIn") == "video"
+    replies = [e for e in bridge.rooms.registry.live[rid].events.history if e.type == "reply"]
+    assert replies and all('"source":"browser"' in e.data for e in replies)
     assert page.errors == []

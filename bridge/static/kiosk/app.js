@@ -349,13 +349,6 @@ function wire() {
       voice.letGo();
     });
   }
-  $("auth-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const key = $("api-key").value.trim();
-    if (!key) return;
-    try { window.sessionStorage.setItem(KEY_STORAGE, key); } catch { /* storage off */ }
-    location.reload();
-  });
 }
 
 function askForKey() {
@@ -375,6 +368,13 @@ function showCost(config) {
 }
 
 async function start() {
+  $("auth-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("api-key").value.trim();
+    if (!key) return;
+    try { window.sessionStorage.setItem(KEY_STORAGE, key); } catch { /* storage off */ }
+    location.reload(); // start again, with the key
+  });
   kiosk.client = new BridgeClient({ baseUrl: location.origin, apiKey: storageKey() });
   try {
     kiosk.config = await loadConfig(kiosk.client, params, root.dataset);
