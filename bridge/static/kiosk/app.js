@@ -154,25 +154,26 @@ async function release(reason) {
 function attach(room) {
   kiosk.room = room;
   root.dataset.room = room.id;
-  room.on("connected", () => conn("open", "connected"));
-  room.on("disconnected", (e) => conn(e.willReconnect ? "reconnecting" : "closed",
+  // a room being left (release) may still say something: only the current room reaches the screen
+  const on = (type, fn) => room.on(type, (e) => { if (kiosk.room === room) fn(e); });
+  on("connected", () => conn("open", "connected"));
+  on("disconnected", (e) => conn(e.willReconnect ? "reconnecting" : "closed",
     e.willReconnect ? "reconnecting…" : "disconnected"));
-  room.on("reconnecting", () => conn("reconnecting", "reconnecting…"));
-  room.on("ticket", (t) => store.ticket(room.id, t.ws_ticket, t.expires_in));
-  room.on("reply", (e) => { showCaption(e); activity(); });
-  room.on("speaking_started", () => { setSpeaking(true); watchdog.started(); activity(); });
-  room.on("speaking_stopped", () => {
+  on("reconnecting", () => conn("reconnecting", "reconnecting…"));
+  on("ticket", (t) => store.ticket(room.id, t.ws_ticket, t.expires_in));
+  on("reply", (e) => { showCaption(e); activity(); });
+  on("speaking_started", () => { setSpeaking(true); watchdog.started(); activity(); });
+  on("speaking_stopped", () => {
     setSpeaking(false);
     watchdog.stopped();
     fadeCaption();
     activity();
   });
-  room.on("closed", (e) => roomGone(room, e));
+  on("closed", (e) => roomGone(room, e));
 }
 
 /** The bridge closed the room (expiry, upstream gone, DELETE elsewhere): replaced on the next interaction. */
 function roomGone(room, e) {
-  if (kiosk.room !== room) return;
   kiosk.room = null;
   root.dataset.room = "";
   lostRoom = true;
@@ -212,7 +213,7 @@ async function openForVisitor() {
   try {
     await room.connect();
   } catch (err) {
-    if (kiosk.room === room || kiosk.room === null) notice("The avatar is not available right now. Please try again in a moment.", "open_failed");
+    if (kiosk.room === null) notice("The avatar is not available right now. Please try again in a moment.", "open_failed");
     throw err;
   }
   if (kiosk.room !== room) throw new Error("released"); // release() took it and left it
@@ -273,16 +274,22 @@ async function ask(text, via) {
   showHeard(text, true);
   kiosk.inflight += 1;
   try {
-    const room = await ensureRoom();
-    const entry = watchdog.sent("ask");
-    try {
-      await room.ask(text);
-      watchdog.accepted(entry);
-      record("asked", { text, via, id: room.id });
-    } catch (err) {
-      watchdog.cancel(entry);
-      notice("Sorry, that did not reach the avatar. Please ask again.", "ask_failed");
-      record("ask_failed", { code: err.code });
+    // twice at most: a room that ended under the question (expiry, upstream gone) is replaced once
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const room = await ensureRoom();
+      const entry = watchdog.sent("ask");
+      try {
+        await room.ask(text);
+        watchdog.accepted(entry);
+        record("asked", { text, via, id: room.id });
+        return;
+      } catch (err) {
+        watchdog.cancel(entry);
+        if (attempt === 1 && ["closed", "room_not_open"].includes(err.code) && engaged()) continue;
+        notice("Sorry, that did not reach the avatar. Please ask again.", "ask_failed");
+        record("ask_failed", { code: err.code });
+        return;
+      }
     }
   } catch {
     // no room: the notice says so; the next interaction tries again
