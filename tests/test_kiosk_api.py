@@ -158,3 +158,22 @@ async def test_watchdog_reports(bridge_factory, caplog):
                  404, "not_found")
     await bridge.http.delete(f"/v1/rooms/{room['id']}")
     assert_error(await bridge.http.post(url, json={"kind": "ask", "waited_seconds": 1}), 409, "room_not_open")
+
+
+async def test_a_profile_brain_answers_in_its_rooms_warm_or_not(bridge_factory, monkeypatch):
+    monkeypatch.setenv("KIOSK_TEST_BRAIN_SECRET", "s3cret")
+    brains = {"bot": {"kind": "webhook", "url": "http://127.0.0.1:9/answer", "secret_env": "KIOSK_TEST_BRAIN_SECRET"},
+              "theirs": {"kind": "webhook", "url": "http://127.0.0.1:9/answer", "secret_env": "KIOSK_TEST_BRAIN_SECRET",
+                         "tenants": ["globex"]}}
+    profiles = {**lobby(brain="bot", warm_rooms=1), "other": {"avatar_id": AVATAR, "brain": "theirs"}}
+    bridge = await bridge_factory(kiosk_profiles=profiles, brains=brains)
+    pool = bridge.rooms.warm
+    await poll(lambda: len(pool.waiting["lobby"]) == 1, what="a warm room")
+    assert pool.waiting["lobby"][0].room.brain == "bot"
+    assert (await bridge.http.get("/v1/kiosk/profiles/lobby")).json()["brain"] == "bot"
+    warm = (await bridge.http.post("/v1/kiosk/profiles/lobby/rooms")).json()
+    assert warm["warm"] is True and warm["brain"] == "bot"
+    # a brain the caller's tenant may not use: refused before anything is minted
+    mints = bridge.sim.state.counters.get("agora_token", 0)
+    assert_error(await bridge.http.post("/v1/kiosk/profiles/other/rooms"), 422, "invalid_input")
+    assert bridge.sim.state.counters.get("agora_token", 0) == mints

@@ -45,13 +45,14 @@ async def room_events(request: Request) -> Response:
     responses:
       200: {description: "text/event-stream; event name = type, data = the JSON event, id = event id"}
       401: {description: "Missing or unknown key, bad, expired or malformed ticket"}
+      403: {description: "A web page on an origin that is not allowed (origin_not_allowed)"}
       429: {description: "Too many clients (details.cap: clients_per_room, clients_per_ticket, clients_per_tenant)"}
     """
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
     who = auth.authenticate_room(request)
     rooms: Rooms = request.app.state.rooms
-    lr = await rooms.registry.lookup(who.tenant, room_id)
+    lr = await rooms.registry.lookup(who.tenant, room_id, opened_by=who.browser_key)
     if not isinstance(lr, LiveRoom):
         raise NotFound(f"no live room {room_id}")  # only live rooms stream
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")

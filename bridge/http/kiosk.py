@@ -22,10 +22,11 @@ from starlette.routing import BaseRoute, Route
 from bridge import metrics
 from bridge.errors import NotFound
 from bridge.rooms.registry import LiveRoom
-from bridge.settings import KioskProfile, Settings
+from bridge.settings import Settings
+from bridge.settings.kiosk import KioskProfile
 
 from .responses import JSONResponse
-from .rooms import caller, parse_body, room_view, rooms_of
+from .rooms import caller, find_open_room, parse_body, room_view, rooms_of
 
 log = logging.getLogger("bridge.kiosk")
 
@@ -97,12 +98,15 @@ async def open_profile_room(request: Request) -> Response:
     name = request.path_params["name"]
     p = profile_for(request, name, who.tenant)
     rooms = rooms_of(request)
-    lr = rooms.warm.take(name, who.tenant)
+    brain = rooms.relay.answering.check(p.brain, who.tenant)  # before A2E charges for anything
+    # a browser key gets a room of its own, under its own caps; warm rooms are the tenant's
+    lr = None if who.browser else rooms.warm.take(name, who.tenant)
     warm = lr is not None
     if lr is None:
         lr = await rooms.lifecycle.create(who.tenant, avatar_id=p.avatar_id, expire_seconds=p.expire_seconds,
-                                          qa_context=p.qa_context)
-    view = room_view(request, lr.room, with_ticket=True, forward_events=True)  # the page forwards channel events
+                                          qa_context=p.qa_context, browser_key=who.browser_key, brain=brain)
+    # the page forwards what its Agora SDK receives: the ticket has the forward scope
+    view = room_view(request, lr.room, with_ticket=True, forward_events=True, browser=who.browser)
     return JSONResponse({**view, "warm": warm}, status_code=201)
 
 
@@ -120,7 +124,7 @@ async def watchdog_report(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, WatchdogReport)
-    lr = await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
+    lr = await find_open_room(request, who)
     now = time.monotonic()
     if now - _last_report.get(lr, -REPORT_INTERVAL) < REPORT_INTERVAL:
         return JSONResponse({"reported": False}, status_code=202)

@@ -1,4 +1,4 @@
-"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context, commands.
+"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context (commands: ``commands.py``).
 
 Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), gathered at
 ``/openapi.json`` by Starlette's schema generator.
@@ -17,9 +17,10 @@ from starlette.routing import BaseRoute, Route
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.errors import BadRequest, ValidationFailed
 from bridge.rooms import Rooms
+from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.models import CloseReason, Room
 from bridge.rooms.registry import LiveRoom, room_of
-from bridge.rooms.relay import CommandKind, acceptance, check_qa_context
+from bridge.rooms.relay import check_qa_context
 
 from .auth import Authenticator, Caller
 from .paging import decode_cursor, encode_cursor, page_limit
@@ -35,6 +36,7 @@ class CreateRoom(BaseModel):
     expire_seconds: int | None = Field(None, ge=10, le=86_400)
     qa_context: str | None = None
     forward_events: bool = False  # the room's ws_ticket may forward channel events (a kiosk page)
+    brain: str | None = Field(None, min_length=1, max_length=64)  # who answers ask: "a2e" or a BRIDGE_BRAINS name
 
 
 class TicketRequest(BaseModel):
@@ -57,6 +59,18 @@ def caller(conn: HTTPConnection) -> Caller:
     return auth.authenticate(conn)
 
 
+async def find_room(request: Request, who: Caller, *, must_be_open: bool = False) -> LiveRoom | Room:
+    """The path's room, if ``who`` may use it (a browser key: only a room it opened)."""
+    return await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"],
+                                                   must_be_open=must_be_open, opened_by=who.browser_key)
+
+
+async def find_open_room(request: Request, who: Caller) -> LiveRoom:
+    found = await find_room(request, who, must_be_open=True)
+    assert isinstance(found, LiveRoom)
+    return found
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     if not raw.strip():
@@ -76,7 +90,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
 
 
 def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
-              forward_events: bool = False) -> dict[str, Any]:
+              forward_events: bool = False, browser: bool = False) -> dict[str, Any]:
     """A room as clients see it, with what a browser needs to join the channel and the websocket."""
     view = room.to_public()
     scheme = "wss" if request.url.scheme == "https" else "ws"
@@ -84,7 +98,7 @@ def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
     view["events_url"] = f"{request.url.scheme}://{request.url.netloc}/v1/rooms/{room.id}/events"
     if with_ticket:
         auth: Authenticator = request.app.state.auth
-        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant, forward=forward_events)
+        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant, forward=forward_events, browser=browser)
         view["ws_ticket_expires_in"] = auth.ticket_ttl
     return view
 
@@ -104,7 +118,8 @@ async def create_room(request: Request) -> Response:
       content:
         application/json:
           schema: {type: object, properties: {avatar_id: {type: string}, expire_seconds: {type: integer},
-                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}, forward_events: {type: boolean}}}
+                   qa_context: {type: string, maxLength: QA_CONTEXT_LIMIT}, forward_events: {type: boolean},
+                   brain: {type: string, description: "who answers ask: a2e (default) or a name from BRIDGE_BRAINS"}}}
     responses:
       201: {description: "The room: id, channel, app_id, token, uid, expires_at, state, ws_url, ws_ticket"}
       429: {description: "A cap was hit (details.cap names it)"}
@@ -112,10 +127,12 @@ async def create_room(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, CreateRoom)
-    lr = await rooms_of(request).lifecycle.create(who.tenant, avatar_id=body.avatar_id,
-                                                  expire_seconds=body.expire_seconds, qa_context=body.qa_context)
-    return JSONResponse(room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events),
-                        status_code=201)
+    rooms = rooms_of(request)
+    brain = rooms.relay.answering.check(body.brain, who.tenant)  # before A2E charges for anything
+    lr = await rooms.lifecycle.create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
+                                      qa_context=body.qa_context, browser_key=who.browser_key, brain=brain)
+    return JSONResponse(room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events,
+                                  browser=who.browser), status_code=201)
 
 
 async def list_rooms(request: Request) -> Response:
@@ -127,9 +144,11 @@ async def list_rooms(request: Request) -> Response:
       - {name: cursor, in: query, description: "next_cursor of the previous page", schema: {type: string}}
     responses:
       200: {description: "{rooms: [...], next_cursor: string or null (null: no more rooms)}"}
+      403: {description: "A browser key (it may not list rooms)"}
       422: {description: "Bad limit or cursor"}
     """
     who = caller(request)
+    who.deny_browser("list rooms")
     params = request.query_params
     live_only = params.get("state") == "live"
     limit = page_limit(params.get("limit"))
@@ -149,7 +168,7 @@ async def get_room(request: Request) -> Response:
       404: {description: Unknown room (or another tenant's)}
     """
     who = caller(request)
-    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
+    room = room_of(await find_room(request, who))
     return JSONResponse(room_view(request, room))
 
 
@@ -160,10 +179,9 @@ async def delete_room(request: Request) -> Response:
       200: {description: "The room, state closing or closed"}
     """
     who = caller(request)
-    rooms = rooms_of(request)
-    found = await rooms.registry.lookup(who.tenant, request.path_params["room_id"])
+    found = await find_room(request, who)
     if isinstance(found, LiveRoom):
-        await rooms.lifecycle.close(found, CloseReason.CLIENT)
+        await rooms_of(request).lifecycle.close(found, CloseReason.CLIENT)
     return JSONResponse(room_view(request, room_of(found)))  # a room that has ended already: as it is
 
 
@@ -182,8 +200,8 @@ async def new_ticket(request: Request) -> Response:
     """
     who = caller(request)
     body = await parse_body(request, TicketRequest)
-    lr = await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events)
+    lr = await find_open_room(request, who)
+    view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events, browser=who.browser)
     return JSONResponse({k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, status_code=201)
 
 
@@ -193,14 +211,16 @@ async def put_qa_context(request: Request) -> Response:
     summary: Set the room's QA context (at most QA_CONTEXT_CHARS characters)
     responses:
       200: {description: "{text, chars}"}
+      403: {description: "Longer than a browser key may set"}
       422: {description: Too long}
     """
     who = caller(request)
     body = await parse_body(request, TextBody)
     check_qa_context(body.text)  # before the room: too long is 422 whatever the room's state
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    room = await rooms.relay.set_qa_context(lr, body.text)
+    if who.browser:
+        check_browser_qa_context(request.app.state.settings, who.tenant, body.text)
+    lr = await find_open_room(request, who)
+    room = await rooms_of(request).relay.set_qa_context(lr, body.text)
     return JSONResponse({"text": room.qa_context, "chars": len(room.qa_context or "")})
 
 
@@ -211,51 +231,8 @@ async def get_qa_context(request: Request) -> Response:
       200: {description: "{text, chars}"}
     """
     who = caller(request)
-    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
+    room = room_of(await find_room(request, who))
     return JSONResponse({"text": room.qa_context or "", "chars": len(room.qa_context or "")})
-
-
-async def run_command(request: Request, kind: CommandKind) -> Response:
-    who = caller(request)
-    body = await parse_body(request, TextBody)
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text))
-    return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
-                         "chunks": len(seqs)})
-
-
-async def speak(request: Request) -> Response:
-    """
-    summary: Make the avatar say a text (queued in order; long text is split at sentences)
-    responses:
-      200: {description: "Accepted by A2E: {position, positions, chunks}"}
-      409: {description: Room not open, or the command was flushed}
-      429: {description: Queue full}
-    """
-    return await run_command(request, "speak")
-
-
-async def ask(request: Request) -> Response:
-    """
-    summary: Ask the avatar a question (answered from the QA context; the reply arrives as events)
-    responses:
-      200: {description: "Accepted by A2E: {position}"}
-    """
-    return await run_command(request, "ask")
-
-
-async def flush(request: Request) -> Response:
-    """
-    summary: Drop the room's pending commands
-    responses:
-      200: {description: "{flushed: n}"}
-    """
-    who = caller(request)
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    return JSONResponse({"flushed": rooms.relay.flush(lr)})
 
 
 routes: list[BaseRoute] = [
@@ -266,7 +243,4 @@ routes: list[BaseRoute] = [
     Route("/v1/rooms/{room_id}/tickets", new_ticket, methods=["POST"]),
     Route("/v1/rooms/{room_id}/qa-context", put_qa_context, methods=["PUT"]),
     Route("/v1/rooms/{room_id}/qa-context", get_qa_context, methods=["GET"]),
-    Route("/v1/rooms/{room_id}/speak", speak, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/ask", ask, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/flush", flush, methods=["POST"]),
 ]

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from bridge import metrics
 from bridge.errors import BridgeError, CapExceeded
-from bridge.settings import KioskProfile, Settings
+from bridge.settings import Settings
+from bridge.settings.kiosk import KioskProfile
 
 from .lifecycle import RoomLifecycle
 from .models import RoomState
@@ -27,6 +28,8 @@ from .registry import Clock, LiveRoom, RoomRegistry
 log = logging.getLogger("bridge.rooms")
 
 RETRY_FIRST, RETRY_MOST = 2.0, 60.0  # seconds before a refused refill is tried again, doubling
+BrainCheck = Callable[[str | None, str], str | None]
+"""(brain, tenant) -> the brain a room gets, or ValidationFailed (``Answering.check``)."""
 
 
 class WarmPool:
@@ -34,11 +37,12 @@ class WarmPool:
     profiles that name no tenant (development mode's single tenant)."""
 
     def __init__(self, settings: Settings, lifecycle: RoomLifecycle, registry: RoomRegistry, *,
-                 default_tenant: str | None, clock: Clock) -> None:
+                 default_tenant: str | None, clock: Clock, check_brain: BrainCheck = lambda name, tenant: None) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
         self.registry = registry
         self.clock = clock
+        self.check_brain = check_brain
         self.profiles = {name: p for name, p in settings.kiosk_profiles.items() if p.warm_rooms}
         self.tenants = {name: p.tenant or default_tenant for name, p in self.profiles.items()}
         self.waiting: dict[str, list[LiveRoom]] = {name: [] for name in self.profiles}
@@ -87,7 +91,7 @@ class WarmPool:
 
     async def _open(self, name: str, profile: KioskProfile, tenant: str) -> LiveRoom:
         lr = await self.lifecycle.create(tenant, avatar_id=profile.avatar_id, expire_seconds=profile.expire_seconds,
-                                         qa_context=profile.qa_context)
+                                         qa_context=profile.qa_context, brain=self.check_brain(profile.brain, tenant))
         lr.warm_for = name
         log.info("kiosk profile %s: warm room %s open", name, lr.room.id)
         return lr
