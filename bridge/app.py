@@ -3,7 +3,7 @@
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
 the brains (``BRIDGE_BRAINS``), the rooms' record writer, the usage ledger, the webhook deliverer, the rooms
-(recovered on the way in, left on the way out) and the sweeper.
+(recovered on the way in, left on the way out), the sweeper and the kiosks' warm rooms.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import commands, events, journal, operator, ops, passthrough, rooms, ws
-from .http.auth import Authenticator
+from .http import commands, events, journal, kiosk, operator, ops, passthrough, rooms, ws
+from .http.auth import DEV_TENANT, Authenticator
 from .http.limits import BodyLimit
 from .http.origins import OriginPolicy
 from .http.request_id import RequestId
@@ -41,6 +41,7 @@ from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
 from .rooms.transcript import Transcripts
 from .rooms.usage import UsageLedger
+from .rooms.warm import WarmPool
 from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
@@ -88,11 +89,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             await stack.enter_async_context(app.state.deliverer.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
+            await stack.enter_async_context(app.state.rooms.warm.running())
             yield
 
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *commands.routes, *events.routes, *ws.routes,
-                               *passthrough.routes, *journal.routes, *operator.routes, *operator.site_routes,
-                               *ops.site_routes]
+                               *passthrough.routes, *journal.routes, *kiosk.routes, *operator.routes,
+                               *operator.site_routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     )
     app.state.settings = settings
     app.state.kiosk_page = ops.render_kiosk_page(settings)
+    app.state.kiosk_mode_page = ops.render_kiosk_page(settings, kiosk.PAGE)
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
@@ -210,7 +213,8 @@ async def brains(settings: Settings) -> AsyncIterator[Answering]:
 def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
                 clock: Clock, answering: Answering | None = None) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
-    channel A2E forgot closes its room."""
+    channel A2E forgot closes its room. Warm rooms of profiles that name no tenant belong to
+    development mode's tenant (the settings refuse such profiles when there are client keys)."""
     clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
                              per_tenant=settings.max_clients_per_tenant)
     registry = RoomRegistry(store, clients, clock=clock)
@@ -225,7 +229,9 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     relay.on_sent.append(transcripts.sent)
     relay.on_flushed.append(transcripts.flushed)
     sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
-    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage)
+    warm = WarmPool(settings, lifecycle, registry, default_tenant=DEV_TENANT if settings.dev_mode else None, clock=clock,
+                    check_brain=relay.answering.check)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage, warm)
 
 
 def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:

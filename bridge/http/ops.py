@@ -141,12 +141,13 @@ async def openapi(request: Request) -> Response:
 KIOSK_SDK_MARKER = 'data-agora-sdk="" data-agora-sdk-integrity=""'
 
 
-def render_kiosk_page(settings: Settings) -> str:
-    """index.html with the Agora Web SDK's URL and integrity hash as data attributes on <html>: the page
-    learns them from the server (no inline script, nothing taken from its own URL)."""
-    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+def render_kiosk_page(settings: Settings, name: str = "index.html") -> str:
+    """A page of bridge/static (the console, index.html, by default) with the Agora Web SDK's URL and
+    integrity hash as data attributes on <html>: the page learns them from the server (no inline
+    script, nothing taken from its own URL)."""
+    page = (STATIC_DIR / name).read_text(encoding="utf-8")
     if KIOSK_SDK_MARKER not in page:
-        raise ConfigurationError(f"bridge/static/index.html lost its {KIOSK_SDK_MARKER} marker")
+        raise ConfigurationError(f"bridge/static/{name} lost its {KIOSK_SDK_MARKER} marker")
     filled = (f'data-agora-sdk="{html.escape(settings.agora_sdk_url)}" '
               f'data-agora-sdk-integrity="{html.escape(settings.agora_sdk_integrity or "")}"')
     return page.replace(KIOSK_SDK_MARKER, filled, 1)

@@ -4,7 +4,7 @@
 recover, close, leave), ``relay`` (speak, ask, streams, cancel, flush), ``queue`` (the ordered queue),
 ``text`` (sentence cuts), ``utterances`` (queue to mouth), ``brains`` and ``answers`` (who answers
 ask), ``sweeper`` (idle, expiry, purge), ``events`` (fan-out), ``observing`` (channel events),
-``caps``, ``transcript`` and
+``warm`` (kiosk rooms opened ahead of visitors), ``caps``, ``transcript`` and
 ``usage`` (what operators read, ``journal`` its records, written through ``writer``) and ``store``
 (the port ``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
 """
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bridge.rooms.sweeper import Sweeper
     from bridge.rooms.transcript import Transcripts
     from bridge.rooms.usage import UsageLedger
+    from bridge.rooms.warm import WarmPool
 
 __all__ = [
     "LIVE_STATES",
@@ -58,3 +59,4 @@ class Rooms:
     sweeper: Sweeper
     transcripts: Transcripts
     usage: UsageLedger
+    warm: WarmPool

@@ -40,6 +40,7 @@ class LiveRoom:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     event_origin: str | None = None  # where the last channel event came from (labels expired replies)
     utterances: UtteranceTracker | None = None  # given by the relay when the room opens
+    warm_for: str | None = None  # the kiosk profile whose warm pool holds it: not idle while waiting there
 
 
 class RoomRegistry:

@@ -16,6 +16,7 @@ from typing_extensions import Annotated
 from bridge.a2e.client import DEFAULT_BASE_URL
 
 from .brains import BrainConfig, OpenAIBrain, WebhookBrain, check_brain_names  # noqa: F401 (re-exported)
+from .kiosk import KioskProfile, check_kiosk_profiles
 from .values import (  # noqa: F401 (re-exported: callers import them from bridge.settings)
     BROWSER_KEY_PREFIX,
     DEFAULT_AGORA_CONNECT_SRC,
@@ -170,6 +171,7 @@ class Settings(BaseSettings):
     browser_key_max_expire_seconds: int = Field(600, ge=10, alias="BRIDGE_BROWSER_KEY_MAX_EXPIRE_SECONDS")
     browser_key_rooms_per_hour: int = Field(20, ge=1, alias="BRIDGE_BROWSER_KEY_ROOMS_PER_HOUR")
     browser_key_qa_context_chars: int = Field(1000, ge=0, alias="BRIDGE_BROWSER_KEY_QA_CONTEXT_CHARS")
+    kiosk_profiles: dict[str, KioskProfile] = Field(default_factory=dict, alias="BRIDGE_KIOSK_PROFILES")
 
     # connected clients (websocket and SSE together)
     max_clients_per_room: int = Field(50, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_ROOM")
@@ -252,6 +254,11 @@ class Settings(BaseSettings):
             self.max_body_bytes = max(DEFAULT_MAX_BODY_BYTES, largest_honest_body(self.max_text_chars))
         if set(self.api_keys) & set(self.browser_keys):
             raise ValueError("a key is in both BRIDGE_API_KEYS and BRIDGE_BROWSER_KEYS")
+        return self
+
+    @model_validator(mode="after")
+    def _check_kiosk_profiles(self) -> Settings:
+        check_kiosk_profiles(self.kiosk_profiles, tenants=set(self.api_keys.values()), brains=set(self.brains))
         return self
 
     def limits_for(self, tenant: str) -> TenantLimits:

@@ -15,17 +15,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.a2e.errors import CODE_CAPACITY_BUSY
 
-from .protocol import error_envelope
+from .protocol import envelope, error_envelope
 from .state import SimState
 
 log = logging.getLogger("bridge.simulator")
 
-FaultKind = Literal["http_500", "http_429", "timeout", "code_1001", "drop_connection"]
+FaultKind = Literal["http_500", "http_429", "timeout", "code_1001", "drop_connection", "swallow"]
 
 
 class FaultSpec(BaseModel):
     """One rule: requests to ``endpoint`` (a path, an operation name or ``*``) fail with ``kind``
-    with probability ``rate``; ``times`` limits how many requests it hits (None: unlimited)."""
+    with probability ``rate``; ``times`` limits how many requests it hits (None: unlimited).
+    ``swallow`` is the quiet failure: A2E's success envelope (``data: {}``) and nothing done, so an
+    ask or speak gets its ack and the avatar never speaks (no channel events)."""
 
     endpoint: str = Field(min_length=1)
     kind: FaultKind
@@ -150,6 +152,8 @@ class FaultMiddleware:
         elif fault.kind == "http_429":
             response = JSONResponse(error_envelope(429, "too many requests"), status_code=429,
                                     headers={"Retry-After": str(math.ceil(fault.seconds))})
+        elif fault.kind == "swallow":
+            response = JSONResponse(envelope({}))
         elif fault.kind == "code_1001":
             response = JSONResponse(error_envelope(CODE_CAPACITY_BUSY, "hosts are occupied"))
         elif fault.kind == "timeout":

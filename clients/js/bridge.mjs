@@ -272,6 +272,8 @@ export class BridgeClient {
  * client's speak/ask got its utterance ids), `speaking_started`, `speaking_stopped`, `room_closed`,
  * and `error` frames that answer no pending command, such as a room brain's failure) and the client's own `connected`, `disconnected` `{code, reason,
  * willReconnect}`, `reconnecting` `{attempt, delay}` and `closed` `{code, reason}` (for good).
+ * `ticket` `{ws_ticket, expires_in}` (a renewed ticket, a credential) reaches only listeners of
+ * `ticket`, never `"*"`.
  */
 export class Room {
   /**
@@ -375,8 +377,8 @@ export class Room {
     });
   }
 
-  _emit(event) {
-    for (const key of [event.type, "*"]) {
+  _emit(event, keys = [event.type, "*"]) {
+    for (const key of keys) {
       for (const fn of [...(this._listeners.get(key) || [])]) {
         try {
           fn(event);
@@ -618,7 +620,10 @@ export class Room {
         break;
       case "ticket": // the bridge keeps ticket-authenticated clients holding a valid ticket
         this._ticket = { ticket: frame.ws_ticket, until: Date.now() + 1000 * ((frame.expires_in ?? 60) - 5) };
-        return; // not an application event
+        // not an application event: only `ticket` listeners hear it (a page that keeps a fresh
+        // ticket to rejoin the room after a reload), never "*" (which logs may print)
+        this._emit({ type: "ticket", ws_ticket: frame.ws_ticket, expires_in: frame.expires_in }, ["ticket"]);
+        return;
       default:
         break;
     }
