@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     NO_AVATAR_HOST = "no_avatar_host"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     INTERNAL_ERROR = "internal_error"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # sent to A2E, no answer: it may or may not have been carried out
     # frames the websocket cannot act on (the connection stays open)
     BAD_JSON = "bad_json"
     UNKNOWN_TYPE = "unknown_type"
@@ -64,7 +65,8 @@ class ErrorCode(StrEnum):
 
 # -- client frames ---------------------------------------------------------------------------------
 # StrictInt: JSON ``true`` is not the id 1 (a bool id would come back as ``1`` and never match).
-FrameId = Union[Annotated[str, StringConstraints(max_length=128)], StrictInt, None]
+MAX_ID_CHARS = 128
+FrameId = Union[Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)], StrictInt, None]
 Text = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -89,7 +91,7 @@ class Flush(_Frame):
 
 class SetQaContext(_Frame):
     type: Literal["set_qa_context"]
-    text: str
+    text: Text  # A2E requires it (an empty context is refused)
 
 
 class Ping(_Frame):
@@ -97,11 +99,8 @@ class Ping(_Frame):
 
 
 class RtcEvent(_Frame):
-    """A raw Agora channel event a browser forwards (it receives stream-messages via the Web SDK).
-
-    ``event`` has the channel-event wire format (:mod:`bridge.rtc.wire`): ``{"kind":
-    "stream_message", "uid": 1, "data_b64": "..."}`` or ``{"kind": "audio_started"|"audio_stopped", "uid": 1}``.
-    """
+    """A raw Agora channel event a browser forwards, in the wire format of :mod:`bridge.rtc.wire`:
+    ``{"kind": "stream_message", "uid": 1, "data_b64": "..."}`` or ``{"kind": "audio_started"|"audio_stopped", "uid": 1}``."""
 
     type: Literal["rtc_event"]
     event: dict[str, Any]
@@ -118,9 +117,14 @@ class ProtocolError(Exception):
 
     def __init__(self, code: ErrorCode, message: str, frame_id: str | int | None = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
-        self.frame_id = frame_id
+        self.code, self.message, self.frame_id = code, message, frame_id
+
+
+def _echoable_id(value: Any) -> str | int | None:
+    """The ``id`` an answer may carry back (a valid :data:`FrameId`); an error about a bad id has none."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return None if isinstance(value, str) and (len(value) > MAX_ID_CHARS or _LONE_SURROGATE.search(value)) else value
 
 
 def parse(text: str, max_bytes: int) -> ClientFrame:
@@ -140,19 +144,16 @@ def parse(text: str, max_bytes: int) -> ClientFrame:
         raise ProtocolError(ErrorCode.BAD_JSON, "the frame's JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "a frame must be a JSON object with a 'type'")
-    frame_id = raw.get("id")
-    if not isinstance(frame_id, (str, int)) or isinstance(frame_id, bool):
-        frame_id = None
+    frame_id = _echoable_id(raw.get("id"))
     if lone:
         # "\ud800" is valid JSON but not Unicode text: it could reach nobody (A2E, other clients).
-        if isinstance(frame_id, str) and _LONE_SURROGATE.search(frame_id):
-            frame_id = None
         raise ProtocolError(ErrorCode.INVALID_TEXT, "frames must hold Unicode text: a lone surrogate "
                             "(\\ud800-\\udfff not in a pair) is not a character", frame_id)
     kind = raw.get("type")
     if kind not in CLIENT_TYPES:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
-                            f"unknown frame type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}", frame_id)
+        shown = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:36] + "…"
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {shown}; expected one of "
+                            f"{', '.join(CLIENT_TYPES)}", frame_id)
     try:
         return _adapter.validate_python(raw)
     except ValidationError as exc:
