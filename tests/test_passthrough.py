@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from bridge.a2e.endpoints import ENDPOINTS
+from tests.helpers import assert_error
 
 pytestmark = pytest.mark.in_process
 
@@ -30,8 +31,10 @@ async def test_streaming_and_unknown_operations_are_not_exposed(bridge: Any) -> 
 
 
 async def test_a2e_errors_and_bad_bodies_are_structured(bridge: Any) -> None:
+    # A2E refuses the caller's input: a 4xx naming the field A2E named (not a 502: nothing is wrong upstream)
     r = await bridge.http.post("/v1/a2e/dubbing_start", json={"source_url": "https://x/v.mp4"})
-    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
+    error = assert_error(r, 422, "invalid_input")
+    assert error["details"][0]["loc"] == ["target_lang"] and "target_lang" in error["message"]
     r = await bridge.http.post("/v1/a2e/dubbing_get", json={})  # a missing path parameter: refused before A2E
     assert r.status_code == 422 and "_id" in r.json()["error"]["message"]
     r = await bridge.http.post("/v1/a2e/remaining_coins", content=b"[1]")

@@ -76,6 +76,11 @@ class Endpoint:
         return tuple(_PATH_PARAM.findall(self.path))
 
     @property
+    def deletes(self) -> bool:
+        """Removes a record: once it is gone, "not found" on a resend means the first attempt worked."""
+        return self.method == "DELETE" or self.name.endswith(("_delete", "_remove"))
+
+    @property
     def creates_task(self) -> bool:
         return self.status_op is not None
 

@@ -177,7 +177,7 @@ class SimState:
 
     def mint(self, avatar_id: str, expire_seconds: Any) -> dict[str, Any]:
         if not any(a["_id"] == avatar_id for a in AVATARS):
-            raise SimError(400, f"avatar not found: {avatar_id}")
+            raise SimError(400, f"avatar_id: no such avatar: {avatar_id}")
         if expire_seconds is None:
             expire_seconds = self.config.default_expire_seconds
         if isinstance(expire_seconds, bool) or not isinstance(expire_seconds, int):
@@ -281,8 +281,10 @@ class SimState:
         return [{"_id": k, **v} for k, v in self.assets[kind].items()]
 
     def delete_asset(self, kind: str, asset_id: Any) -> None:
-        if not isinstance(asset_id, str) or asset_id not in self.assets[kind]:
+        if not isinstance(asset_id, str) or len(asset_id) != 24:
             raise SimError(400, f"invalid _id: {asset_id!r}", http_status=400)
+        if asset_id not in self.assets[kind]:
+            raise SimError(404, f"_id not found: {asset_id}", http_status=404)
         if self.assets[kind][asset_id].get("type") == "default":
             raise SimError(400, "system backgrounds cannot be deleted", http_status=400)
         del self.assets[kind][asset_id]

@@ -161,7 +161,7 @@ async def test_default_expire_and_avatar(bridge_factory):
     assert r.status_code == 201 and r.json()["avatar_id"] == "68af59a86eeedd0042ca7e28"
     # an avatar A2E does not know: A2E's refusal, and the record says failed (never charged)
     r = await bridge.http.post("/v1/rooms", json={"avatar_id": "nope"})
-    assert_error(r, 502, "upstream_error")
+    assert_error(r, 422, "invalid_input")
     states = sorted(x["state"] for x in (await bridge.http.get("/v1/rooms")).json()["rooms"])
     assert states == ["failed", "open", "open"]
 
