@@ -43,7 +43,7 @@ _ROWS: list[Endpoint] = [
              retry_safe=True, required={"_id": "str"}, passthrough=False),
     # --- TTS and voice clone --------------------------------------------------------------------
     Endpoint("voice_list", "tts", "POST", f"{V1}/anchor/voice_list", D, "List public TTS voices", retry_safe=True,
-             optional={"country": "str", "region": "str", "voice_map_type": "str"}),
+             optional={"country": "str", "region": "str", "voice_map_type": "str"}, also=("GET",)),
     Endpoint("tts_list", "tts", "POST", f"{V1}/anchor/tts_list", C, "List system TTS presets", retry_safe=True),
     Endpoint("tts_generate", "tts", "POST", f"{V1}/video/send_tts", C, "Generate TTS audio (synchronous)",
              required={"msg": "str"},  # one of tts_id / user_voice_id; the captcha fields are for the web UI only
@@ -76,11 +76,11 @@ _ROWS: list[Endpoint] = [
     Endpoint("video_status", "video", "POST", f"{V1}/video/awsResult", D,
              "Status of one avatar video (data is a one-element array)", retry_safe=True, required={"_id": "str"}),
     Endpoint("video_list", "video", "POST", f"{V1}/video/awsList", C, "List result videos", retry_safe=True,
-             optional={"current": "int", "pageSize": "int"}),
+             optional={"current": "int", "pageSize": "int"}, also=("GET",)),  # the newer sidebar: GET
     Endpoint("video_delete", "video", "DELETE", f"{V1}/video/{{_id}}", G, "Delete or cancel a video", retry_safe=True),
     Endpoint("character_list", "video", "POST", f"{V1}/anchor/character_list", C,
              "List one or all avatars (anchors) for videos", retry_safe=True,
-             optional={"type": "str", "user_video_twin_id": "str"}),
+             optional={"type": "str", "user_video_twin_id": "str"}, also=("GET",)),  # the newer sidebar: GET
     Endpoint("lipsync_model_list", "video", "GET", f"{V1}/userVideoTwin/lipSyncModels", G,
              "List personalized lip-sync models", retry_safe=True),  # parameters unknown: none accepted
     Endpoint("language_detect", "video", "POST", f"{V1}/video/language_detect", G, "Detect the language of a text",
@@ -198,9 +198,10 @@ _ROWS: list[Endpoint] = [
              "Leave a room (refunds the unused time)", retry_safe=True, required={"channel": "str"}, passthrough=False),
     # --- miscellaneous --------------------------------------------------------------------------
     Endpoint("remaining_coins", "misc", "GET", f"{V1}/user/remainingCoins", C, "Remaining credits",
-             retry_safe=True),
-    Endpoint("exchange_diamonds", "misc", "POST", f"{V1}/user/exchangeDiamonds", G,
-             "Exchange diamonds for coins (deprecated)", required={"diamonds": "int"}, deprecated=True),
+             retry_safe=True, also=("POST",)),  # some public callers POST it
+    Endpoint("exchange_diamonds", "misc", "POST", f"{V1}/user/exchangeDiamonds", D,
+             "Buy diamonds with coins, 100 coins each, not refundable (deprecated)", required={"diamonds": "int"},
+             deprecated=True),
     Endpoint("language_list", "misc", "POST", f"{V1}/anchor/language_list", C, "List available languages",
              retry_safe=True, optional={"voice_map_type": "str", "lang": "str"}),
     Endpoint("save_url", "misc", "POST", f"{V1}/tos/transferToStorage", C, "Copy a URL into A2E's storage",
@@ -217,6 +218,7 @@ assert len(ENDPOINTS) == len(_ROWS), "operation names must be unique"
 assert all(ENDPOINTS[r.status_op].retry_safe for r in _ROWS if r.status_op), "status ops must be reads"
 assert all(p in PATH_PARAM_SHAPES for r in _ROWS for p in r.path_params), "every path parameter needs a shape"
 assert not any(set(r.required) & set(r.optional) for r in _ROWS), "a field is required or optional, not both"
+assert all(r.method not in r.also and len(set(r.also)) == len(r.also) for r in _ROWS), "also: other methods, once"
 assert {k for r in _ROWS for k in (*r.required.values(), *r.optional.values())} <= {
     "str", "int", "number", "bool", "list", "dict", "any"}, "unknown field type"
 

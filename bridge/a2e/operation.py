@@ -70,6 +70,14 @@ class Endpoint:
     # offered through the bridge's /v1/a2e pass-through; rooms and account tokens never are (rooms are
     # tracked and always left by /v1/rooms; tokens would hand out the account)
     passthrough: bool = True
+    # other methods A2E answers on the same path (newer documents and public callers use them; the
+    # client sends ``method``, the simulator answers all of them: a GET's fields in the query string)
+    also: tuple[Method, ...] = ()
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """Every method A2E answers on this path, ``method`` first."""
+        return (self.method, *self.also)
 
     @property
     def path_params(self) -> tuple[str, ...]:

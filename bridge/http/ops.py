@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import html
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
 from bridge.a2e.client import A2EClient
-from bridge.a2e.errors import A2EError
+from bridge.a2e.errors import A2EAuthError, A2EError
 from bridge.errors import Unauthorized, from_a2e
 from bridge.metrics import metrics_endpoint
 from bridge.rooms import Rooms
@@ -29,6 +30,8 @@ from .auth import Authenticator
 from .responses import JSONResponse
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+KEY_REFUSED = A2EAuthError.__name__
+log = logging.getLogger("bridge")
 
 schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
 
@@ -89,6 +92,8 @@ class UpstreamCheck:
             result = type(exc).__name__
         finally:
             self._inflight = None
+        if result == KEY_REFUSED and self._result != KEY_REFUSED:  # once per refusal, not per probe
+            log.error("A2E refuses the bridge's key (A2E_API_KEY): every A2E call fails until it is fixed")
         self._result, self._checked_at = result, self.clock()
         return result
 
@@ -114,6 +119,8 @@ async def readyz(request: Request) -> Response:
     checks["a2e"] = a2e_error is None
     if a2e_error is not None:
         checks["a2e_error"] = a2e_error
+    if a2e_error == KEY_REFUSED:
+        checks["a2e_message"] = "A2E refuses the bridge's key: the operator must set a valid A2E_API_KEY"
     ready = checks["store"] and checks["a2e"]
     checks["live_rooms"] = len(rooms.registry.live)
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
