@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, ops, passthrough, rooms, ws
+from .http import events, openapi, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
 from .http.limits import BodyLimit
 from .http.responses import EXCEPTION_HANDLERS, error_response
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             yield
 
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
-                               *ops.site_routes]
+                               *openapi.routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bridge.simulator.feed import answer_for
-from tests.helpers import ACME, GLOBEX, KEYS, WAIT, create_room, poll, wait_observed
+from tests.helpers import ACME, GLOBEX, KEYS, WAIT, add_fault, create_room, poll, wait_observed
 
 CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on the second floor."
 
@@ -185,8 +185,8 @@ async def test_an_ended_room_answers_its_final_room_closed(bridge: Any) -> None:
             assert event["data"]["reason"] == "client" and event["data"]["room"]["state"] == "closed"
             assert await stream.next() is None
     # a room A2E refused to mint has ended too
-    r = await bridge.http.post("/v1/rooms", json={"avatar_id": "nope"})
-    assert r.status_code == 422
+    add_fault(bridge.sim, endpoint="agora_token", kind="code_1001", times=1)
+    assert (await bridge.http.post("/v1/rooms", json={})).status_code == 503
     failed = next(x for x in (await bridge.http.get("/v1/rooms")).json()["rooms"] if x["state"] == "failed")
     async with events(bridge, failed["id"]) as stream:
         event = await stream.next()

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bridge.a2e.errors import A2EBadRequest, A2ENotFound, A2ETimeout, A2EUnavailable
+from bridge.errors import from_a2e
 from bridge.rooms.models import RoomState
 from bridge.simulator.state import AVATARS
 from tests.helpers import add_fault, assert_error, clear_faults, create_room, fault_hits, poll
@@ -237,3 +239,21 @@ async def test_chaos_loses_nothing(bridge_factory):
             assert (await http.delete(f"/v1/rooms/{room.id}")).json()["state"] == "closed"
     await assert_consistent(bridge)
     assert bridge.sim.state.open_rooms() == []
+
+
+def test_what_a2e_failures_become() -> None:
+    """The one translation (errors.from_a2e): the caller's input refused is a 4xx naming the field A2E
+    named; a non-repeatable call without an answer is outcome_unknown; a read without one is unavailable."""
+    refused = from_a2e(A2EBadRequest("target_lang is required", code=400, status=400, operation="dubbing_start"))
+    assert (refused.status, refused.code) == (422, "invalid_input") and refused.details[0]["loc"] == ["target_lang"]
+    vague = from_a2e(A2EBadRequest("bad request", code=30005, status=200, operation="video_generate"))
+    assert vague.status == 422 and vague.details[0]["loc"] == [] and vague.details[0]["a2e_code"] == 30005
+    missing = from_a2e(A2ENotFound("task not found: 0123", code=404, status=404, operation="dubbing_get"))
+    assert (missing.status, missing.code) == (404, "not_found") and missing.details[0]["loc"] == ["_id"]
+    lost = from_a2e(A2ETimeout("A2E did not answer in time", operation="speak"))
+    assert (lost.status, lost.code) == (504, "outcome_unknown")
+    assert from_a2e(A2ETimeout("A2E did not answer in time", operation="remaining_coins")).status == 503
+    never_sent = from_a2e(A2EUnavailable("cannot connect", operation="speak", request_sent=False))
+    assert (never_sent.status, never_sent.code) == (503, "upstream_unavailable")
+    answered = from_a2e(A2EUnavailable("A2E answered HTTP 500", status=500, operation="speak"))
+    assert answered.status == 503

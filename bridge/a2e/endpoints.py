@@ -46,9 +46,10 @@ _ROWS: list[Endpoint] = [
              optional={"country": "str", "region": "str", "voice_map_type": "str"}, also=("GET",)),
     Endpoint("tts_list", "tts", "POST", f"{V1}/anchor/tts_list", C, "List system TTS presets", retry_safe=True),
     Endpoint("tts_generate", "tts", "POST", f"{V1}/video/send_tts", C, "Generate TTS audio (synchronous)",
-             required={"msg": "str"},  # one of tts_id / user_voice_id; the captcha fields are for the web UI only
+             required={"msg": "str"},  # the captcha fields are for the web UI only
              optional={"tts_id": "str", "user_voice_id": "str", "country": "str", "region": "str",
-                       "speechRate": "number"}),
+                       "speechRate": "number"}, limits={"msg": 1000},  # API users: 1000 characters
+             one_of=(("tts_id", "user_voice_id"),)),
     Endpoint("voice_clone_list", "tts", "GET", f"{V1}/userVoice/completedRecord", D,
              "List completed cloned voices", retry_safe=True),
     Endpoint("voice_clone_train", "tts", "POST", f"{V1}/userVoice/training", C, "Train a cloned voice",
@@ -72,7 +73,8 @@ _ROWS: list[Endpoint] = [
                        "web_dist_bg_width": "int", "web_dist_bg_height": "int", "web_dist_bg_x": "int",
                        "web_dist_bg_y": "int", "msg": "str", "erode_factor": "number", "isSkipGp": "bool",
                        "isCaptionEnabled": "bool", "captionAlign": "dict", "gp_model": "dict", "lip_model": "any",
-                       "webhook_url": "str", "webhook_token": "str"}),
+                       "webhook_url": "str", "webhook_token": "str"},
+             exclusive=(("back_id", "custom_back_id"),)),  # both: A2E's code 30005
     Endpoint("video_status", "video", "POST", f"{V1}/video/awsResult", D,
              "Status of one avatar video (data is a one-element array)", retry_safe=True, required={"_id": "str"}),
     Endpoint("video_list", "video", "POST", f"{V1}/video/awsList", C, "List result videos", retry_safe=True,
@@ -91,7 +93,7 @@ _ROWS: list[Endpoint] = [
     # --- custom avatars and lip-sync training ---------------------------------------------------
     Endpoint("avatar_train", "avatars", "POST", f"{V1}/userVideoTwin/startTraining", D,
              "Create a custom avatar from a video or an image", required={"name": "str"},
-             status_op="avatar_training_get",  # one of video_url / image_url
+             status_op="avatar_training_get", one_of=(("video_url", "image_url"),),
              optional={"video_url": "str", "image_url": "str", "video_background_image": "str",
                        "video_background_color": "str", "gender": "str"}),
     Endpoint("avatar_continue_training", "avatars", "POST", f"{V1}/userVideoTwin/continueTraining", D,
@@ -201,11 +203,11 @@ _ROWS: list[Endpoint] = [
              retry_safe=True, also=("POST",)),  # some public callers POST it
     Endpoint("exchange_diamonds", "misc", "POST", f"{V1}/user/exchangeDiamonds", D,
              "Buy diamonds with coins, 100 coins each, not refundable (deprecated)", required={"diamonds": "int"},
-             deprecated=True),
+             rules={"diamonds": {"minimum": 1}}, deprecated=True),
     Endpoint("language_list", "misc", "POST", f"{V1}/anchor/language_list", C, "List available languages",
              retry_safe=True, optional={"voice_map_type": "str", "lang": "str"}),
     Endpoint("save_url", "misc", "POST", f"{V1}/tos/transferToStorage", C, "Copy a URL into A2E's storage",
-             retry_safe=True, required={"url": "str"}),
+             retry_safe=True, required={"url": "str"}, rules={"url": {"pattern": "^https?://"}}),
     Endpoint("add_user", "misc", "POST", f"{V1}/user/add", G, "Add a user (sub-account)",
              required={"email": "str"}),  # body unknown (no source at all): only the guessed field is accepted
 ]

@@ -73,6 +73,11 @@ class Endpoint:
     # other methods A2E answers on the same path (newer documents and public callers use them; the
     # client sends ``method``, the simulator answers all of them: a GET's fields in the query string)
     also: tuple[Method, ...] = ()
+    # A2E's rules beyond a field's type, as JSON-schema keywords ("pattern", "minimum"); the bridge's
+    # pass-through enforces them and documents them in /openapi.json, the simulator refuses like A2E
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    one_of: tuple[tuple[str, ...], ...] = ()  # each group: at least one of these fields
+    exclusive: tuple[tuple[str, ...], ...] = ()  # each group: not all of these fields together
 
     @property
     def methods(self) -> tuple[Method, ...]:

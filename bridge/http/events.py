@@ -22,6 +22,8 @@ from bridge.rooms.models import Room, RoomState
 from bridge.rooms.registry import LiveRoom
 
 from .auth import Authenticator
+from .models import EventsQuery, parse_query
+from .openapi import operation
 
 
 class RoomEventStream(EventSourceResponse):
@@ -40,26 +42,28 @@ class RoomEventStream(EventSourceResponse):
             self._lease.release()
 
 
+@operation(summary="The room's events as Server-Sent Events (named by type: use addEventListener)", query=EventsQuery,
+           media="text/event-stream", headers=({"name": "Last-Event-ID", "in": "header", "required": False,
+                                                "description": "resume after this event id",
+                                                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},),
+           errors={400: "`Last-Event-ID` is not an event id", 429: "a client cap (`details.cap`: clients_per_room, "
+                   "clients_per_ticket, clients_per_tenant)"},
+           description="`text/event-stream`: each event's name is its type (`room`, `command`, `reply`, "
+                       "`speaking_started`, `speaking_stopped`, `room_closed`), its data the JSON frame (the "
+                       "websocket's `ServerFrame`), its id its place in the room's history. The stream starts "
+                       "with the room as it is (`room`, no id); `Last-Event-ID` (or `last_event_id`) resumes "
+                       "after that event; a room that has ended answers its final `room_closed` and ends. "
+                       "A key in `Authorization`, or `?ticket=` (EventSource sends no headers).")
 async def room_events(request: Request) -> Response:
-    """
-    summary: The room's events (reply, speaking_started, speaking_stopped, room, command, room_closed) as SSE
-    parameters:
-      - {name: Last-Event-ID, in: header, required: false, schema: {type: integer}}
-      - {name: ticket, in: query, required: false, schema: {type: string}}
-    responses:
-      200: {description: "text/event-stream; event name = type, data = the JSON event, id = event id"}
-      401: {description: "Missing or unknown key, bad, expired or malformed ticket"}
-      429: {description: "Too many clients (details.cap: clients_per_room, clients_per_ticket, clients_per_tenant)"}
-    """
     auth: Authenticator = request.app.state.auth
     room_id = request.path_params["room_id"]
     who = auth.authenticate_room(request)
     rooms: Rooms = request.app.state.rooms
-    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    try:
-        after = int(last) if last else None
-    except ValueError:
-        raise BadRequest("Last-Event-ID must be an integer event id") from None
+    query = parse_query(request.query_params, EventsQuery)
+    last = request.headers.get("last-event-id")
+    if last and not (last.isascii() and last.isdigit() and len(last) <= 18):
+        raise BadRequest("Last-Event-ID must be an integer event id")
+    after = int(last) if last else query.last_event_id
     lr = await rooms.registry.lookup(who.tenant, room_id)
     if not isinstance(lr, LiveRoom):
         if lr.state in (RoomState.CLOSED, RoomState.FAILED):  # a client reconnecting after the end reads it

@@ -19,9 +19,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 from bridge import frames, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge.errors import BridgeError, RoomNotOpen, ValidationFailed, from_a2e
+from bridge.errors import BridgeError, RoomNotOpen, from_a2e
 from bridge.settings import Settings
 
+from .avatars import AvatarCatalogue
 from .caps import SpendCaps
 from .events import RoomEvents
 from .models import CloseReason, Room, RoomState
@@ -55,6 +56,7 @@ class RoomLifecycle:
         self.registry = registry
         self.clock = clock
         self.caps = SpendCaps(settings, store, a2e)
+        self.avatars = AvatarCatalogue(a2e)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
@@ -123,7 +125,9 @@ class RoomLifecycle:
             check_qa_context(qa_context)
         # Before any A2E call (the avatar lookup, the balance, the mint): a flood costs nothing upstream.
         self.caps.creation_rate.take(tenant)
-        avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
+        if avatar_id:
+            await self.avatars.check(avatar_id)  # 404 naming it, before anything is recorded or charged
+        avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant
             await self.caps.check(tenant, expire, live_rooms=len(self.registry.of_tenant(tenant)))
@@ -244,12 +248,3 @@ class RoomLifecycle:
 
     async def _save_locked(self, lr: LiveRoom) -> None:
         await self.store.put(lr.room)
-
-    async def _first_avatar(self) -> str:
-        try:
-            avatars = await self.a2e.streaming_avatars()
-        except A2EError as exc:
-            raise from_a2e(exc) from None
-        if not avatars:
-            raise ValidationFailed("avatar_id is required: A2E lists no streaming avatars")
-        return str(avatars[0]["_id"])
