@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -63,7 +63,10 @@ def _operation_endpoint(row: Endpoint) -> Callable[[Request], Awaitable[Response
             return JSONResponse(error_envelope(401, "invalid token"), status_code=200)
         params: dict[str, Any] = dict(request.query_params)
         if request.method != "GET":
-            raw = await request.body()
+            try:
+                raw = await request.body()
+            except ClientDisconnect:  # the caller went away before it finished sending: nothing to do
+                return Response(status_code=400)
             if raw.strip():
                 try:
                     body = json.loads(raw, parse_constant=_no_constant)
