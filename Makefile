@@ -24,6 +24,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/relay_latency.py
+	$(BIN)/python bench/stream_latency.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

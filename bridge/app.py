@@ -2,7 +2,8 @@
 
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
-the rooms (recovered on the way in, left on the way out) and the sweeper.
+the brains (``BRIDGE_BRAINS``), the rooms' record writer, the usage ledger, the webhook deliverer, the rooms
+(recovered on the way in, left on the way out) and the sweeper.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, openapi, ops, passthrough, rooms, ws
+from .http import commands, events, journal, openapi, operator, ops, passthrough, rooms, ws
 from .http.auth import Authenticator
 from .http.limits import BodyLimit
+from .http.origins import OriginPolicy
+from .http.request_id import RequestId
 from .http.responses import EXCEPTION_HANDLERS, error_response
 from .http.security_headers import SecurityHeaders
 from .metrics import record_a2e_call
 from .rooms import Rooms
+from .rooms.answers import Answering
+from .rooms.brains import build_brains
 from .rooms.clients import ClientRegistry
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
@@ -33,9 +39,13 @@ from .rooms.registry import Clock, RoomRegistry
 from .rooms.relay import Relay
 from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
+from .rooms.transcript import Transcripts
+from .rooms.usage import UsageLedger
+from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
 from .store import open_store
+from .webhooks import Deliverer, Notifier
 
 __all__ = ["ConfigurationError", "SIMULATOR_MOUNT", "create_app"]
 
@@ -49,7 +59,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     """The bridge app. With no A2E key (and no injected client) it embeds the simulator. ``clock``
     is the rooms' time (tests move a fake one instead of sleeping)."""
     settings = settings or Settings()
-    if not settings.uses_simulator and not settings.api_keys and a2e is None:
+    if not settings.uses_simulator and not settings.api_keys and not settings.browser_keys and a2e is None:
         raise ConfigurationError(
             "A2E_API_KEY is set but BRIDGE_API_KEYS is empty: refusing to expose a paid A2E account "
             "without client keys (set BRIDGE_API_KEYS=tenant:key,...)")
@@ -67,21 +77,37 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             store = await stack.enter_async_context(room_store(settings))
             observing = await stack.enter_async_context(
                 observers(settings, client, upstream_key(settings, a2e, simulator)))
+            answering = await stack.enter_async_context(brains(settings))
             app.state.a2e = client
             app.state.event_source = observing.source
-            app.state.rooms = room_domain(settings, client, store, observing, clock)
+            app.state.rooms = room_domain(settings, client, store, observing, clock, answering)
+            app.state.deliverer = webhooks(settings, app.state.rooms, store)
+            # entered before the rooms, so left after them: what closing rooms record is written
+            await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
+            await stack.enter_async_context(app.state.rooms.usage.running())
+            await stack.enter_async_context(app.state.deliverer.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             yield
 
-    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
-                               *openapi.routes, *ops.site_routes]
+    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *commands.routes, *events.routes, *ws.routes,
+                               *passthrough.routes, *journal.routes, *operator.routes, *openapi.routes,
+                               *operator.site_routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
+        # Outermost first. The request id wraps everything (every answer carries it); CORS answers
+        # preflights before the body limit and the routes (auth) see them, and adds its headers to
+        # every answer, a 413 included, so that a page can read the error.
+        middleware=[Middleware(RequestId),
+                    Middleware(CORSMiddleware, allow_origins=settings.every_allowed_origin(),
+                               allow_methods=["GET", "POST", "PUT", "DELETE"],
+                               allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+                               expose_headers=["X-Request-ID", "Retry-After"], allow_credentials=False,
+                               max_age=600),
+                    Middleware(SecurityHeaders, sdk_url=settings.agora_sdk_url,
                                agora_connect_src=settings.agora_connect_src),
                     Middleware(BodyLimit, default=settings.max_body_bytes,
                                passthrough=settings.max_passthrough_body_bytes)],
@@ -92,8 +118,10 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
-        ticket_max_life=settings.ticket_max_life,
-        ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None)
+        ticket_max_life=settings.ticket_max_life, browser_keys=settings.browser_keys,
+        origins=OriginPolicy(settings),
+        ticket_secret=settings.ticket_secret.get_secret_value().encode() if settings.ticket_secret else None,
+        operator_key=settings.operator_key.get_secret_value() if settings.operator_key else None)
     return app
 
 
@@ -167,15 +195,47 @@ async def observers(settings: Settings, client: A2EClient, api_key: str | None) 
         await observing.aclose()
 
 
+@contextlib.asynccontextmanager
+async def brains(settings: Settings) -> AsyncIterator[Answering]:
+    """The brains of BRIDGE_BRAINS (their keys read from the environment now), closed on the way out."""
+    answering = Answering(build_brains(settings))
+    if answering.brains:
+        log.info("brains: %s", ", ".join(sorted(answering.brains)))
+    try:
+        yield answering
+    finally:
+        await answering.aclose()
+
+
 def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
-                clock: Clock) -> Rooms:
+                clock: Clock, answering: Answering | None = None) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
     channel A2E forgot closes its room."""
     clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
                              per_tenant=settings.max_clients_per_tenant)
     registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
-    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
-    lifecycle.on_open.extend([relay.open, observing.start])
+    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone, answering=answering)
+    writer = SerialWriter("journal")  # one order for everything recorded about rooms
+    transcripts = Transcripts(store, writer, clock=clock)
+    usage = UsageLedger(settings, store, writer, client, clock=clock)
+    lifecycle.on_open.extend([relay.open, observing.start, transcripts.watch, usage.charged])
     lifecycle.on_closing.append(relay.closing)
-    return Rooms(registry, lifecycle, relay, Sweeper(settings, registry, lifecycle, store, clock=clock))
+    lifecycle.on_closed.append(usage.refunded)
+    relay.on_sent.append(transcripts.sent)
+    relay.on_flushed.append(transcripts.flushed)
+    sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage)
+
+
+def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:
+    """Room events into the outbox (after the ledger's hooks, so ``room.closed`` carries the usage),
+    and the deliverer woken by each one."""
+    notifier = Notifier(settings, store, rooms.transcripts.writer)
+    deliverer = Deliverer(settings, store)
+    rooms.lifecycle.on_open.append(notifier.opened)
+    rooms.lifecycle.on_closed.append(notifier.closed)
+    rooms.sweeper.on_expiring.append(notifier.expiring)
+    rooms.usage.on_spend_threshold.append(notifier.spend)
+    notifier.on_enqueued.append(deliverer.wake)
+    return deliverer

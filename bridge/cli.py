@@ -33,7 +33,7 @@ def serve(host: str | None, port: int | None) -> None:
     from .serving import ConfigurationError, run
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": port if port is not None else settings.port})
     try:
@@ -53,12 +53,12 @@ def simulate(host: str, port: int, api_keys: tuple[str, ...]) -> None:
     from .simulator.embedded import simulator_config
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     keys = tuple(k for k in api_keys if k.strip()) or tuple(settings.sim_api_keys)
     logging.getLogger("bridge").info("A2E simulator on http://%s:%d (state at /_sim/state); %s", host, port,
                                      f"{len(keys)} accepted key(s), also for /_sim" if keys else "any key accepted")
     uvicorn.run(create_simulator_app(simulator_config(settings, api_keys=keys)), host=host, port=port,
-                log_config=log_config(settings.log_level), timeout_graceful_shutdown=2)
+                log_config=log_config(settings.log_level, settings.log_format), timeout_graceful_shutdown=2)
 
 
 def _list_operations() -> str:
@@ -103,7 +103,7 @@ def call(operation: str, payload: str, wait: bool, timeout: float, interval: flo
     if wait and not row.creates_task:  # before calling: the call may cost credits
         raise click.UsageError(f"{operation} does not create a task; --wait needs one that does")
     settings = Settings()
-    configure_logging(os.environ.get("BRIDGE_LOG_LEVEL", "WARNING"))
+    configure_logging(os.environ.get("BRIDGE_LOG_LEVEL", "WARNING"), settings.log_format)
     if settings.uses_simulator:
         raise click.ClickException("set A2E_API_KEY (and A2E_BASE_URL or --base-url for a simulator)")
     try:

@@ -5,15 +5,20 @@
      ├── ValidationFailed       422 invalid_input (with details)
      ├── Unauthorized           401 unauthorized
      ├── Forbidden              403 forbidden (authenticated, but not allowed this action)
+     │    └── OriginNotAllowed  403 origin_not_allowed (a browser page on an origin not listed)
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
      ├── Flushed                409 flushed (a pending command dropped by flush)
+     ├── Cancelled              409 cancelled (a queued utterance or a stream cancelled by a client)
+     ├── NotCancellable         409 not_cancellable (A2E has it already)
      ├── PayloadTooLarge        413 payload_too_large (request body over the configured limit)
      ├── CapExceeded            429 cap_exceeded (names the cap)
      ├── QueueFull              429 queue_full
      ├── UpstreamError          502 upstream_error (A2E failed), upstream_auth (the bridge's key refused)
      ├── UpstreamBusy           503 no_avatar_host / upstream_unavailable / upstream_rate_limited, Retry-After
      ├── OutcomeUnknown         504 outcome_unknown (sent to A2E, no answer: maybe carried out, not resent)
+     ├── BrainFailed            502 brain_error (the room's brain failed or sent something unreadable)
+     ├── BrainTimeout           504 brain_timeout (the room's brain was too slow)
      └── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
 
 HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
@@ -61,6 +66,10 @@ class Forbidden(BridgeError):
     status, code = 403, ErrorCode.FORBIDDEN
 
 
+class OriginNotAllowed(Forbidden):
+    code = ErrorCode.ORIGIN_NOT_ALLOWED
+
+
 class NotFound(BridgeError):
     status, code = 404, ErrorCode.NOT_FOUND
 
@@ -71,6 +80,14 @@ class RoomNotOpen(BridgeError):
 
 class Flushed(BridgeError):
     status, code = 409, ErrorCode.FLUSHED
+
+
+class Cancelled(BridgeError):
+    status, code = 409, ErrorCode.CANCELLED
+
+
+class NotCancellable(BridgeError):
+    status, code = 409, ErrorCode.NOT_CANCELLABLE
 
 
 class PayloadTooLarge(BridgeError):
@@ -99,6 +116,14 @@ class UpstreamBusy(BridgeError):
 
 class OutcomeUnknown(BridgeError):
     status, code = 504, ErrorCode.OUTCOME_UNKNOWN
+
+
+class BrainFailed(BridgeError):
+    status, code = 502, ErrorCode.BRAIN_ERROR
+
+
+class BrainTimeout(BridgeError):
+    status, code = 504, ErrorCode.BRAIN_TIMEOUT
 
 
 class TooManyConnections(BridgeError):

@@ -17,6 +17,12 @@ ROOMS_LIVE = Gauge("a2e_bridge_rooms_live", "Rooms A2E may be charging for (crea
 LEAVES_UNCONFIRMED = Counter("a2e_bridge_leaves_unconfirmed_total",
                              "Rooms whose leave A2E never confirmed before their expiry")
 COMMANDS = Counter("a2e_bridge_commands_total", "Commands by kind and outcome", ["kind", "outcome"])
+COINS_CHARGED = Counter("a2e_bridge_coins_charged_total",
+                        "A2E coins charged for rooms at mint, by the bridge's ledger")
+COINS_REFUNDED = Counter("a2e_bridge_coins_refunded_total",
+                         "A2E coins refunded for the unused time of rooms left early, by the bridge's ledger")
+WEBHOOK_DELIVERIES = Counter("a2e_bridge_webhook_attempts_total", "Webhook delivery attempts by outcome",
+                             ["outcome"])
 WS_CONNECTIONS = Gauge("a2e_bridge_ws_connections", "Open websocket clients")
 
 

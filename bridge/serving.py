@@ -147,7 +147,7 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
     return ServerConfig(
         app, host=host, port=port, http=GuardedH11Protocol, header_timeout=settings.header_timeout,
         max_connections=max_connections, timeout_keep_alive=settings.keepalive_timeout,
-        log_config=log_config(settings.log_level), timeout_graceful_shutdown=5,
+        log_config=log_config(settings.log_level, settings.log_format), timeout_graceful_shutdown=5,
         ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
         ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 

@@ -6,7 +6,8 @@
 - the simulator: ``Sim``, and ``add_fault`` / ``clear_faults`` / ``fault_hits`` on its fault table;
 - time: ``FakeClock``, for code that takes a clock (``RoomManager.clock``, ``SimState.clock``);
 - processes: ``spawn_cli``, ``free_port``, ``wait_http``;
-- websockets: ``open_ws``, ``recv``, ``send``, ``until``, ``closed``, ``RawWS`` … (every wait bounded by ``WAIT``).
+- websockets: ``open_ws``, ``recv``, ``send``, ``until``, ``closed``, ``RawWS`` … (every wait bounded by ``WAIT``);
+- webhooks: ``Receiver`` (a backend on loopback that verifies every delivery with ``standardwebhooks``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import contextlib
 import inspect
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,6 +31,11 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -120,7 +128,8 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         raise TimeoutError(f"{url} did not answer within {timeout}s") from None
 
 
-def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
+def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+              preexec_fn: Callable[[], Any] | None = None) -> subprocess.Popen[str]:
     """Start ``a2e-bridge ARGS`` as a real child process (stdout and stderr merged, text).
 
     The child gets this environment plus ``env``; ``A2E_API_KEY`` is dropped unless ``env`` sets it,
@@ -129,7 +138,48 @@ def spawn_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
     if "A2E_API_KEY" not in (env or {}):
         full_env.pop("A2E_API_KEY", None)
     return subprocess.Popen([sys.executable, "-m", "bridge", *args], env=full_env, cwd=cwd or ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
+
+
+class Child:
+    """``a2e-bridge ARGS`` as a child process (see :func:`spawn_cli`), optionally with a descriptor
+    limit of ``nofile``; its output is drained on a thread and kept for assertions and failure messages."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd: Path, nofile: int | None = None) -> None:
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
+        self.proc = spawn_cli(*args, env=env, cwd=cwd, preexec_fn=limit)
+        self.lines: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def tail(self, lines: int = 60) -> str:
+        return "".join(self.lines[-lines:])
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"process did not exit within {timeout}s:\n{self.tail()}") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 # -- servers ---------------------------------------------------------------------------------------
@@ -328,6 +378,16 @@ async def until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], *
             seen.append(frame)
 
 
+async def seen_or_until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]],
+                        timeout: float = WAIT) -> dict[str, Any]:
+    """The first frame in ``seen`` that matches, else the next one read that does (``until``)."""
+    found = next((f for f in seen if match(f)), None)
+    if found is None:
+        found = await until(ws, match, seen=seen, timeout=timeout)
+        seen.append(found)
+    return found
+
+
 def of_type(kind: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
     return lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items())
 
@@ -426,3 +486,102 @@ class RawWS:
 
     def abort(self) -> None:
         self.writer.transport.abort()
+
+
+class EventStream:
+    """One open SSE response: ``next()`` gives ``{"id", "event", "data"}`` dicts, bounded in time."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = WAIT) -> dict[str, Any] | None:
+        """The next event, or None when the server ended the stream."""
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> dict[str, Any] | None:
+        fields: dict[str, Any] = {}
+        async for line in self._lines:
+            if not line:
+                if "data" in fields:
+                    fields["data"] = json.loads(fields["data"])
+                    return fields
+                fields = {}  # a comment-only block (keep-alive ping)
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        return None
+
+    async def until(self, kind: str, seen: list[dict[str, Any]] | None = None,
+                    timeout: float = WAIT) -> dict[str, Any]:
+        while True:
+            event = await self.next(timeout)
+            assert event is not None, f"the stream ended before a {kind} event"
+            if seen is not None:
+                seen.append(event)
+            if event["event"] == kind:
+                return event
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"a2e-bridge test webhook secret!!").decode()
+
+
+class Receiver:
+    """A tenant's backend: a Starlette app on 127.0.0.1 that verifies every delivery's signature with
+    the ``standardwebhooks`` library (a forged or stale one is refused with 400 and kept in
+    ``rejected``). It keeps its port when taken down (``stop``) and brought back (``start``).
+    ``status`` is what it answers a verified delivery; ``delay`` makes it slow."""
+
+    def __init__(self, secret: str = WEBHOOK_SECRET, port: int | None = None) -> None:
+        self.verifier = Webhook(secret)
+        self.port = port or free_port()
+        self.received: list[dict[str, Any]] = []  # every verified delivery, retries included
+        self.rejected: list[str] = []
+        self.status = 204
+        self.delay = 0.0
+        self._server: EmbeddedServer | None = None
+        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            payload = self.verifier.verify(body, dict(request.headers))
+        except WebhookVerificationError as exc:
+            self.rejected.append(str(exc))
+            return Response(status_code=400)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.received.append({"id": request.headers["webhook-id"], "type": payload["type"], "data": payload["data"],
+                              "answered": self.status})
+        return Response(status_code=self.status)
+
+    async def start(self) -> Receiver:
+        self._server = EmbeddedServer.for_app(self.app, port=self.port)
+        await self._server.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    def events(self, room_id: str | None = None) -> list[dict[str, Any]]:
+        """Accepted deliveries, duplicates (same ``webhook-id``) dropped, in arrival order."""
+        seen: set[str] = set()
+        out = []
+        for event in self.received:
+            if event["answered"] < 300 and event["id"] not in seen and (
+                    room_id is None or room_id in (event["data"].get("room_id"), event["data"].get("room", {}).get("id"))):
+                seen.add(event["id"])
+                out.append(event)
+        return out
+
+    def types(self, room_id: str | None = None) -> list[str]:
+        return [e["type"] for e in self.events(room_id)]

@@ -19,10 +19,11 @@ ALLOWED = {
     "rtc": set(),
     "settings": {"a2e"},
     "errors": {"a2e", "frames"},
-    "rooms": {"a2e", "errors", "frames", "metrics", "rtc", "settings"},
+    "rooms": {"a2e", "errors", "frames", "logs", "metrics", "rtc", "settings"},
     "store": {"rooms"},
     "simulator": {"a2e", "frames", "rtc", "settings"},
-    "http": {"a2e", "errors", "frames", "metrics", "rooms", "settings"},
+    "webhooks": {"frames", "logs", "metrics", "rooms", "settings"},
+    "http": {"a2e", "errors", "frames", "logs", "metrics", "rooms", "settings", "webhooks"},
 }
 
 

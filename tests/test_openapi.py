@@ -6,6 +6,7 @@ run is ``scripts/schemathesis_run.py``)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema_rs
@@ -57,7 +58,7 @@ async def test_every_route_is_declared_with_its_parameters_and_errors(bridge_fac
             where = f"{method.upper()} {path}"
             assert op["summary"] and op["operationId"], where
             names = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
-            assert names == {"room_id"} if "{room_id}" in path else not names, where
+            assert names == set(re.findall(r"\{(\w+)\}", path)), where
             for status, answer in op["responses"].items():
                 if int(status) >= 400:  # every error has the one error shape
                     assert answer["content"]["application/json"]["schema"] in (
@@ -66,14 +67,31 @@ async def test_every_route_is_declared_with_its_parameters_and_errors(bridge_fac
                     ), where
             if path.startswith("/v1"):
                 assert op["security"] == [{"bearer": []}] and "401" in op["responses"], where
-            if "requestBody" in op:
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
                 assert {"400", "413", "422"} <= set(op["responses"]), where
+            elif "requestBody" in op:  # text, read as it comes: not UTF-8 or too long
+                assert {"400", "413"} <= set(op["responses"]), where
     assert doc["components"]["securitySchemes"]["bearer"] == {
         "type": "http", "scheme": "bearer", "description": "a client key (BRIDGE_API_KEYS)"}
     rooms = doc["paths"]["/v1/rooms"]
     assert {"201", "401", "404", "422", "429", "502", "503", "504"} <= set(rooms["post"]["responses"])
     speak = doc["paths"]["/v1/rooms/{room_id}/speak"]["post"]
-    assert {"404", "409", "429", "504"} <= set(speak["responses"])
+    assert {"403", "404", "409", "429", "504"} <= set(speak["responses"])
+    assert "origin_not_allowed" in speak["responses"]["403"]["description"]
+    assert doc["paths"]["/v1/rooms"]["get"]["responses"]["403"]["description"].count("forbidden") == 1
+    # the streamed speak takes text; utterances and the operators' records answer with their models
+    stream = doc["paths"]["/v1/rooms/{room_id}/speak/stream"]["post"]
+    assert list(stream["requestBody"]["content"]) == ["text/plain"] and {"400", "413"} <= set(stream["responses"])
+    utterance = doc["paths"]["/v1/rooms/{room_id}/utterances/{uid}"]
+    assert utterance["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("UtteranceView")
+    transcript = doc["paths"]["/v1/rooms/{room_id}/transcript"]["get"]
+    assert set(transcript["responses"]["200"]["content"]) == {"application/json", "text/plain"}
+    assert {p["name"] for p in transcript["parameters"]} == {"room_id", "after", "limit", "format"}
+    usage = {p["name"]: p["schema"] for p in doc["paths"]["/v1/usage"]["get"]["parameters"]}
+    assert usage["from"]["anyOf"] == [{"format": "date", "type": "string"}, {"format": "date-time", "type": "string"}]
+    assert {"brain", "forward_events"} <= set(schemas["CreateRoom"]["properties"])
+    for path in ("/v1/webhooks/deliveries", "/v1/operator/rooms"):
+        assert "200" in doc["paths"][path]["get"]["responses"], path
     # the websocket and the event stream are described, the frames from bridge.frames
     assert doc["x-websocket"]["path"] == "/v1/rooms/{room_id}/ws" and "ClientFrame" in schemas and "ServerFrame" in schemas
     events = doc["paths"]["/v1/rooms/{room_id}/events"]["get"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,39 +15,11 @@ import pytest
 
 from bridge.rooms.models import CloseReason, Room, RoomState
 from bridge.store.sqlite import SqliteRoomStore
-from tests.helpers import create_room_sync, free_port, poll_sync, spawn_cli, wait_http
+from tests.helpers import Child, create_room_sync, free_port, poll_sync, wait_http
 
 KEY = {"Authorization": "Bearer k"}
 SHUTDOWN_TIMEOUT = 2.0
 EXIT_BOUND = SHUTDOWN_TIMEOUT + 5 + 5  # + uvicorn's graceful timeout for open connections + start slack
-
-
-class Child:
-    """An ``a2e-bridge`` child process whose output is drained (and kept for failure messages)."""
-
-    def __init__(self, *args: str, env: dict[str, str], cwd: Path) -> None:
-        self.proc = spawn_cli(*args, env=env, cwd=cwd)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines[-60:])
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"process did not exit within {timeout}s:\n{self.output}") from None
 
 
 @pytest.fixture
@@ -75,7 +45,7 @@ def start_simulator(children: Callable[..., Child]) -> str:
     try:
         wait_http(url + "/_sim/health")
     except TimeoutError:
-        raise AssertionError(child.output) from None
+        raise AssertionError(child.tail()) from None
     return url
 
 
@@ -92,7 +62,7 @@ def start_bridge(children: Callable[..., Child], db: Path, sim_url: str | None =
     try:
         wait_http(url + "/healthz")
     except TimeoutError:
-        raise AssertionError(child.output) from None
+        raise AssertionError(child.tail()) from None
     return child, url
 
 

@@ -30,6 +30,7 @@ from tests.helpers import (
     ACME,
     GLOBEX,
     KEYS,
+    EventStream,
     RawWS,
     assert_error,
     closed,
@@ -44,7 +45,6 @@ from tests.helpers import (
     wait_observed,
 )
 from tests.helpers import create_room as _create_room
-from tests.test_sse import EventStream
 
 create_room = functools.partial(_create_room, headers=ACME)  # these tests speak as acme unless told otherwise
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from bridge.simulator.feed import answer_for
-from tests.helpers import ACME, GLOBEX, KEYS, WAIT, add_fault, create_room, poll, wait_observed
+from tests.helpers import ACME, GLOBEX, KEYS, WAIT, EventStream, add_fault, create_room, poll, wait_observed
 
 CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on the second floor."
 
@@ -21,43 +19,6 @@ CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on th
 @pytest.fixture
 async def bridge(bridge_factory: Any) -> Any:
     return await bridge_factory(api_keys=dict(KEYS), headers=ACME)
-
-
-class EventStream:
-    """One open SSE response: ``next()`` gives ``{"id", "event", "data"}`` dicts, bounded in time."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines = response.aiter_lines()
-
-    async def next(self, timeout: float = WAIT) -> dict[str, Any] | None:
-        """The next event, or None when the server ended the stream."""
-        return await asyncio.wait_for(self._next(), timeout)
-
-    async def _next(self) -> dict[str, Any] | None:
-        fields: dict[str, Any] = {}
-        async for line in self._lines:
-            if not line:
-                if "data" in fields:
-                    fields["data"] = json.loads(fields["data"])
-                    return fields
-                fields = {}  # a comment-only block (keep-alive ping)
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        return None
-
-    async def until(self, kind: str, seen: list[dict[str, Any]] | None = None,
-                    timeout: float = WAIT) -> dict[str, Any]:
-        while True:
-            event = await self.next(timeout)
-            assert event is not None, f"the stream ended before a {kind} event"
-            if seen is not None:
-                seen.append(event)
-            if event["event"] == kind:
-                return event
 
 
 @contextlib.asynccontextmanager
@@ -83,18 +44,24 @@ async def test_reply_after_an_ask(bridge: Any) -> None:
         assert response.status_code == 200 and response.json()["position"] == 1
         seen: list[dict[str, Any]] = []
         await stream.until("speaking_stopped", seen, timeout=10)
+        seen.append(await stream.until("utterance", timeout=10))
+    uid = response.json()["utterance"]
+    # the ask's utterance, heard on the channel: queued → sent → speaking → done
+    assert [(e["data"]["id"], e["data"]["state"]) for e in seen if e["event"] == "utterance"] == [
+        (uid, "queued"), (uid, "sent"), (uid, "speaking"), (uid, "done")]
+    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
+    seen = [e for e in seen if e["event"] != "utterance"]
     names = [e["event"] for e in seen]
     # the room as it is when the stream starts (no id: it is not part of the room's history), then what happens
     assert names[0] == "room" and "id" not in seen[0] and seen[0]["data"]["room"]["state"] == "open"
     seen = seen[1:]
     names = names[1:]
     assert names[0] == "command" and seen[0]["data"] == {"type": "command", "kind": "ask", "seq": 1,
-                                                            "text": "How much are tickets?"}
+                                                            "text": "How much are tickets?", "utterance": uid}
     assert names.index("speaking_started") < names.index("reply")
     finals = [e["data"] for e in seen if e["event"] == "reply" and e["data"]["final"]]
     assert [f["text"] for f in finals] == [answer_for("How much are tickets?", CONTEXT)]
     assert names[-2:] == ["reply", "speaking_stopped"] and seen[-2]["data"]["final"]
-    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
     ids = [int(e["id"]) for e in seen]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -127,16 +94,20 @@ async def test_last_event_id_resumes_from_the_buffer(bridge: Any) -> None:
         assert (await stream.until("command"))["data"]["text"] == "Three."
     # Last-Event-ID 0 replays the whole buffer, from the room's opening, then the room as it is now
     async with events(bridge, rid, headers={"Last-Event-ID": "0"}) as stream:
-        replayed = [await stream.next() for _ in range(7)]  # room (opened) and the commands One to Five
-        assert [e["id"] for e in replayed] == [str(i) for i in range(1, 8)] and replayed[0]["event"] == "room"
-        now = await stream.next()
-        assert now["event"] == "room" and "id" not in now and now["data"]["room"]["state"] == "open"
+        replayed: list[dict[str, Any]] = []  # room (opened), the commands One to Five and their utterances
+        while (now := await stream.next()) is not None and "id" in now:
+            replayed.append(now)
+        assert [e["id"] for e in replayed] == [str(i) for i in range(1, len(replayed) + 1)]
+        assert replayed[0]["event"] == "room"
+        assert [e["data"]["text"] for e in replayed if e["event"] == "command"] == ["One.", "Two.", "Three.", "Four.",
+                                                                                    "Five."]
+        assert now is not None and now["event"] == "room" and now["data"]["room"]["state"] == "open"
     # without it: the room as it is now, then only what happens from now on
     async with events(bridge, rid) as stream:
         first = await stream.next()
         assert first["event"] == "room" and "id" not in first and first["data"]["room"]["id"] == rid
         assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "Six."})).status_code == 200
-        assert (await stream.next())["data"]["text"] == "Six."
+        assert (await stream.until("command"))["data"]["text"] == "Six."
 
     status, body = await status_of(bridge, rid, headers={"Last-Event-ID": "yesterday"})
     assert status == 400 and body["error"]["code"] == "bad_request"

@@ -24,6 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from .encoding import json_body, query_value
 from .endpoints import Endpoint, endpoint
 from .errors import (
     A2EError,
@@ -174,13 +175,13 @@ class A2EClient:
             reraise=True,
         )
         started = time.perf_counter()
-        outcome = "ok"
+        outcome, failure, seen = "ok", None, {}
         unanswered = False  # an earlier attempt was sent and got no answer: it may have been carried out
         try:
             async for attempt in retrying:
                 with attempt:
                     try:
-                        return await self._send(row, request)
+                        status, envelope = await self._send(row, request)
                     except A2ENotFound:
                         if unanswered and row.deletes:
                             # the unanswered attempt deleted it: that is the outcome the caller asked for
@@ -190,12 +191,21 @@ class A2EClient:
                     except A2EError as exc:
                         unanswered = unanswered or exc.outcome_unknown
                         raise
+                    seen = {"status": status, "code": envelope.get("code"), "trace_id": envelope.get("trace_id")}
+                    return envelope
         except A2EError as exc:
-            outcome = type(exc).__name__
+            outcome, failure = type(exc).__name__, exc
+            seen = {"status": exc.status, "code": exc.code, "trace_id": exc.trace_id}
             raise
         finally:
+            seconds = time.perf_counter() - started
             if self.on_call is not None:
-                self.on_call(operation, outcome, time.perf_counter() - started)
+                self.on_call(operation, outcome, seconds)
+            # Standard logging only (this package stands alone); the operator's log setup adds the context.
+            what = f"failed: {failure} ({outcome})" if failure is not None else outcome
+            log.info("A2E %s %s in %.0f ms", operation, what, seconds * 1000,
+                     extra={"operation": operation, "outcome": outcome, "latency_ms": round(seconds * 1000, 1),
+                            **{k: v for k, v in seen.items() if isinstance(v, (str, int))}})
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -211,21 +221,27 @@ class A2EClient:
         query: dict[str, Any] | None = None
         body: bytes | None = None
         if row.method == "GET":
-            query = {k: _query_value(row, k, v) for k, v in rest.items() if v is not None}
+            query = {k: query_value(row, k, v) for k, v in rest.items() if v is not None}
         elif rest or row.method in ("POST", "PUT"):
-            body = _json_body(row, rest)
+            body = json_body(row, rest)
         return self.transport.prepare(row.name, row.method, path, allowed=row.path_pattern, query=query,
                                       json_body=body)
 
-    async def _send(self, row: Endpoint, request: Prepared) -> dict[str, Any]:
+    async def _send(self, row: Endpoint, request: Prepared) -> tuple[int, dict[str, Any]]:
+        """One attempt: (HTTP status, envelope), or the A2EError it comes to."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("A2E %s request: %s %s %s", row.name, request.method, request.url.path,
+                      _shown(request.content), extra={"operation": row.name})
         reply = await self.transport.send(row.name, request)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("A2E %s reply: HTTP %d %s", row.name, reply.status, _shown(json.dumps(reply.body)),
+                      extra={"operation": row.name, "status": reply.status})
         error = error_from_reply(status=reply.status, body=reply.body, operation=row.name,
                                  retry_after=reply.retry_after)
         if error is not None:
-            log.info("A2E %s failed: %s", row.name, error)
             raise error
         body: dict[str, Any] = reply.body
-        return body
+        return reply.status, body
 
     # -- streaming-avatar conveniences used by the bridge ------------------------------------
     async def streaming_avatars(self) -> list[dict[str, Any]]:
@@ -257,40 +273,7 @@ class A2EClient:
         return await wait_for(self, operation, task_id, **kw)
 
 
-def _query_value(row: Endpoint, name: str, value: Any) -> Any:
-    """A query-string value: a string, a number or a boolean (httpx writes true/false), in valid Unicode."""
-    if not isinstance(value, (str, int, float)):
-        raise A2EInvalidInput(f"{name} must be a string or a number (it goes in the query string)",
-                              field=name, operation=row.name)
-    if isinstance(value, str) and not _is_unicode(value):
-        raise A2EInvalidInput(f"{name} is not valid Unicode text", field=name, operation=row.name)
-    return value
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800"
-        return False
-    return True
-
-
-_JSON_ERRORS = (ValueError, TypeError, RecursionError)  # NaN/Infinity or a lone surrogate; not JSON; too deep
-
-
-def _json_body(row: Endpoint, fields: dict[str, Any]) -> bytes:
-    """Strict JSON, as httpx would encode it; a value JSON cannot carry is refused, by name."""
-
-    def encode(value: Any) -> bytes:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-    try:
-        return encode(fields)
-    except _JSON_ERRORS:
-        for name, value in fields.items():
-            try:
-                encode({name: value})
-            except _JSON_ERRORS:
-                raise A2EInvalidInput(f"{name} cannot be sent as JSON (NaN, Infinity, invalid Unicode or not JSON)",
-                                      field=str(name), operation=row.name) from None
-        raise A2EInvalidInput("the parameters cannot be sent as JSON", operation=row.name) from None
+def _shown(body: bytes | str, most: int = 2000) -> str:
+    """A body for a DEBUG line, cut at ``most`` characters (the log filter redacts secrets in it)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return text if len(text) <= most else text[:most] + f"... ({len(text)} characters)"

@@ -1,4 +1,9 @@
-"""Who is calling: client keys bound to tenants, and short-lived websocket tickets for browsers.
+"""Who is calling: client keys bound to tenants, publishable browser keys, and short-lived websocket
+tickets for browsers; and, for callers that are web pages, whether their origin may (``origins.py``).
+
+Browser keys (``BRIDGE_BROWSER_KEYS``, ``pk_…``) may sit in a page: they only open rooms (within their
+own caps, ``bridge/rooms/caps.py``), use the rooms they opened and end them; tickets minted for them
+carry the ``browser`` scope so that their holders keep the same limits.
 
 Tickets are HMAC-SHA256-signed strings (stdlib ``hmac``: a few fields and one signature do not
 justify a JWT library)::
@@ -25,16 +30,20 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-from bridge.errors import Unauthorized
+from bridge import logs
+from bridge.errors import Forbidden, Unauthorized
+
+from .origins import OriginPolicy
 
 DEV_TENANT = "dev"
 SCOPE_FORWARD = "forward"
 SCOPE_BASIC = "basic"
+SCOPE_BROWSER, SCOPE_BROWSER_FORWARD = "browser", "browser_forward"  # minted for a browser key
 MAX_TICKET_CHARS = 1024  # a genuine ticket is about 100 characters; anything longer is not one
 # Every field is base64url or digits: checked before anything else, so odd input (non-ASCII, empty
 # fields, extra dots, huge strings) is refused as malformed instead of reaching int()/b64decode/hmac.
 _TICKET = re.compile(r"([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{1,344})\.([0-9]{1,12})\.([0-9]{1,12})\."
-                     r"([A-Za-z0-9_-]{1,32})\.(forward|basic)\.([A-Za-z0-9_-]{24})", re.ASCII)
+                     r"([A-Za-z0-9_-]{1,32})\.(forward|basic|browser|browser_forward)\.([A-Za-z0-9_-]{24})", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,30 @@ class Caller:
     forward: bool = True  # may forward channel events: key holders, and tickets with the forward scope
     ticket_started: float | None = None  # when the ticket's chain began
     ticket_chain: str | None = None  # the chain's id: every renewal of one ticket shares it
+    browser: bool = False  # a browser key, or a ticket minted for one: the browser-key limits apply
+    browser_key: str | None = None  # the browser key's id (a digest, never the key): rooms it opened
+
+    def deny_browser(self, what: str) -> None:
+        """Refuse (403 ``forbidden``) what a browser key may never do."""
+        if self.browser:
+            raise Forbidden(f"a browser key may not {what}; use a secret key (BRIDGE_API_KEYS) from a backend")
+
+
+def key_id(key: str) -> str:
+    """A browser key's id: names it in the store and the logs without revealing it."""
+    return "pk#" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads operator records (transcripts, usage, deliveries): a tenant, or (``tenant`` None) the
+    operator, with ``BRIDGE_OPERATOR_KEY``, who sees every tenant."""
+
+    tenant: str | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant is None
 
 
 def _b64(raw: bytes) -> str:
@@ -54,50 +87,88 @@ class Authenticator:
     """Maps ``Authorization: Bearer <key>`` to a tenant; in dev mode everyone is tenant ``dev``."""
 
     def __init__(self, api_keys: dict[str, str], *, dev_mode: bool, ticket_ttl: float,
-                 ticket_secret: bytes | None = None, ticket_max_life: float = 86_400.0) -> None:
+                 ticket_secret: bytes | None = None, ticket_max_life: float = 86_400.0,
+                 browser_keys: dict[str, str] | None = None, origins: OriginPolicy | None = None,
+                 operator_key: str | None = None) -> None:
         self._keys = dict(api_keys)
+        self._browser_keys = dict(browser_keys or {})
+        self._operator_key = operator_key or None
         self.dev_mode = dev_mode
         self.ticket_ttl = ticket_ttl
         self.ticket_max_life = ticket_max_life
+        self.origins = origins  # None: no origin checks (unit tests of tickets)
         self._secret = ticket_secret or secrets.token_bytes(32)
-        self.tenants = frozenset(self._keys.values()) | ({DEV_TENANT} if dev_mode else set())
+        self.tenants = (frozenset(self._keys.values()) | frozenset(self._browser_keys.values())
+                        | ({DEV_TENANT} if dev_mode else set()))
 
-    def tenant_for_key(self, key: str | None) -> str | None:
+    def tenant_for_key(self, key: str | None, keys: dict[str, str] | None = None) -> str | None:
         if key:
-            for known, tenant in self._keys.items():
+            for known, tenant in (self._keys if keys is None else keys).items():
                 if hmac.compare_digest(known.encode(), key.encode()):
                     return tenant
         return None
 
     def authenticate(self, conn: HTTPConnection) -> Caller:
-        """The caller of a request, or :class:`Unauthorized`."""
+        """The caller of a request (:class:`Unauthorized` if none), once its origin is allowed
+        (:class:`~bridge.errors.OriginNotAllowed`)."""
+        self._check_origin(conn)
+        return self._admit(conn, self._identify(conn))
+
+    def authenticate_room(self, conn: HTTPConnection) -> Caller:
+        """For a room's stream (websocket, SSE): a ``?ticket=`` for that room, else the key."""
+        ticket = conn.query_params.get("ticket")
+        if ticket:
+            self._check_origin(conn)
+            return self._admit(conn, self.check_ticket(ticket, conn.path_params["room_id"]))
+        return self.authenticate(conn)
+
+    def _identify(self, conn: HTTPConnection) -> Caller:
         header = conn.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
-        tenant = self.tenant_for_key(key.strip()) if scheme.lower() == "bearer" else None
+        key = key.strip() if scheme.lower() == "bearer" else ""
+        tenant = self.tenant_for_key(key)
         if tenant:
             return Caller(tenant)
+        tenant = self.tenant_for_key(key, self._browser_keys)
+        if tenant:
+            return Caller(tenant, browser=True, browser_key=key_id(key))
         if self.dev_mode:
             return Caller(DEV_TENANT)
         if not header:
             raise Unauthorized("missing Authorization: Bearer <key>")
         raise Unauthorized("unknown API key")
 
-    def authenticate_room(self, conn: HTTPConnection) -> Caller:
-        """For a room's stream (websocket, SSE): a ``?ticket=`` for that room, else the key."""
-        ticket = conn.query_params.get("ticket")
-        if ticket:
-            return self.check_ticket(ticket, conn.path_params["room_id"])
-        return self.authenticate(conn)
+    def _check_origin(self, conn: HTTPConnection) -> None:
+        """Before any key is read: an origin that no tenant lists is refused outright."""
+        if self.origins is not None:
+            self.origins.check(conn)
+
+    def _admit(self, conn: HTTPConnection, caller: Caller) -> Caller:
+        if self.origins is not None:
+            self.origins.check(conn, caller.tenant, browser_key=caller.browser_key is not None)
+        logs.bind(tenant=caller.tenant)
+        return caller
+
+    def authenticate_viewer(self, conn: HTTPConnection) -> Viewer:
+        """The operator (``Authorization: Bearer <BRIDGE_OPERATOR_KEY>``), else a tenant's key."""
+        if self._operator_key:
+            scheme, _, key = conn.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._operator_key.encode()):
+                return Viewer(None)
+        return Viewer(self.authenticate(conn).tenant)
 
     # -- tickets ------------------------------------------------------------------------------
     def issue_ticket(self, room_id: str, tenant: str, now: float | None = None, *, forward: bool = False,
-                     started: float | None = None, chain: str | None = None) -> str:
+                     started: float | None = None, chain: str | None = None, browser: bool = False) -> str:
         """A ticket for ``room_id``; a new chain unless ``started``/``chain`` continue one."""
         now = time.time() if now is None else now
         started = int(now if started is None else started)
         expiry = int(min(now + self.ticket_ttl, started + self.ticket_max_life))
         chain = chain or _b64(secrets.token_bytes(8))
-        scope = SCOPE_FORWARD if forward else SCOPE_BASIC
+        if browser:
+            scope = SCOPE_BROWSER_FORWARD if forward else SCOPE_BROWSER
+        else:
+            scope = SCOPE_FORWARD if forward else SCOPE_BASIC
         payload = f"{room_id}.{_b64(tenant.encode())}.{expiry}.{started}.{chain}.{scope}"
         return f"{payload}.{self._sign(payload)}"
 
@@ -110,7 +181,7 @@ class Authenticator:
         ends = caller.ticket_started + self.ticket_max_life
         if ends - now < 1:  # tickets carry whole seconds: a shorter one would be born expired
             return None
-        ticket = self.issue_ticket(room_id, caller.tenant, now, forward=caller.forward,
+        ticket = self.issue_ticket(room_id, caller.tenant, now, forward=caller.forward, browser=caller.browser,
                                    started=caller.ticket_started, chain=caller.ticket_chain)
         return ticket, min(self.ticket_ttl, ends - now)
 
@@ -136,8 +207,9 @@ class Authenticator:
         if int(started) + self.ticket_max_life < now:
             raise Unauthorized("ticket chain expired: ask the room's owner for a new ticket")
         self._check_tenant(tenant)
-        return Caller(tenant, ticket_expires=int(expiry), forward=scope == SCOPE_FORWARD,
-                      ticket_started=int(started), ticket_chain=chain)
+        return Caller(tenant, ticket_expires=int(expiry), forward=scope in (SCOPE_FORWARD, SCOPE_BROWSER_FORWARD),
+                      ticket_started=int(started), ticket_chain=chain,
+                      browser=scope in (SCOPE_BROWSER, SCOPE_BROWSER_FORWARD))
 
     def _check_tenant(self, tenant: str) -> None:
         if tenant not in self.tenants:

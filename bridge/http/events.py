@@ -48,8 +48,8 @@ class RoomEventStream(EventSourceResponse):
                                                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},),
            errors={400: "`Last-Event-ID` is not an event id", 429: "a client cap (`details.cap`: clients_per_room, "
                    "clients_per_ticket, clients_per_tenant)"},
-           description="`text/event-stream`: each event's name is its type (`room`, `command`, `reply`, "
-                       "`speaking_started`, `speaking_stopped`, `room_closed`), its data the JSON frame (the "
+           description="`text/event-stream`: each event's name is its type (`room`, `command`, `utterance`, "
+                       "`reply`, `speaking_started`, `speaking_stopped`, `room_closed`), its data the JSON frame (the "
                        "websocket's `ServerFrame`), its id its place in the room's history. The stream starts "
                        "with the room as it is (`room`, no id); `Last-Event-ID` (or `last_event_id`) resumes "
                        "after that event; a room that has ended answers its final `room_closed` and ends. "
@@ -64,7 +64,7 @@ async def room_events(request: Request) -> Response:
     if last and not (last.isascii() and last.isdigit() and len(last) <= 18):
         raise BadRequest("Last-Event-ID must be an integer event id")
     after = int(last) if last else query.last_event_id
-    lr = await rooms.registry.lookup(who.tenant, room_id)
+    lr = await rooms.registry.lookup(who.tenant, room_id, opened_by=who.browser_key)
     if not isinstance(lr, LiveRoom):
         if lr.state in (RoomState.CLOSED, RoomState.FAILED):  # a client reconnecting after the end reads it
             return EventSourceResponse(_ended(lr))

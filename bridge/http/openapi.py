@@ -9,6 +9,7 @@ statuses it can give); :func:`document` walks the app's routes. Hand-written rat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,27 +26,32 @@ from starlette.staticfiles import StaticFiles
 from bridge import frames
 from bridge.settings import Settings
 
-from .models import ROOM_ID_PATTERN, ErrorBody
+from .models import PATH_PATTERNS, ErrorBody
 from .responses import JSONResponse
 
 E = TypeVar("E", bound=Callable[..., Any])
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 ERRORS: dict[int, str] = {  # status -> the codes it carries (frames.ErrorCode)
-    400: "`bad_request`: the body is not JSON, or nested deeper than 200 levels",
+    400: "`bad_request`:",
     401: "`unauthorized`: missing or unknown key (or ticket)",
+    403: "`origin_not_allowed`: a web page on an `Origin` the allowlist does not name (BRIDGE_ALLOWED_ORIGINS), or a "
+         "browser key without one",
     404: "`not_found`",
-    409: "`room_not_open`: the room is closing or closed; `flushed`: dropped by a flush before it was sent",
+    409: "`room_not_open`: the room is closing or closed; `flushed`: dropped by a flush before it was sent; "
+         "`cancelled`: cancelled by a client",
     413: "`payload_too_large`: the body is over the limit (`details.max_bytes`)",
     422: "`invalid_input`: the request does not fit the schema (`details`: where), or A2E refused its input",
     429: "`cap_exceeded` (`details.cap`), `queue_full`",
-    502: "`upstream_error`: A2E failed; `upstream_auth`: A2E refuses the bridge's key",
+    502: "`upstream_error`: A2E failed; `upstream_auth`: A2E refuses the bridge's key; `brain_error`: the room's "
+         "brain failed",
     503: "`no_avatar_host`, `upstream_unavailable`, `upstream_rate_limited` (with `Retry-After`); "
          "`too_many_connections`",
     504: "`outcome_unknown`: sent to A2E and no answer came: it may or may not have been carried out, and was "
-         "not sent again",
+         "not sent again; `brain_timeout`: the room's brain was too slow",
 }
 A2E_STATUSES = (502, 503, 504)
+JSON_400 = "the body is not JSON, or nested deeper than 200 levels"
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,13 @@ class Operation:
     ok: int = 200
     body: type[BaseModel] | Callable[[Settings], type[BaseModel]] | None = None
     body_required: bool = True
+    body_media: str = "application/json"  # another type: the body is that text, read as it comes (no model)
     query: type[BaseModel] | None = None
     errors: dict[int, str] = field(default_factory=dict)  # status -> what it means here
     description: str = ""
     auth: bool = True
     media: str = "application/json"  # of the answer
+    also_media: tuple[str, ...] = ()  # other types the answer may come in (text, as asked for by a query)
     headers: tuple[dict[str, Any], ...] = ()  # header parameters
     tag: str = "rooms"
     also_answers: tuple[int, ...] = ()  # statuses whose body is the answer too (or an error, e.g. 503)
@@ -148,15 +156,16 @@ def _path_item(path: str, method: str, spec: Operation, settings: Settings, refs
                           .replace("{", "").replace("}", ""), "tags": [spec.tag]}
     if spec.description:
         op["description"] = spec.description
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": ROOM_ID_PATTERN}}
-              for name in ("room_id",) if "{room_id}" in path]
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": PATH_PATTERNS[name]}}
+              for name in re.findall(r"\{(\w+)\}", path)]
     if spec.query is not None:
         schema = spec.query.model_json_schema()
         for name, prop in schema.get("properties", {}).items():
             prop.pop("title", None)
             if prop.get("default", 0) is None:  # a query value is never null: absent is the default
                 del prop["default"]
-                prop.update(next(b for b in prop.pop("anyOf") if b.get("type") != "null"))
+                branches = [b for b in prop.pop("anyOf") if b.get("type") != "null"]
+                prop.update(branches[0] if len(branches) == 1 else {"anyOf": branches})
             params.append({"name": name, "in": "query", "required": name in schema.get("required", ()),
                            "schema": prop, **({"description": prop["description"]} if "description" in prop else {})})
     params += list(spec.headers)
@@ -166,11 +175,16 @@ def _path_item(path: str, method: str, spec: Operation, settings: Settings, refs
     if spec.body is not None:
         op["requestBody"] = {"required": spec.body_required, "content": {"application/json": {
             "schema": refs[(_resolve(spec.body, settings), "validation")]}}}
-        statuses.update({400: statuses.get(400, ""), 413: statuses.get(413, ""), 422: statuses.get(422, "")})
+        statuses.update({400: statuses.get(400, JSON_400), 413: statuses.get(413, ""), 422: statuses.get(422, "")})
+    elif spec.body_media != "application/json":
+        op["requestBody"] = {"required": spec.body_required, "content": {spec.body_media: {"schema": {"type": "string"}}}}
+        statuses.update({400: statuses.get(400, ""), 413: statuses.get(413, "")})
     if spec.query is not None:
         statuses.setdefault(422, "")
     if "{room_id}" in path:
         statuses.setdefault(404, "no such room for this tenant")
+    if spec.auth:
+        statuses.setdefault(403, "")  # the origin allowlist, checked before any key
     if spec.auth and secured:
         statuses.setdefault(401, "")
         op["security"] = [{"bearer": []}]
@@ -179,6 +193,7 @@ def _path_item(path: str, method: str, spec: Operation, settings: Settings, refs
     statuses.setdefault(503, "")  # the connection cap (too_many_connections), whatever the route
     content: dict[str, Any] = ({spec.media: {"schema": refs[(spec.answer, "serialization")]}} if spec.answer
                                else {spec.media: {"schema": {"type": "string"}}})
+    content.update({media: {"schema": {"type": "string"}} for media in spec.also_media})
     responses: dict[str, Any] = {str(spec.ok): {"description": "OK", "content": content}}
     if spec.links:
         responses[str(spec.ok)]["links"] = spec.links
@@ -213,14 +228,15 @@ _DESCRIPTION = """\
 Streaming A2E avatars behind one API. Errors are always `{"error": {"code", "message", "details"?}}`.
 
 **Room events (SSE)**: `GET /v1/rooms/{room_id}/events` is `text/event-stream`: events are *named*
-by their type (`room`, `command`, `reply`, `speaking_started`, `speaking_stopped`, `room_closed`):
-listen with `addEventListener(type, ...)`, not `onmessage`. Each stream starts with the room as it
-is (`room`); `Last-Event-ID` resumes; an ended room answers its final `room_closed`.
+by their type (`room`, `command`, `utterance`, `reply`, `speaking_started`, `speaking_stopped`,
+`room_closed`): listen with `addEventListener(type, ...)`, not `onmessage`. Each stream starts with
+the room as it is (`room`); `Last-Event-ID` resumes; an ended room answers its final `room_closed`.
 
 **Websocket**: `GET /v1/rooms/{room_id}/ws` (key in `Authorization`, or `?ticket=`). Client frames
-are `ClientFrame`, server frames `ServerFrame` (components; `x-websocket`). Close codes: 4000 room
-closed, 4008 slow consumer, 4009 room not open, 4401 unauthorized, 4404 no such room, 4429 flood or a
-client cap.
+are `ClientFrame` (`speak`, `ask`, `speak_delta`/`speak_end` for streamed text, `cancel`, `flush`,
+`set_qa_context`, `ping`, `rtc_event`), server frames `ServerFrame` (components; `x-websocket`).
+Close codes: 4000 room closed, 4008 slow consumer, 4009 room not open, 4401 unauthorized, 4404 no
+such room, 4429 flood or a client cap; a page on an origin not allowed is refused with a plain 403.
 """
 
 

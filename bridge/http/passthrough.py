@@ -35,9 +35,10 @@ from .responses import JSONResponse
 
 def require_trusted(conn: HTTPConnection, what: str = "the A2E pass-through") -> None:
     """Only tenants of ``BRIDGE_PASSTHROUGH_TENANTS`` (they act on the whole A2E account); anyone in
-    development mode. Raises :class:`Unauthorized`."""
+    development mode; never a browser key (403). Raises :class:`Unauthorized`."""
     auth: Authenticator = conn.app.state.auth
     who = auth.authenticate(conn)
+    who.deny_browser(f"use {what}")
     if not auth.dev_mode and who.tenant not in conn.app.state.settings.passthrough_tenants:
         raise Unauthorized(f"this tenant may not use {what} (BRIDGE_PASSTHROUGH_TENANTS)")
 

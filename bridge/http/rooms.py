@@ -1,4 +1,4 @@
-"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context, commands.
+"""The bridge's REST API for rooms: open, list, read, leave, tickets, QA context (commands: ``commands.py``).
 
 Requests are validated and answers built with the models of :mod:`bridge.http.models`; each
 handler's ``@operation`` is what ``/openapi.json`` says of it (:mod:`bridge.http.openapi`).
@@ -13,15 +13,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.rooms import Rooms
+from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.models import CloseReason, Room
 from bridge.rooms.registry import LiveRoom, room_of
-from bridge.rooms.relay import CommandKind, acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
 from .models import (
-    CommandAccepted,
-    FlushResult,
+    CreateRoom,
     ListRoomsQuery,
     NewRoom,
     QaContextBody,
@@ -30,7 +29,7 @@ from .models import (
     RoomView,
     TicketRequest,
     TicketView,
-    command_body,
+    answer_body,
     create_room_body,
     parse_body,
     parse_query,
@@ -40,6 +39,7 @@ from .paging import decode_cursor, encode_cursor
 from .responses import JSONResponse
 
 CALLS_A2E = dict.fromkeys(A2E_STATUSES, "")
+BROWSER_LIMIT = "`forbidden`: longer than a browser key may set (its tenant's browser QA-context limit)"
 
 
 def rooms_of(conn: HTTPConnection) -> Rooms:
@@ -52,8 +52,20 @@ def caller(conn: HTTPConnection) -> Caller:
     return auth.authenticate(conn)
 
 
+async def find_room(request: Request, who: Caller, *, must_be_open: bool = False) -> LiveRoom | Room:
+    """The path's room, if ``who`` may use it (a browser key: only a room it opened)."""
+    return await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"],
+                                                   must_be_open=must_be_open, opened_by=who.browser_key)
+
+
+async def find_open_room(request: Request, who: Caller) -> LiveRoom:
+    found = await find_room(request, who, must_be_open=True)
+    assert isinstance(found, LiveRoom)
+    return found
+
+
 def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
-              forward_events: bool = False) -> dict[str, Any]:
+              forward_events: bool = False, browser: bool = False) -> dict[str, Any]:
     """A room as clients see it, with what a browser needs to join the channel and the websocket."""
     view = room.to_public()
     scheme = "wss" if request.url.scheme == "https" else "ws"
@@ -61,32 +73,43 @@ def room_view(request: HTTPConnection, room: Room, *, with_ticket: bool = False,
     view["events_url"] = f"{request.url.scheme}://{request.url.netloc}/v1/rooms/{room.id}/events"
     if with_ticket:
         auth: Authenticator = request.app.state.auth
-        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant, forward=forward_events)
+        view["ws_ticket"] = auth.issue_ticket(room.id, room.tenant, forward=forward_events, browser=browser)
         view["ws_ticket_expires_in"] = auth.ticket_ttl
     return view
 
 
 def answer(model: type[Any], data: dict[str, Any], status_code: int = 200) -> JSONResponse:
     """An answer built with its model (the one ``/openapi.json`` shows)."""
-    return JSONResponse(model.model_validate(data).model_dump(mode="json"), status_code=status_code)
+    return JSONResponse(answer_body(model, data), status_code=status_code)
+
+
+def room_body(settings: Settings) -> type[CreateRoom]:
+    """The body of POST /v1/rooms under these settings (its limits and brains)."""
+    return create_room_body(settings.leave_before_expiry, tuple(sorted(settings.brains)))
 
 
 @operation(summary="Open a room (mints an A2E streaming token; charged for expire_seconds up front)",
-           body=lambda settings: create_room_body(settings.leave_before_expiry),
-           body_required=False, answer=NewRoom, ok=201, errors={
-               404: "`avatar_id`: no such streaming avatar", 429: "a cap (`details.cap`: concurrent_rooms, "
-               "expire_seconds, room_minutes_per_day, balance, creation_rate with `Retry-After`)", **CALLS_A2E})
+           body=room_body, body_required=False, answer=NewRoom, ok=201, errors={
+               403: BROWSER_LIMIT, 404: "`avatar_id`: no such streaming avatar",
+               422: "also `brain`: a brain limited to other tenants", 429: "a cap (`details.cap`: concurrent_rooms, "
+               "expire_seconds, room_minutes_per_day, balance, creation_rate with `Retry-After`; a browser key's own)",
+               **CALLS_A2E})
 async def create_room(request: Request) -> Response:
     who = caller(request)
-    body = await parse_body(request, create_room_body(request.app.state.settings.leave_before_expiry))
-    lr = await rooms_of(request).lifecycle.create(who.tenant, avatar_id=body.avatar_id,
-                                                  expire_seconds=body.expire_seconds, qa_context=body.qa_context)
-    return answer(NewRoom, room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events), 201)
+    body = await parse_body(request, room_body(request.app.state.settings))
+    rooms = rooms_of(request)
+    brain = rooms.relay.answering.check(body.brain, who.tenant)  # before A2E charges for anything
+    lr = await rooms.lifecycle.create(who.tenant, avatar_id=body.avatar_id, expire_seconds=body.expire_seconds,
+                                      qa_context=body.qa_context, browser_key=who.browser_key, brain=brain)
+    return answer(NewRoom, room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events,
+                                     browser=who.browser), 201)
 
 
-@operation(summary="The caller's rooms, newest first, a page at a time", query=ListRoomsQuery, answer=RoomList)
+@operation(summary="The caller's rooms, newest first, a page at a time", query=ListRoomsQuery, answer=RoomList,
+           errors={403: "`forbidden`: a browser key may not list rooms"})
 async def list_rooms(request: Request) -> Response:
     who = caller(request)
+    who.deny_browser("list rooms")
     query = parse_query(request.query_params, ListRoomsQuery)
     before = decode_cursor(query.cursor) if query.cursor is not None else None
     rooms, more = await rooms_of(request).registry.list_rooms(who.tenant, live_only=query.state == "live",
@@ -98,7 +121,7 @@ async def list_rooms(request: Request) -> Response:
 @operation(summary="One room (with close_reason once closed)", answer=RoomView)
 async def get_room(request: Request) -> Response:
     who = caller(request)
-    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
+    room = room_of(await find_room(request, who))
     return answer(RoomView, room_view(request, room))
 
 
@@ -106,10 +129,9 @@ async def get_room(request: Request) -> Response:
                    "closing while the leave is retried", answer=RoomView)
 async def delete_room(request: Request) -> Response:
     who = caller(request)
-    rooms = rooms_of(request)
-    found = await rooms.registry.lookup(who.tenant, request.path_params["room_id"])
+    found = await find_room(request, who)
     if isinstance(found, LiveRoom):
-        await rooms.lifecycle.close(found, CloseReason.CLIENT)
+        await rooms_of(request).lifecycle.close(found, CloseReason.CLIENT)
     return answer(RoomView, room_view(request, room_of(found)))  # a room that has ended already: as it is
 
 
@@ -118,65 +140,28 @@ async def delete_room(request: Request) -> Response:
 async def new_ticket(request: Request) -> Response:
     who = caller(request)
     body = await parse_body(request, TicketRequest)
-    lr = await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events)
+    lr = await find_open_room(request, who)
+    view = room_view(request, lr.room, with_ticket=True, forward_events=body.forward_events, browser=who.browser)
     return answer(TicketView, {k: view[k] for k in ("ws_ticket", "ws_ticket_expires_in", "ws_url")}, 201)
 
 
 @operation(summary="Set the room's QA context (what ask answers from)", body=QaContextBody, answer=QaContextView,
-           errors={409: "", 422: "also when A2E refuses the text", **CALLS_A2E})
+           errors={403: BROWSER_LIMIT, 409: "", 422: "also when A2E refuses the text", **CALLS_A2E})
 async def put_qa_context(request: Request) -> Response:
     who = caller(request)
     body = await parse_body(request, QaContextBody)  # before the room: too long is 422 whatever its state
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    room = await rooms.relay.set_qa_context(lr, body.text)
+    if who.browser:
+        check_browser_qa_context(request.app.state.settings, who.tenant, body.text)
+    lr = await find_open_room(request, who)
+    room = await rooms_of(request).relay.set_qa_context(lr, body.text)
     return answer(QaContextView, {"text": room.qa_context, "chars": len(room.qa_context or "")})
 
 
 @operation(summary="The room's QA context, as the bridge last set it", answer=QaContextView)
 async def get_qa_context(request: Request) -> Response:
     who = caller(request)
-    room = room_of(await rooms_of(request).registry.lookup(who.tenant, request.path_params["room_id"]))
+    room = room_of(await find_room(request, who))
     return answer(QaContextView, {"text": room.qa_context or "", "chars": len(room.qa_context or "")})
-
-
-def _command(kind: CommandKind) -> Any:
-    return lambda settings: command_body(kind, settings.max_text_chars)
-
-
-async def run_command(request: Request, kind: CommandKind) -> Response:
-    who = caller(request)
-    settings: Settings = request.app.state.settings
-    body = await parse_body(request, command_body(kind, settings.max_text_chars))
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    seqs = await acceptance(rooms.relay.submit(lr, kind, body.text))  # type: ignore[attr-defined]
-    return answer(CommandAccepted, {"kind": kind, "position": seqs[0], "positions": seqs, "chunks": len(seqs)})
-
-
-COMMAND_ERRORS = {409: "", 429: "(here: the room's queue is full; retry, or flush)", **CALLS_A2E}
-
-
-@operation(summary="Make the avatar say a text (queued in order; long text is split at sentences); answers once "
-                   "A2E accepted it", body=_command("speak"), answer=CommandAccepted, errors=COMMAND_ERRORS)
-async def speak(request: Request) -> Response:
-    return await run_command(request, "speak")
-
-
-@operation(summary="Ask the avatar a question (answered from the QA context; the reply arrives as events)",
-           body=_command("ask"), answer=CommandAccepted, errors=COMMAND_ERRORS)
-async def ask(request: Request) -> Response:
-    return await run_command(request, "ask")
-
-
-@operation(summary="Drop the room's pending commands", answer=FlushResult, errors={409: ""})
-async def flush(request: Request) -> Response:
-    who = caller(request)
-    rooms = rooms_of(request)
-    lr = await rooms.registry.lookup(who.tenant, request.path_params["room_id"], must_be_open=True)
-    return answer(FlushResult, {"flushed": rooms.relay.flush(lr)})
 
 
 routes: list[BaseRoute] = [
@@ -187,7 +172,4 @@ routes: list[BaseRoute] = [
     Route("/v1/rooms/{room_id}/tickets", new_ticket, methods=["POST"]),
     Route("/v1/rooms/{room_id}/qa-context", put_qa_context, methods=["PUT"]),
     Route("/v1/rooms/{room_id}/qa-context", get_qa_context, methods=["GET"]),
-    Route("/v1/rooms/{room_id}/speak", speak, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/ask", ask, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/flush", flush, methods=["POST"]),
 ]

@@ -13,19 +13,20 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
-from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, RoomNotOpen, Unauthorized
+from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, OriginNotAllowed, RoomNotOpen, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
+from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.events import Subscription
 from bridge.rooms.observing import forward_rtc_event
 from bridge.rooms.registry import LiveRoom
-from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
@@ -69,6 +70,7 @@ class Connection:
         self.close_reason = ""
         self.closing = asyncio.Event()  # set by shut(): the connection must end even if no task returns
         self.finished = False  # the connection is over: late acks go nowhere
+        self.streams: set[str] = set()  # this connection's stream keys (names are per connection)
 
     def send(self, frame: p.ServerFrame) -> None:
         self.send_text(p.encode(frame))
@@ -167,11 +169,27 @@ class Connection:
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            accepted = acceptance(relay.submit(self.lr, frame.type, frame.text))
-            accepted.add_done_callback(lambda done: self._answer(frame, done))
+            sub = relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}")
+            self.send(p.Queued(id=frame.id, kind=frame.type, utterance=sub.utterance.id, utterances=sub.utterance.leaves))
+            sub.accepted.add_done_callback(lambda done: self._answer(frame, done, lambda seqs: p.Ack(
+                id=frame.id, kind=frame.type, position=seqs[0], positions=seqs, utterance=sub.utterance.id,
+                utterances=sub.utterance.leaves)))
+        elif isinstance(frame, p.SpeakDelta):
+            stream = relay.stream_delta(self.lr, self.stream_key(frame.stream), frame.text, origin=f"ws-{self.id}")
+            self.send(p.StreamAck(id=frame.id, kind="speak_delta", stream=frame.stream, utterance=stream.utterance.id))
+        elif isinstance(frame, p.SpeakEnd):
+            stream = relay.stream_end(self.lr, self.stream_key(frame.stream, end=True))
+            stream.done.add_done_callback(lambda done: self._answer(frame, done, lambda seqs: p.StreamAck(
+                id=frame.id, kind="speak_end", stream=frame.stream, utterance=stream.utterance.id, positions=seqs,
+                utterances=[u.id for u in stream.utterance.pieces])))
+        elif isinstance(frame, p.Cancel):
+            self.send(p.CancelAck(id=frame.id, cancelled=relay.cancel(self.lr, frame.id)))
         elif isinstance(frame, p.Flush):
-            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr)))
+            flushed, dropped = relay.flush(self.lr, origin=f"ws-{self.id}")
+            self.send(p.FlushAck(id=frame.id, flushed=flushed, dropped=dropped))
         elif isinstance(frame, p.SetQaContext):
+            if self.caller.browser:
+                check_browser_qa_context(self.ws.app.state.settings, self.caller.tenant, frame.text)
             updated = await relay.set_qa_context(self.lr, frame.text)
             self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
         elif isinstance(frame, p.RtcEvent):
@@ -180,25 +198,44 @@ class Connection:
                                 "ticket minted with forward_events")
             forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    def _answer(self, frame: p.Speak | p.Ask, accepted: asyncio.Future[list[int]]) -> None:
+    def stream_key(self, name: str, *, end: bool = False) -> str:
+        """Stream names are per connection; the connection remembers its open ones (to end them with it)."""
+        key = f"ws{self.id}:{name}"
+        (self.streams.discard if end else self.streams.add)(key)
+        return key
+
+    def _answer(self, frame: p.ClientFrame, accepted: asyncio.Future[list[int]],
+                ack: Callable[[list[int]], p.ServerFrame]) -> None:
         """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
         failure = accepted.exception()
         if failure is not None:
             assert isinstance(failure, BridgeError)
             self.send_error(failure, frame.id)
             return
-        seqs = accepted.result()
-        self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
+        self.send(ack(accepted.result()))
 
 
 async def room_websocket(ws: WebSocket) -> None:
     rooms: Rooms = ws.app.state.rooms
     room_id = ws.path_params["room_id"]
-    await ws.accept()  # accepted first, so that a refusal can carry its close code and reason
+    auth: Authenticator = ws.app.state.auth
+    refusal: Unauthorized | None = None
     try:
-        auth: Authenticator = ws.app.state.auth
         caller = auth.authenticate_room(ws)
-        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True)
+    except OriginNotAllowed:
+        # A page on an origin that may not: the handshake itself is refused, so it never gets a
+        # socket. Closing before accept makes the server answer HTTP 403 (without a body: uvicorn's
+        # denial-response path logs a spurious error when the app returns after it).
+        await ws.close()
+        return
+    except Unauthorized as exc:
+        refusal = exc
+    # Accepted before the other refusals, so that they can carry their close code and reason.
+    await ws.accept()
+    try:
+        if refusal is not None:
+            raise refusal
+        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True, opened_by=caller.browser_key)
         # checked (and counted) before any work for this client: a refused one never touches the room
         lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:
@@ -244,6 +281,8 @@ async def room_websocket(ws: WebSocket) -> None:
         delivered = (writer is not None and writer.done() and not writer.cancelled()
                      and writer.exception() is None)
         conn.finished = True
+        for key in conn.streams:  # its unfinished sentences can never be finished now
+            rooms.relay.stream_abort(lr, key, "the websocket closed before speak_end")
         for task in [*tasks, *([closing] if closing else [])]:
             task.cancel()
         for task in tasks:

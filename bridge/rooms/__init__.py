@@ -1,9 +1,12 @@
 """Rooms: the domain of the bridge.
 
 ``models`` (the state machine), ``registry`` (live rooms, the one lookup), ``lifecycle`` (open,
-recover, close, leave), ``relay`` (commands and their queue), ``sweeper`` (idle, expiry, purge),
-``events`` (fan-out), ``observing`` (channel events), ``caps``, ``text`` and ``store`` (the port
-``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
+recover, close, leave), ``relay`` (speak, ask, streams, cancel, flush), ``queue`` (the ordered queue),
+``text`` (sentence cuts), ``utterances`` (queue to mouth), ``brains`` and ``answers`` (who answers
+ask), ``sweeper`` (idle, expiry, purge), ``events`` (fan-out), ``observing`` (channel events),
+``caps``, ``transcript`` and
+``usage`` (what operators read, ``journal`` its records, written through ``writer``) and ``store``
+(the port ``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from bridge.rooms.registry import RoomRegistry
     from bridge.rooms.relay import Relay
     from bridge.rooms.sweeper import Sweeper
+    from bridge.rooms.transcript import Transcripts
+    from bridge.rooms.usage import UsageLedger
 
 __all__ = [
     "LIVE_STATES",
@@ -51,3 +56,5 @@ class Rooms:
     lifecycle: RoomLifecycle
     relay: Relay
     sweeper: Sweeper
+    transcripts: Transcripts
+    usage: UsageLedger

@@ -1,16 +1,18 @@
-"""Spend caps: what a tenant may reserve before A2E is asked to mint (and charge for) a room."""
+"""Spend caps: what a tenant may reserve before A2E is asked to mint (and charge for) a room, and the
+stricter caps of each browser key (rooms at once, longest room, rooms per hour, QA context length)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError
-from bridge.errors import CapExceeded, ValidationFailed
+from bridge.errors import CapExceeded, Forbidden, ValidationFailed
 from bridge.rooms.store import RoomStore
 from bridge.settings import Settings
 
@@ -50,20 +52,64 @@ class CreationRate:
         self._buckets[tenant] = (tokens - 1, now)
 
 
-class SpendCaps:
-    """Per-tenant caps (``Settings.limits_for``) and the A2E balance check."""
+class BrowserKeyHourly:
+    """Rooms each browser key opened in the last hour: a sliding window of creation times per key
+    (at most ``browser_key_rooms_per_hour`` entries each, so it stays small). Per process: a restart
+    forgets it, the other caps still hold. Hand-written for the injected clock, as CreationRate."""
 
-    def __init__(self, settings: Settings, store: RoomStore, a2e: A2EClient) -> None:
+    WINDOW = 3600.0
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._opened: dict[str, deque[float]] = {}
+
+    def take(self, tenant: str, key: str) -> None:
+        """Count one room opened by ``key``, or refuse it (429 ``browser_key_rooms_per_hour``, Retry-After)."""
+        most = self.settings.limits_for(tenant).browser_key_rooms_per_hour
+        assert most is not None
+        now = self.clock()
+        opened = self._opened.setdefault(key, deque())
+        while opened and opened[0] <= now - self.WINDOW:
+            opened.popleft()
+        if len(opened) >= most:
+            wait = max(1, math.ceil(opened[0] + self.WINDOW - now))
+            exc = CapExceeded("browser_key_rooms_per_hour",
+                              f"this browser key may open at most {most} rooms per hour; retry in {wait} s")
+            exc.headers["Retry-After"] = str(wait)
+            raise exc
+        opened.append(now)
+
+
+def check_browser_qa_context(settings: Settings, tenant: str, text: str | None) -> None:
+    """A browser key (or its room's ticket) may set at most the tenant's QA context length (403)."""
+    most = settings.limits_for(tenant).browser_key_qa_context_chars
+    assert most is not None
+    if text and len(text) > most:
+        raise Forbidden(f"a browser key may set at most {most} characters of QA context "
+                        "(BRIDGE_BROWSER_KEY_QA_CONTEXT_CHARS)", details={"limit": most, "length": len(text)})
+
+
+class SpendCaps:
+    """Per-tenant caps (``Settings.limits_for``), per-browser-key caps and the A2E balance check."""
+
+    def __init__(self, settings: Settings, store: RoomStore, a2e: A2EClient, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.store = store
         self.a2e = a2e
         self.creation_rate = CreationRate(settings)
+        self.browser_hourly = BrowserKeyHourly(settings, clock=clock)
 
-    def room_lifetime(self, tenant: str, requested: int | None) -> int:
-        """The ``expire_seconds`` a new room gets: the request or the default, within the caps."""
+    def room_lifetime(self, tenant: str, requested: int | None, *, browser_key: str | None = None) -> int:
+        """The ``expire_seconds`` a new room gets: the request or the default, within the caps (a
+        browser key's own longest room, too)."""
         s = self.settings
-        most = s.limits_for(tenant).max_expire_seconds
-        assert most is not None
+        limits = s.limits_for(tenant)
+        most = limits.max_expire_seconds
+        assert most is not None and limits.browser_key_max_expire_seconds is not None
+        if browser_key is not None:
+            most = min(most, limits.browser_key_max_expire_seconds)
         expire = requested if requested is not None else min(s.default_expire_seconds, most)
         if expire > most:
             raise CapExceeded("expire_seconds", f"expire_seconds may be at most {most}")
@@ -75,11 +121,16 @@ class SpendCaps:
                                    f"{s.leave_before_expiry:g} s before they expire", details={"min": minimum})
         return expire
 
-    async def check(self, tenant: str, expire: int, *, live_rooms: int) -> None:
-        """Refuse (429, naming the cap) a room ``tenant`` may not open now."""
+    async def check(self, tenant: str, expire: int, *, live_rooms: int, key_rooms: int | None = None) -> None:
+        """Refuse (429, naming the cap) a room ``tenant`` may not open now; ``key_rooms``: the live
+        rooms of the browser key asking, if one is."""
         s = self.settings
         caps = s.limits_for(tenant)
         assert caps.max_rooms_per_tenant is not None and caps.room_minutes_per_day is not None
+        assert caps.browser_key_max_rooms is not None
+        if key_rooms is not None and key_rooms >= caps.browser_key_max_rooms:
+            raise CapExceeded("browser_key_rooms",
+                              f"this browser key has {key_rooms} live rooms; the cap is {caps.browser_key_max_rooms}")
         if live_rooms >= caps.max_rooms_per_tenant:
             raise CapExceeded("concurrent_rooms",
                               f"tenant has {live_rooms} live rooms; the cap is {caps.max_rooms_per_tenant}")

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from bridge.frames import ServerFrame, encode
+
+log = logging.getLogger("bridge.events")
 
 
 class Event(NamedTuple):
@@ -63,6 +66,8 @@ class RoomEvents:
         self._subscribers: set[Subscription] = set()
         self.subscriber_buffer = subscriber_buffer
         self.ended = False
+        # called with every published frame, synchronously (the transcript, webhooks): never cut off
+        self.listeners: list[Callable[[ServerFrame], None]] = []
 
     @property
     def subscriber_count(self) -> int:
@@ -71,6 +76,11 @@ class RoomEvents:
     def publish(self, frame: ServerFrame) -> int:
         event = Event(next(self._ids), frame.frame_type, encode(frame))
         self.history.append(event)
+        for listener in self.listeners:
+            try:
+                listener(frame)
+            except Exception:  # a recorder's bug must not cost the room its events
+                log.exception("room event listener failed")
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(event)

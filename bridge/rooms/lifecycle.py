@@ -16,14 +16,14 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
-from bridge import frames, metrics
+from bridge import frames, logs, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
 from bridge.errors import BridgeError, RoomNotOpen, from_a2e
 from bridge.settings import Settings
 
 from .avatars import AvatarCatalogue
-from .caps import SpendCaps
+from .caps import SpendCaps, check_browser_qa_context
 from .events import RoomEvents
 from .models import CloseReason, Room, RoomState
 from .registry import Clock, LiveRoom, RoomRegistry
@@ -31,6 +31,10 @@ from .relay import check_qa_context
 from .store import RoomStore
 
 log = logging.getLogger("bridge.rooms")
+
+
+def reason_of(room: Room) -> str:
+    return room.close_reason.value if room.close_reason else "client"
 
 
 def _epoch_seconds(value: Any, fallback: float) -> float:
@@ -45,7 +49,8 @@ class RoomLifecycle:
 
     ``on_open`` hooks run for every room that opens (or is resumed): the relay gives it its
     command queue, the observers start watching its channel; ``on_closing`` hooks run when it starts
-    closing: the relay fails its pending commands. They are wired once, by the app.
+    closing: the relay fails its pending commands; ``on_closed`` hooks once A2E confirmed the leave
+    (or gave up on it) and the room is closed: the usage ledger, webhooks. They are wired once, by the app.
     """
 
     def __init__(self, settings: Settings, a2e: A2EClient, store: RoomStore, registry: RoomRegistry, *,
@@ -55,10 +60,12 @@ class RoomLifecycle:
         self.store = store
         self.registry = registry
         self.clock = clock
-        self.caps = SpendCaps(settings, store, a2e)
+        self.caps = SpendCaps(settings, store, a2e, clock=clock)
         self.avatars = AvatarCatalogue(a2e)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
+        # called as the room turns closed; each enqueues its record at once and returns its completion
+        self.on_closed: list[Callable[[LiveRoom], Awaitable[None] | None]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
@@ -101,7 +108,7 @@ class RoomLifecycle:
                     room.transition(RoomState.CLOSED, reason=CloseReason.RECOVERY, now=now)
                 await self.store.put(room)
                 log.warning("room %s was being minted when the bridge stopped; marked %s", room.id,
-                            room.state.value)
+                            room.state.value, extra=room.log_fields())
                 continue
             self.registry.add(lr)
             if room.state is RoomState.CREATING:
@@ -111,30 +118,41 @@ class RoomLifecycle:
                 room.last_activity = now
                 await self._save(lr)
                 self._activate(lr)
-                log.info("resumed room %s (channel %s)", room.id, room.channel)
+                log.info("resumed room %s (channel %s)", room.id, room.channel, extra=room.log_fields())
             else:
-                log.info("leaving room %s left over from the last run (%s)", room.id, room.state.value)
+                log.info("leaving room %s left over from the last run (%s)", room.id, room.state.value,
+                         extra=room.log_fields())
                 await self.close(lr, CloseReason.RECOVERY, wait=False)
 
     # -- rooms ---------------------------------------------------------------------------------
     async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
-                     qa_context: str | None) -> LiveRoom:
+                     qa_context: str | None, browser_key: str | None = None,
+                     brain: str | None = None) -> LiveRoom:
+        """Open a room for ``tenant`` (``browser_key``: the id of the browser key asking, whose own
+        caps apply too)."""
         s = self.settings
-        expire = self.caps.room_lifetime(tenant, expire_seconds)
+        expire = self.caps.room_lifetime(tenant, expire_seconds, browser_key=browser_key)
         if qa_context is not None:
             check_qa_context(qa_context)
+            if browser_key is not None:
+                check_browser_qa_context(s, tenant, qa_context)
         # Before any A2E call (the avatar lookup, the balance, the mint): a flood costs nothing upstream.
         self.caps.creation_rate.take(tenant)
+        if browser_key is not None:
+            self.caps.browser_hourly.take(tenant, browser_key)
         if avatar_id:
             await self.avatars.check(avatar_id)  # 404 naming it, before anything is recorded or charged
         avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant
-            await self.caps.check(tenant, expire, live_rooms=len(self.registry.of_tenant(tenant)))
+            live = self.registry.of_tenant(tenant)
+            key_rooms = None if browser_key is None else sum(lr.room.opened_by == browser_key for lr in live)
+            await self.caps.check(tenant, expire, live_rooms=len(live), key_rooms=key_rooms)
             room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
-                            qa_context=qa_context)
+                            qa_context=qa_context, opened_by=browser_key, brain=brain)
             lr = LiveRoom(room, self._new_events())
             self.registry.add(lr)
+            logs.bind(**room.log_fields())
             await self._save(lr)
         try:
             minted = await self.a2e.agora_token(avatar, expire)
@@ -155,6 +173,7 @@ class RoomLifecycle:
             room.token = minted.get("token")
             room.uid = int(minted["uid"]) if str(minted.get("uid", "")).isdigit() else minted.get("uid")
             room.expires_at = _epoch_seconds(minted.get("expire_epoch_timestamp"), now + expire)
+            logs.bind(channel=room.channel)
             if room.state is RoomState.CREATING:
                 room.transition(RoomState.OPEN, now=now)
                 room.last_activity = now
@@ -173,7 +192,8 @@ class RoomLifecycle:
                 raise RoomNotOpen(f"room {room.id} was closed while it was being opened")
         self._activate(lr)
         metrics.ROOMS_OPENED.inc()
-        log.info("room %s open for tenant %s (channel %s, %ss)", room.id, tenant, room.channel, expire)
+        log.info("room %s open for tenant %s (channel %s, %ss)", room.id, tenant, room.channel, expire,
+                 extra={"expire_seconds": expire, "browser_key": browser_key})
         return lr
 
     async def close(self, lr: LiveRoom, reason: CloseReason, *, wait: bool = True) -> None:
@@ -186,7 +206,8 @@ class RoomLifecycle:
                 room.transition(RoomState.CLOSING, reason=reason, now=self.clock())
                 await self._save_locked(lr)
                 lr.events.publish(frames.RoomInfo(room=room.to_public()))
-                log.info("closing room %s: %s", room.id, reason.value)
+                log.info("closing room %s: %s", room.id, reason.value,
+                         extra={**room.log_fields(), "close_reason": reason.value})
             if lr.leave_task is None and room.channel:
                 # No channel yet: A2E is still minting; create() leaves the channel once it has it.
                 lr.leave_task = asyncio.create_task(self._leave(lr), name=f"leave-{room.id}")
@@ -207,6 +228,7 @@ class RoomLifecycle:
 
     async def _leave(self, lr: LiveRoom) -> None:
         room = lr.room
+        logs.start_context(**room.log_fields())  # this task's own context: its A2E calls name the room
         deadline = (room.expires_at or room.reserved_until) + 60
         try:
             async for attempt in AsyncRetrying(
@@ -218,26 +240,39 @@ class RoomLifecycle:
                 with attempt:
                     try:
                         await self.a2e.leave(room.channel or "")
+                        room.left_at = self.clock()
                     except A2ENotFound:
                         pass  # A2E no longer knows the channel: nothing is being charged
         except A2EError as exc:
             room.error = f"leave never confirmed, room has expired upstream: {exc}"
             metrics.LEAVES_UNCONFIRMED.inc()
-            log.error("room %s: %s", room.id, room.error)
+            log.error("room %s: %s", room.id, room.error, extra={"close_reason": reason_of(room)})
         async with lr.lock:
             room.transition(RoomState.CLOSED, now=self.clock())
+            # enqueued before anything awaits: whoever sees the room closed finds its records too
+            recorded = [hook(lr) for hook in self.on_closed]
             await self._save_locked(lr)
-        reason = room.close_reason.value if room.close_reason else "client"
+        reason = reason_of(room)
         metrics.ROOMS_CLOSED.labels(reason).inc()
         lr.events.publish(frames.RoomClosed(reason=reason, room=room.to_public()))
         self.registry.forget(lr)
-        log.info("room %s closed (%s)", room.id, reason)
+        log.info("room %s closed (%s)", room.id, reason,
+                 extra={"close_reason": reason, "duration_s": round((room.closed_at or self.clock()) - room.created_at, 3)})
+        for done in recorded:
+            if done is not None:
+                await done  # the writer logs a failed record; it never raises into the room
 
     # -- helpers -------------------------------------------------------------------------------
     def _activate(self, lr: LiveRoom) -> None:
         lr.events.publish(frames.RoomInfo(room=lr.room.to_public()))
-        for hook in self.on_open:
-            hook(lr)
+        # The tasks the hooks start (command worker, observer) log under the room, not the request
+        # that happened to open it.
+        token = logs.start_context(**lr.room.log_fields())
+        try:
+            for hook in self.on_open:
+                hook(lr)
+        finally:
+            logs.reset(token)
 
     def _new_events(self) -> RoomEvents:
         return RoomEvents(history=self.settings.event_buffer, subscriber_buffer=self.settings.ws_send_buffer)

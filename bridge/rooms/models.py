@@ -105,6 +105,10 @@ class Room:
     qa_context: str | None = None
     last_activity: float = 0.0  # 0 means "not set": defaults to created_at
     error: str | None = None
+    opened_by: str | None = None  # the browser key (its id) that opened the room; None: a secret key
+    opened_at: float | None = None  # when it became open: A2E had minted (and charged) it
+    left_at: float | None = None  # when A2E confirmed the leave (and refunded the unused time)
+    brain: str | None = None  # who answers ask: None is A2E's own, else a name from BRIDGE_BRAINS
     version: int = 0  # bumped by the store on every put (optimistic check)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,8 @@ class Room:
         expire_seconds: int,
         now: float,
         qa_context: str | None = None,
+        opened_by: str | None = None,
+        brain: str | None = None,
     ) -> Room:
         return cls(
             id=new_room_id(),
@@ -131,6 +137,8 @@ class Room:
             expire_seconds=expire_seconds,
             created_at=now,
             qa_context=qa_context,
+            opened_by=opened_by,
+            brain=brain,
         )
 
     # -- state machine ----------------------------------------------------
@@ -145,6 +153,8 @@ class Room:
         if reason is not None and to not in _REASON_STATES:
             raise ValueError(f"a close reason makes no sense for a transition to {to.value}")
         self.state = to
+        if to is RoomState.OPEN:
+            self.opened_at = now
         if reason is not None and self.close_reason is None:
             self.close_reason = CloseReason(reason)
         if to in TERMINAL_STATES:
@@ -178,6 +188,10 @@ class Room:
             return 0.0
         return max(0.0, end - start)
 
+    def log_fields(self) -> dict[str, Any]:
+        """What a log line about this room is searchable by (``bridge.logs.bind`` or ``extra=``)."""
+        return {"tenant": self.tenant, "room_id": self.id, "channel": self.channel}
+
     # -- serialisation ----------------------------------------------------
 
     def to_public(self) -> dict[str, Any]:
@@ -199,6 +213,7 @@ class Room:
             "closed_at": _iso(self.closed_at),
             "closed_at_epoch": self.closed_at,
             "qa_context_chars": len(self.qa_context or ""),
+            "brain": self.brain or "a2e",
         }
 
     def to_record(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
-from bridge import metrics
+from bridge import logs, metrics
 from bridge.errors import NotFound, RoomNotOpen
 from bridge.rtc.reassembler import Reassembler
 
@@ -21,6 +21,7 @@ from .clients import ClientLease, ClientRegistry
 from .events import RoomEvents
 from .models import LIVE_STATES, Room, RoomState
 from .store import RoomStore
+from .utterances import UtteranceTracker
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected wherever behaviour depends on time (tests move it)."""
@@ -38,6 +39,7 @@ class LiveRoom:
     leave_task: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     event_origin: str | None = None  # where the last channel event came from (labels expired replies)
+    utterances: UtteranceTracker | None = None  # given by the relay when the room opens
 
 
 class RoomRegistry:
@@ -62,26 +64,32 @@ class RoomRegistry:
         return [lr for lr in self.live.values() if lr.room.tenant == tenant]
 
     @overload
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: Literal[True]) -> LiveRoom: ...
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: Literal[True],
+                     opened_by: str | None = None) -> LiveRoom: ...
 
     @overload
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: bool = False) -> LiveRoom | Room: ...
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False,
+                     opened_by: str | None = None) -> LiveRoom | Room: ...
 
-    async def lookup(self, tenant: str, room_id: str, *, must_be_open: bool = False) -> LiveRoom | Room:
-        """The room ``room_id`` of ``tenant``: the live room if this process holds it, else the stored record.
+    async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False,
+                     opened_by: str | None = None) -> LiveRoom | Room:
+        """The room ``room_id`` of ``tenant`` (None: of any tenant, for the operator): the live room if
+        this process holds it, else the stored record. With ``opened_by`` (a browser key's id), only a
+        room that key opened. What is logged from here on in this task names the room.
 
         Raises:
-            NotFound: no such room, or another tenant's.
+            NotFound: no such room, or another tenant's (or another key's, with ``opened_by``).
             RoomNotOpen: ``must_be_open`` and the room is not open (closing, or it has ended).
         """
         lr = self.live.get(room_id)
-        if lr is not None and lr.room.tenant == tenant:
+        room = lr.room if lr is not None else await self.store.get(room_id)
+        if room is None or tenant not in (None, room.tenant) or (opened_by is not None and room.opened_by != opened_by):
+            raise NotFound(f"no room {room_id}")
+        logs.bind(**room.log_fields())
+        if lr is not None:
             if must_be_open and lr.room.state is not RoomState.OPEN:
                 raise RoomNotOpen(f"room {room_id} is {lr.room.state.value}")
             return lr
-        room = await self.store.get(room_id)
-        if room is None or room.tenant != tenant:
-            raise NotFound(f"no room {room_id}")
         if must_be_open:
             raise RoomNotOpen(f"room {room_id} is {room.state.value}")
         return room

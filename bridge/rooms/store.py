@@ -1,7 +1,9 @@
 """The RoomStore contract: the port the room domain owns (``bridge/store/`` implements it).
 
 Rooms are persisted because A2E keeps charging for a room the bridge forgets:
-after a crash the bridge reloads ``list_live()`` and gives those rooms back.
+after a crash the bridge reloads ``list_live()`` and gives those rooms back. The same store keeps
+what operators read about rooms (``bridge/rooms/journal.py``): transcripts, the webhook outbox and
+the usage ledger.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+from bridge.rooms.journal import OutboxStore, TranscriptStore, UsageStore
 from bridge.rooms.models import Room, RoomError, RoomState
 
 
@@ -25,7 +28,7 @@ class StaleRoomError(RoomError):
 
 
 @runtime_checkable
-class RoomStore(Protocol):
+class RoomStore(TranscriptStore, OutboxStore, UsageStore, Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -69,5 +72,6 @@ class RoomStore(Protocol):
         ...
 
     async def delete_closed_before(self, ts: float) -> int:
-        """Delete closed/failed rooms whose closed_at < ts; returns how many."""
+        """Delete closed/failed rooms whose closed_at < ts, with their transcripts and ledger
+        records, and settled webhook deliveries created before ts; returns how many rooms."""
         ...

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from bridge.settings import Settings
 
 from .lifecycle import RoomLifecycle
 from .models import CloseReason, RoomState
 from .observing import expire_partial_replies
-from .registry import Clock, RoomRegistry
+from .registry import Clock, LiveRoom, RoomRegistry
 from .store import RoomStore
 
 log = logging.getLogger("bridge.rooms")
@@ -30,19 +30,28 @@ class Sweeper:
         self.lifecycle = lifecycle
         self.store = store
         self.clock = clock
+        # wired by the app: (room, now, when it will be left) once, BRIDGE_WEBHOOK_EXPIRING_SECONDS before
+        self.on_expiring: list[Callable[[LiveRoom, float, float], None]] = []
+        self._warned: set[str] = set()
 
     async def sweep(self) -> None:
         """Close rooms that are idle or near expiry; one pass."""
         now = self.clock()
+        self._warned &= set(self.registry.live)
         for lr in list(self.registry.live.values()):
             room = lr.room
             if room.state is not RoomState.OPEN:
                 continue
             expire_partial_replies(lr)
-            expires = room.expires_at or room.reserved_until
-            if now >= expires - self.settings.leave_before_expiry:
+            leaves_at = (room.expires_at or room.reserved_until) - self.settings.leave_before_expiry
+            if now >= leaves_at:
                 await self.lifecycle.close(lr, CloseReason.EXPIRY, wait=False)
-            elif lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
+                continue
+            if now >= leaves_at - self.settings.webhook_expiring_seconds and room.id not in self._warned:
+                self._warned.add(room.id)
+                for hook in self.on_expiring:
+                    hook(lr, now, leaves_at)
+            if lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
                 await self.lifecycle.close(lr, CloseReason.IDLE, wait=False)
 
     async def purge(self, now: float | None = None) -> int:

@@ -9,11 +9,14 @@ from typing import Any
 from bridge.rooms.models import LIVE_STATES, TERMINAL_STATES, Room, RoomState
 from bridge.rooms.store import StaleRoomError
 
+from .memory_journal import MemoryJournal
 
-class MemoryRoomStore:
+
+class MemoryRoomStore(MemoryJournal):
     """Keeps records (plain dicts), not Room objects, so callers cannot mutate stored state."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._records: dict[str, dict[str, Any]] = {}
 
     async def open(self) -> None:
@@ -82,4 +85,5 @@ class MemoryRoomStore:
         ]
         for rid in doomed:
             del self._records[rid]
+        self._purge_journal(doomed, ts)
         return len(doomed)

@@ -15,129 +15,27 @@ admin CLI) briefly holding the write lock.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Iterable
 
 from bridge.rooms.models import LIVE_STATES, TERMINAL_STATES, Room, RoomState
 from bridge.rooms.store import StaleRoomError
 
-T = TypeVar("T")
+from .sqlite_base import transaction
+from .sqlite_journal import SqliteTranscript, SqliteUsage
+from .sqlite_outbox import SqliteOutbox
+from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
-_SCHEMA_V1 = [
-    """CREATE TABLE rooms (
-        id TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        state TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        expires_at REAL,
-        closed_at REAL,
-        version INTEGER NOT NULL,
-        data TEXT NOT NULL
-    )""",
-    "CREATE INDEX rooms_tenant_created ON rooms (tenant, created_at)",
-    "CREATE INDEX rooms_state ON rooms (state)",
-]
-
-# v2: the keyset (created_at, id) of GET /v1/rooms pages, per tenant, in one index
-_SCHEMA_V2 = [
-    "CREATE INDEX rooms_tenant_created_id ON rooms (tenant, created_at, id)",
-    "DROP INDEX rooms_tenant_created",  # a prefix of the new one
-]
-
-# MIGRATIONS[n] upgrades a database at user_version n to n + 1. Append only.
-MIGRATIONS: list[list[str]] = [_SCHEMA_V1, _SCHEMA_V2]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to SCHEMA_VERSION; each step commits with its user_version.
-
-    Expects an autocommit connection (``isolation_level=None``). Refuses a
-    database written by a newer bridge rather than guessing at its layout.
-    """
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"room database schema v{current} is newer than this bridge (v{SCHEMA_VERSION})"
-        )
-    for version in range(current, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in MIGRATIONS[version]:
-                conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return SCHEMA_VERSION
-
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteRoomStore", "migrate"]
 
 def _in(values: Iterable[str]) -> tuple[str, list[str]]:
     vals = list(values)
     return ",".join("?" * len(vals)), vals
 
 
-class SqliteRoomStore:
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
-        self.path = Path(path)
-        self.busy_timeout_ms = busy_timeout_ms
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    # -- plumbing ---------------------------------------------------------
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                if self._conn is None:
-                    raise RuntimeError("SqliteRoomStore is not open")
-                return fn(self._conn)
-
-        return await asyncio.to_thread(locked)
-
-    def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise RuntimeError(f"could not enable WAL on {self.path} (got {mode})")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        with self._lock:
-            self._conn = conn
-
-    def _close_sync(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    # -- RoomStore --------------------------------------------------------
-
-    async def open(self) -> None:
-        if self._conn is None:
-            await asyncio.to_thread(self._open_sync)
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._close_sync)
-
-    async def ping(self) -> bool:
-        try:
-            return await self._run(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
-        except (RuntimeError, sqlite3.Error):
-            return False
+class SqliteRoomStore(SqliteTranscript, SqliteOutbox, SqliteUsage):
+    """Rooms here; transcripts and the ledger in ``sqlite_journal.py``, the outbox in ``sqlite_outbox.py``."""
 
     async def put(self, room: Room) -> None:
         def do(conn: sqlite3.Connection) -> None:
@@ -237,8 +135,13 @@ class SqliteRoomStore:
 
     async def delete_closed_before(self, ts: float) -> int:
         marks, terminal = _in(s.value for s in TERMINAL_STATES)
-        return await self._run(
-            lambda c: c.execute(
-                f"DELETE FROM rooms WHERE state IN ({marks}) AND closed_at < ?", [*terminal, ts]
-            ).rowcount
-        )
+        doomed = f"SELECT id FROM rooms WHERE state IN ({marks}) AND closed_at < ?"
+
+        def purge(conn: sqlite3.Connection) -> int:
+            conn.execute(f"DELETE FROM transcript WHERE room_id IN ({doomed})", [*terminal, ts])
+            conn.execute(f"DELETE FROM usage_ledger WHERE room_id IN ({doomed})", [*terminal, ts])
+            conn.execute("DELETE FROM webhook_outbox WHERE status != 'pending' AND created_at < ?", [ts])
+            return conn.execute(f"DELETE FROM rooms WHERE state IN ({marks}) AND closed_at < ?",
+                                [*terminal, ts]).rowcount
+
+        return await self._run(lambda c: transaction(c, purge))

@@ -64,7 +64,7 @@ async def test_whole_lifecycle(bridge_factory):
     sent = bridge.sim.state.rooms[channel].commands
     assert [(c["kind"], c["text"]) for c in sent] == [("speak", "Hello there."), ("ask", "What is this?")]
     r = await http.post(f"/v1/rooms/{rid}/flush")
-    assert r.status_code == 200 and r.json() == {"flushed": 0}
+    assert r.status_code == 200 and r.json() == {"flushed": 0, "dropped": []}
     r = await http.post(f"/v1/rooms/{rid}/tickets")
     assert r.status_code == 201 and r.json()["ws_ticket"].startswith(rid + ".")
 

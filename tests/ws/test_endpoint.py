@@ -184,10 +184,12 @@ async def test_no_ack_until_a2e_answers_and_flush(acme: Any, monkeypatch: pytest
         for i in range(3):
             await send(ws, {"type": "speak", "id": f"s{i}", "text": f"Sentence {i}."})
         seen: list[dict[str, Any]] = []
-        await ping_pong(ws)  # frames are handled in order: all three speaks are queued by now
+        await send(ws, {"type": "ping", "id": "alive"})
+        await until(ws, of_type("pong", id="alive"), seen=seen)  # frames are handled in order: all three are queued
         await send(ws, {"type": "flush", "id": "f"})
         ack = await until(ws, of_type("ack", id="f"), seen=seen)
-        assert ack == {"type": "ack", "id": "f", "kind": "flush", "flushed": 2}
+        queued = {f["id"]: f["utterance"] for f in seen if f["type"] == "queued"}
+        assert ack == {"type": "ack", "id": "f", "kind": "flush", "flushed": 2, "dropped": [queued["s1"], queued["s2"]]}
         dropped = [await until(ws, of_type("error", code="flushed"), seen=seen) for _ in range(2)]
         assert sorted(e["id"] for e in dropped) == ["s1", "s2"]
         assert not [f for f in seen if f.get("type") == "ack"]  # s0 is still with A2E
@@ -333,9 +335,11 @@ async def test_three_clients_share_one_order_and_every_event(acme: Any) -> None:
         # a client leaving does not end the room
         await clients[2].close()
         await send(clients[1], {"type": "speak", "id": "after", "text": "Still open."})
-        assert (await until(clients[1], of_type("ack", id="after")))["position"] == 3 * per_client + 2
+        ack = await until(clients[1], of_type("ack", id="after"))
+        assert ack["position"] == 3 * per_client + 2
         event = await until(clients[0], of_type("command", seq=3 * per_client + 2))
-        assert event == {"type": "command", "kind": "speak", "seq": 3 * per_client + 2, "text": "Still open."}
+        assert event == {"type": "command", "kind": "speak", "seq": 3 * per_client + 2, "text": "Still open.",
+                         "utterance": ack["utterance"]}
         assert acme.rooms.registry.live[room["id"]].room.state.value == "open"
         assert expected
     finally:

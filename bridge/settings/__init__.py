@@ -5,16 +5,30 @@ Settings only hold values; nothing here opens files or sockets.
 
 from __future__ import annotations
 
-import re
+import base64
+import binascii
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 from bridge.a2e.client import DEFAULT_BASE_URL
-from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
+
+from .brains import BrainConfig, OpenAIBrain, WebhookBrain, check_brain_names  # noqa: F401 (re-exported)
+from .values import (  # noqa: F401 (re-exported: callers import them from bridge.settings)
+    BROWSER_KEY_PREFIX,
+    DEFAULT_AGORA_CONNECT_SRC,
+    DEFAULT_AGORA_SDK_URL,
+    DEFAULT_MAX_BODY_BYTES,
+    check_agora_sdk_url,
+    check_connect_src,
+    check_integrity,
+    check_origins,
+    largest_honest_body,
+    normalize_origin,
+    parse_api_keys,
+)
 
 
 class ConfigurationError(RuntimeError):
@@ -22,86 +36,8 @@ class ConfigurationError(RuntimeError):
 
 
 EventSource = Literal["auto", "agora", "simulator", "browser", "none"]
-
-# The Agora Web SDK the kiosk page loads: version-pinned (the unversioned AgoraRTC_N.js changes under
-# the page, and could not be pinned with a Subresource Integrity hash).
-DEFAULT_AGORA_SDK_URL = "https://download.agora.io/sdk/release/AgoraRTC_N-4.22.2.js"
-# What the Agora Web SDK 4.x connects to (read from 4.22.2): its access points, gateways
-# (wss://<ip>.edge.agora.io:<port>), stats and log services and cloud proxies all live under these two
-# domains, on varying ports. WebRTC media itself is not governed by CSP.
-DEFAULT_AGORA_CONNECT_SRC = ("https://*.agora.io:* wss://*.agora.io:* "
-                             "https://*.sd-rtn.com:* wss://*.sd-rtn.com:*")
-
-# Characters that would end a CSP source list or an HTML attribute: never allowed in a setting that
-# goes into either.
-_UNSAFE_IN_HEADER = re.compile(r"""[\s;,'"<>\\`]""")
-_SRI = re.compile(r"(sha256|sha384|sha512)-[A-Za-z0-9+/]+={0,2}")
-_CSP_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*:|([a-z][a-z0-9+.-]*://)?(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*)(:(\*|\d{1,5}))?(/\S*)?",
-                         re.IGNORECASE)
-
-
-def check_agora_sdk_url(url: str) -> str:
-    """An absolute https URL with a host and nothing that could break out of a CSP header or an HTML
-    attribute; ``""`` switches the video off."""
-    url = url.strip()
-    if not url:
-        return ""
-    if _UNSAFE_IN_HEADER.search(url):
-        raise ValueError("BRIDGE_AGORA_SDK_URL must not contain spaces, quotes, ';', ',', '<', '>' or backslashes")
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.fragment:
-        raise ValueError("BRIDGE_AGORA_SDK_URL must be an https:// URL with a host (no user info, no fragment)")
-    return url
-
-
-def check_integrity(value: str | None) -> str | None:
-    """Subresource Integrity metadata: one or more ``sha256-``/``sha384-``/``sha512-`` base64 digests."""
-    if value is None or not value.strip():
-        return None
-    tokens = value.split()
-    if not all(_SRI.fullmatch(t) for t in tokens):
-        raise ValueError("BRIDGE_AGORA_SDK_INTEGRITY must look like sha384-<base64> "
-                         "(openssl dgst -sha384 -binary FILE | openssl base64 -A)")
-    return " ".join(tokens)
-
-
-def check_connect_src(value: str | list[str] | None) -> list[str]:
-    """CSP source expressions (hosts like ``https://*.agora.io:*`` or schemes like ``https:``); keywords
-    and anything that could end the directive are refused."""
-    tokens = value.replace(",", " ").split() if isinstance(value, str) else list(value or [])
-    for token in tokens:
-        if _UNSAFE_IN_HEADER.search(token) or not _CSP_SOURCE.fullmatch(token):
-            raise ValueError(f"BRIDGE_AGORA_CONNECT_SRC: {token!r} is not a CSP host or scheme source")
-    return tokens
-
-
-DEFAULT_MAX_BODY_BYTES = 64 * 1024
-
-
-def largest_honest_body(max_text_chars: int) -> int:
-    """Bytes of the largest valid room body: the longest text (a QA context or speak/ask text) plus a
-    128-character avatar id, every character an astral one that ``json.dumps`` (ASCII-safe by default)
-    writes as a 12-byte surrogate pair escape, plus room for field names and whitespace. For the
-    defaults: 12 × (5000 + 128) + 512 = 62,048 bytes, within 64 KiB."""
-    return 12 * (max(max_text_chars, QA_CONTEXT_LIMIT) + 128) + 512
-
-
-def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
-    """``"acme:key1,globex:key2"`` → ``{"key1": "acme", "key2": "globex"}`` (key → tenant)."""
-    if isinstance(raw, dict):
-        return raw
-    keys: dict[str, str] = {}
-    for item in (raw or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        tenant, sep, key = item.partition(":")
-        if not sep or not tenant.strip() or not key.strip():
-            raise ValueError("BRIDGE_API_KEYS entries must look like tenant:key (comma-separated)")
-        if key.strip() in keys:
-            raise ValueError("BRIDGE_API_KEYS lists the same key twice")
-        keys[key.strip()] = tenant.strip()
-    return keys
+WebhookEvent = Literal["room.opened", "room.expiring", "room.closed", "reply.final", "transcript.ready",
+                       "spend.threshold"]
 
 
 class TenantLimits(BaseModel):
@@ -113,6 +49,39 @@ class TenantLimits(BaseModel):
     room_minutes_per_day: float | None = Field(None, gt=0)
     room_create_rate: float | None = Field(None, gt=0)
     room_create_burst: int | None = Field(None, ge=1)
+    allowed_origins: list[str] | None = None
+    browser_key_max_rooms: int | None = Field(None, ge=1)
+    browser_key_max_expire_seconds: int | None = Field(None, ge=10)
+    browser_key_rooms_per_hour: int | None = Field(None, ge=1)
+    browser_key_qa_context_chars: int | None = Field(None, ge=0)
+    spend_alert_coins: int | None = Field(None, ge=1)  # net coins a UTC day that fire spend.threshold
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _check_origins(cls, value: object) -> list[str] | None:
+        return None if value is None else check_origins(value)  # type: ignore[arg-type]
+
+
+class WebhookTarget(BaseModel):
+    """Where a tenant's webhooks go (``BRIDGE_WEBHOOKS``): ``secret`` is a Standard Webhooks secret,
+    ``whsec_`` + base64 of 24-64 random bytes; ``events`` (default: all) picks the event types."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    secret: SecretStr
+    events: list[WebhookEvent] | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value().removeprefix("whsec_")
+        try:
+            key = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("secret must be whsec_ followed by base64") from None
+        if not 24 <= len(key) <= 64:
+            raise ValueError("secret must hold 24 to 64 bytes (whsec_ + base64)")
+        return value
 
 
 class Settings(BaseSettings):
@@ -134,6 +103,8 @@ class Settings(BaseSettings):
     # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
     retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
+    # unset: json when stderr is not a terminal, text on a terminal (bridge.logs.log_format)
+    log_format: Literal["json", "text"] | None = Field(None, alias="BRIDGE_LOG_FORMAT")
     # /readyz asks A2E at most once per this many seconds (it is unauthenticated)
     ready_cache_seconds: float = Field(5.0, ge=0, alias="BRIDGE_READY_CACHE_SECONDS")
     # set: /metrics needs "Authorization: Bearer <token>"; unset or empty: /metrics is open
@@ -165,6 +136,10 @@ class Settings(BaseSettings):
     # 24 h outlasts any room (expire_seconds is at most 86,400)
     ticket_max_life: float = Field(86_400.0, gt=0, alias="BRIDGE_TICKET_MAX_LIFE")
     sweep_interval: float = Field(1.0, gt=0, alias="BRIDGE_SWEEP_INTERVAL")
+    # who answers ask besides A2E; a stream with nothing new for this long is over; estimated speech speed
+    brains: dict[str, BrainConfig] = Field(default_factory=dict, alias="BRIDGE_BRAINS")
+    stream_idle_timeout: float = Field(30.0, gt=0, alias="BRIDGE_STREAM_IDLE_TIMEOUT")
+    speech_seconds_per_char: float = Field(0.07, gt=0, alias="BRIDGE_SPEECH_SECONDS_PER_CHAR")
 
     passthrough_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                                 alias="BRIDGE_PASSTHROUGH_TENANTS")
@@ -178,6 +153,23 @@ class Settings(BaseSettings):
     room_create_burst: int = Field(30, ge=1, alias="BRIDGE_ROOM_CREATE_BURST")
     coins_per_minute: float = Field(1.0, ge=0, alias="BRIDGE_COINS_PER_MINUTE")
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict, alias="BRIDGE_TENANT_LIMITS")
+    spend_alert_coins: int | None = Field(None, ge=1, alias="BRIDGE_SPEND_ALERT_COINS")
+
+    # operators: the operator page's key, signed webhooks (bridge/webhooks/)
+    operator_key: SecretStr | None = Field(None, alias="BRIDGE_OPERATOR_KEY")
+    webhooks: dict[str, WebhookTarget] = Field(default_factory=dict, alias="BRIDGE_WEBHOOKS")
+    webhook_expiring_seconds: float = Field(60.0, ge=0, alias="BRIDGE_WEBHOOK_EXPIRING_SECONDS")
+    webhook_timeout: float = Field(10.0, gt=0, alias="BRIDGE_WEBHOOK_TIMEOUT")
+    webhook_backoff_max: float = Field(300.0, gt=0, alias="BRIDGE_WEBHOOK_BACKOFF_MAX")
+    webhook_give_up_hours: float = Field(72.0, gt=0, alias="BRIDGE_WEBHOOK_GIVE_UP_HOURS")
+
+    # browser frontends on their own sites: origins (also per tenant) and publishable browser keys
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="BRIDGE_ALLOWED_ORIGINS")
+    browser_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, alias="BRIDGE_BROWSER_KEYS")
+    browser_key_max_rooms: int = Field(2, ge=1, alias="BRIDGE_BROWSER_KEY_MAX_ROOMS")  # per key, at once
+    browser_key_max_expire_seconds: int = Field(600, ge=10, alias="BRIDGE_BROWSER_KEY_MAX_EXPIRE_SECONDS")
+    browser_key_rooms_per_hour: int = Field(20, ge=1, alias="BRIDGE_BROWSER_KEY_ROOMS_PER_HOUR")
+    browser_key_qa_context_chars: int = Field(1000, ge=0, alias="BRIDGE_BROWSER_KEY_QA_CONTEXT_CHARS")
 
     # connected clients (websocket and SSE together)
     max_clients_per_room: int = Field(50, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_ROOM")
@@ -214,12 +206,30 @@ class Settings(BaseSettings):
     def _parse_keys(cls, value: object) -> dict[str, str]:
         return parse_api_keys(value)  # type: ignore[arg-type]
 
+    @field_validator("browser_keys", mode="before")
+    @classmethod
+    def _parse_browser_keys(cls, value: object) -> dict[str, str]:
+        keys = parse_api_keys(value, "BRIDGE_BROWSER_KEYS")  # type: ignore[arg-type]
+        if any(not key.startswith(BROWSER_KEY_PREFIX) for key in keys):
+            raise ValueError(f"BRIDGE_BROWSER_KEYS: every browser key starts with {BROWSER_KEY_PREFIX!r}")
+        return keys
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _check_origins(cls, value: object) -> list[str]:
+        return check_origins(value)  # type: ignore[arg-type]
+
     @field_validator("passthrough_tenants", "sim_api_keys", mode="before")
     @classmethod
     def _parse_comma_list(cls, value: object) -> list[str]:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return [str(item) for item in value]  # type: ignore[attr-defined]
+
+    @field_validator("brains")
+    @classmethod
+    def _check_brains(cls, value: dict[str, BrainConfig]) -> dict[str, BrainConfig]:
+        return check_brain_names(value)
 
     @field_validator("agora_sdk_url")
     @classmethod
@@ -240,6 +250,8 @@ class Settings(BaseSettings):
     def _fit_body_limit(self) -> Settings:
         if "max_body_bytes" not in self.model_fields_set:
             self.max_body_bytes = max(DEFAULT_MAX_BODY_BYTES, largest_honest_body(self.max_text_chars))
+        if set(self.api_keys) & set(self.browser_keys):
+            raise ValueError("a key is in both BRIDGE_API_KEYS and BRIDGE_BROWSER_KEYS")
         return self
 
     def limits_for(self, tenant: str) -> TenantLimits:
@@ -255,4 +267,9 @@ class Settings(BaseSettings):
     @property
     def dev_mode(self) -> bool:
         """No client keys and the embedded simulator: anyone on the network may use the bridge."""
-        return not self.api_keys and self.uses_simulator
+        return not self.api_keys and not self.browser_keys and self.uses_simulator
+
+    def every_allowed_origin(self) -> list[str]:
+        """The deployment's origins and every tenant's: what CORS may answer before a key is read."""
+        tenants = [origin for limits in self.tenant_limits.values() for origin in limits.allowed_origins or []]
+        return list(dict.fromkeys([*self.allowed_origins, *tenants]))

@@ -1,0 +1,81 @@
+"""Store writes taken off a room's path and done one after another, in the order they were asked for.
+
+Room hooks are synchronous (an event published, a command sent) and must never wait for the disk;
+what they record goes through one :class:`SerialWriter`, whose order is the order things happened in
+(a reply's webhook is enqueued before its room's ``room.closed``). Readers ``flush()`` first so they
+see everything recorded before they asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+log = logging.getLogger("bridge.rooms")
+
+Job = Callable[[], Awaitable[object]]
+
+
+class SerialWriter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, job: Job) -> asyncio.Future[None]:
+        """Run ``job`` after every job submitted before it; the future is done once it ran (a failing
+        job is logged, never raised into a room)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, done))
+        return done
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is written."""
+        if self._task is None:  # not running (tests of a part alone): write in place
+            await self._drain_now()
+            return
+        await asyncio.shield(self.submit(_nothing))
+
+    async def _drain_now(self) -> None:
+        while not self._queue.empty():
+            await self._one(*self._queue.get_nowait())
+
+    async def _one(self, job: Job, done: asyncio.Future[None]) -> None:
+        try:
+            await job()
+        except Exception:  # one bad record must not stop the others
+            log.exception("%s: a write failed", self.name)
+        if not done.done():
+            done.set_result(None)
+
+    async def _run(self) -> None:
+        while True:
+            job, done = await self._queue.get()
+            if job is _stop:
+                return
+            await self._one(job, done)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Write in the background; on the way out, write what is left first (a job is never cut
+        off half-way: the stop marker queues behind it)."""
+        task = self._task = asyncio.create_task(self._run(), name=f"writer-{self.name}")
+        try:
+            yield
+        finally:
+            self.submit(_stop)
+            try:
+                await task
+            finally:
+                self._task = None
+            await self._drain_now()
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _stop() -> None:
+    return None
