@@ -11,6 +11,12 @@ from bridge.rooms.relay import CHUNK_CHARS
 
 from .base import UTTERANCE_ID_PATTERN, Answer, Request_
 
+# A character that is not whitespace as Python's str.strip() reads it (the relay's rule), spelled out:
+# "\S" means different sets in JSON Schema's regex dialect (ECMA-262: U+0085 is not white space,
+# U+FEFF is) and in pydantic's (Unicode White_Space), so a generator and the handler would disagree.
+VISIBLE = ("[^\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f"
+           "\\u3000]")
+
 
 @functools.cache
 def command_body(kind: Literal["speak", "ask"], max_chars: int) -> type[BaseModel]:
@@ -26,7 +32,7 @@ def command_body(kind: Literal["speak", "ask"], max_chars: int) -> type[BaseMode
 
     return create_model(f"{kind.capitalize()}Body", __base__=Request_,
                         __validators__={"visible": field_validator("text")(visible)},
-                        text=(str, Field(min_length=1, max_length=limit, pattern=r"\S", description=what,
+                        text=(str, Field(min_length=1, max_length=limit, pattern=VISIBLE, description=what,
                                          examples=["Welcome to the shop!" if kind == "speak" else "When do you open?"])))
 
 
