@@ -6,9 +6,10 @@
 It starts ``a2e-bridge serve`` (on the embedded simulator, its log to a file), opens one room and
 C websockets to it, and sends a seeded mix of hostile frames (lone surrogates in every field, deep
 nesting, NaN, huge numbers, junk types, junk ``rtc_event`` payloads, oversized frames, binary and
-fragmented frames, invalid UTF-8, speak/ask/QA-context edge cases). Each connection reads what the
-server answers while it sends; when the server closes it, the close code is counted and the
-connection reopens. At the end every connection sends a ``ping`` that must be answered. Report:
+fragmented frames, invalid UTF-8, speak/ask/QA-context edge cases, streams and cancels of every odd
+kind). Each connection reads what the server answers while it sends; when the server closes it,
+the close code is counted and the connection reopens. At the end every connection sends a ``ping``
+that must be answered. Report:
 tracebacks and ERROR lines in the server's log, closes by code (1006: ended without a close frame),
 answers by type and error code, final pings answered. Exit status 1 unless 0 tracebacks, 0
 abnormal closes and every final ping answered.
@@ -53,7 +54,7 @@ LONE = ["\\ud800", "\\udbff", "\\udc00", "\\udfff", "\\udfff\\ud800", "a\\ud800b
 PAIRED = ["\\ud83d\\ude00", "\\ud800\\udc00"]  # valid pairs: must be accepted
 ODD_TEXT = ["\u0000", "\u2028\u2029", "\u202e", "e\u0301" * 50, "\U0001f600" * 100, "\ufeff", "\uffff", " \t\n ",
             "<script>alert(1)</script>", "' OR 1=1 --", "{{7*7}}", "%s%n%x", "\\", "\"", "\x7f\x1b[31m"]
-TYPES = ["speak", "ask", "flush", "set_qa_context", "ping", "rtc_event"]
+TYPES = ["speak", "ask", "flush", "set_qa_context", "ping", "rtc_event", "speak_delta", "speak_end", "cancel"]
 JUNK_VALUES: list[str] = ["null", "true", "false", "0", "-1", "1e400", "-1e400", "NaN", "Infinity", "-Infinity",
                           "123456789012345678901234567890123", "1.5", "[]", "{}", '""', '"x"', "[1,[2,[3]]]",
                           '{"a":{"b":{}}}', "-0", "1E+2"]
@@ -146,13 +147,27 @@ def hostile_frame(rng: random.Random, n: int) -> Frame:
         return "text", f'{{"type":"ping","id":"dup","id":"f{n}","type":"ping"}}'
     if roll < 0.75:  # real commands, sometimes: speak/ask reach A2E (the simulator)
         return "text", json.dumps({"type": rng.choice(["speak", "ask"]), "id": f"f{n}", "text": "Hello there."})
-    # plain valid frames, the majority of a real session: ping, flush, QA context
+    # plain valid frames, the majority of a real session: ping, flush, QA context; streams and cancels
     choice = rng.random()
-    if choice < 0.6:
+    if choice < 0.5:
         return "text", json.dumps({"type": "ping", "id": rng.choice([f"f{n}", n])})
-    if choice < 0.9:
+    if choice < 0.75:
         return "text", json.dumps({"type": "flush", "id": f"f{n}"})
+    if choice < 0.9:
+        return "text", _stream_frame(rng, n)
     return "text", json.dumps({"type": "set_qa_context", "id": f"f{n}", "text": "We open at 9."})
+
+
+def _stream_frame(rng: random.Random, n: int) -> str:
+    """speak_delta/speak_end of a few streams (valid, unknown, odd names) and cancels of odd ids."""
+    kind = rng.choice(["speak_delta", "speak_delta", "speak_end", "cancel"])
+    if kind == "cancel":  # the id is the utterance's: unknown ones, odd ones
+        return json.dumps({"type": "cancel", "id": rng.choice([f"f{n}", "ut_AAAAAAAAAAA", "", 5, None])})
+    stream = rng.choice(["s1", "s2", "s3", "", "s" * 129, 5, None, "\u202e"])
+    frame: dict[str, Any] = {"type": kind, "id": f"f{n}", "stream": stream}
+    if kind == "speak_delta":
+        frame["text"] = rng.choice(["Hello", " there.", " How are", " you? ", "", "\u0000", 7, None, "x" * 600])
+    return json.dumps({k: v for k, v in frame.items() if v is not None})
 
 
 def hostile_frames(seed: int, count: int) -> Iterator[Frame]:

@@ -16,6 +16,8 @@ def test_the_frame_mix_covers_what_broke_the_bridge() -> None:
     assert any(len(t) > 65_536 for t in texts)  # over the frame limit
     assert any('"i' + "i" * 128 in t for t in texts)  # ids too long to echo
     assert {kind for kind, _ in frames} >= {"text", "bytes", "fragments"}
+    for kind in ("speak_delta", "speak_end", "cancel"):  # the stream frames too, valid and odd
+        assert sum(f'"type": "{kind}"' in t for t in texts) > 10, kind
     assert sum(expected_id(kind, payload) is not None for kind, payload in frames) > 500
 
 
