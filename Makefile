@@ -18,7 +18,7 @@ run: setup
 
 test: setup
 	./scripts/test-setup.sh
-	$(BIN)/ruff check bridge tests clients bench
+	$(BIN)/ruff check bridge tests clients bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import commands, events, journal, kiosk, operator, ops, passthrough, rooms, ws
+from .http import commands, events, journal, kiosk, openapi, operator, ops, passthrough, rooms, ws
 from .http.auth import DEV_TENANT, Authenticator
 from .http.limits import BodyLimit
 from .http.origins import OriginPolicy
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             yield
 
     routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *commands.routes, *events.routes, *ws.routes,
-                               *passthrough.routes, *journal.routes, *kiosk.routes, *operator.routes,
+                               *passthrough.routes, *journal.routes, *kiosk.routes, *operator.routes, *openapi.routes,
                                *operator.site_routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))

@@ -143,6 +143,8 @@ async def test_error_bodies_share_one_shape(bridge_factory):
     r = await http.post("/v1/rooms", json={}, headers=auth)
     assert_error(r, 503, "no_avatar_host")
     assert int(r.headers["retry-after"]) > 0
-    assert_error(await http.post("/v1/rooms", json={"avatar_id": "unknown"}, headers=auth), 502, "upstream_error")
+    # an avatar A2E does not offer: the caller's mistake, named, before anything is minted
+    error = assert_error(await http.post("/v1/rooms", json={"avatar_id": "unknown"}, headers=auth), 404, "not_found")
+    assert error["details"][0]["loc"] == ["avatar_id"]
     await http.delete(f"/v1/rooms/{rid}", headers=auth)
     assert_error(await http.post(f"/v1/rooms/{rid}/ask", json={"text": "?"}, headers=auth), 409, "room_not_open")

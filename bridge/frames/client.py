@@ -12,7 +12,8 @@ from .codes import ErrorCode
 
 # -- client frames ---------------------------------------------------------------------------------
 # StrictInt: JSON ``true`` is not the id 1 (a bool id would come back as ``1`` and never match).
-FrameId = Union[Annotated[str, StringConstraints(max_length=128)], StrictInt, None]
+MAX_ID_CHARS = 128
+FrameId = Union[Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)], StrictInt, None]
 Text = Annotated[str, StringConstraints(min_length=1)]
 StreamName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -52,7 +53,7 @@ class Cancel(_Frame):
     """Cancel the queued utterance ``id`` (and the queued pieces of it); the ``ack`` lists what was removed."""
 
     type: Literal["cancel"]
-    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class Flush(_Frame):
@@ -61,7 +62,7 @@ class Flush(_Frame):
 
 class SetQaContext(_Frame):
     type: Literal["set_qa_context"]
-    text: str
+    text: Text  # A2E requires it (an empty context is refused)
 
 
 class Ping(_Frame):
@@ -69,11 +70,8 @@ class Ping(_Frame):
 
 
 class RtcEvent(_Frame):
-    """A raw Agora channel event a browser forwards (it receives stream-messages via the Web SDK).
-
-    ``event`` has the channel-event wire format (:mod:`bridge.rtc.wire`): ``{"kind":
-    "stream_message", "uid": 1, "data_b64": "..."}`` or ``{"kind": "audio_started"|"audio_stopped", "uid": 1}``.
-    """
+    """A raw Agora channel event a browser forwards, in the wire format of :mod:`bridge.rtc.wire`:
+    ``{"kind": "stream_message", "uid": 1, "data_b64": "..."}`` or ``{"kind": "audio_started"|"audio_stopped", "uid": 1}``."""
 
     type: Literal["rtc_event"]
     event: dict[str, Any]
@@ -90,9 +88,14 @@ class ProtocolError(Exception):
 
     def __init__(self, code: ErrorCode, message: str, frame_id: str | int | None = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
-        self.frame_id = frame_id
+        self.code, self.message, self.frame_id = code, message, frame_id
+
+
+def _echoable_id(value: Any) -> str | int | None:
+    """The ``id`` an answer may carry back (a valid :data:`FrameId`); an error about a bad id has none."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return None if isinstance(value, str) and (len(value) > MAX_ID_CHARS or _LONE_SURROGATE.search(value)) else value
 
 
 def parse(text: str, max_bytes: int) -> ClientFrame:
@@ -112,19 +115,16 @@ def parse(text: str, max_bytes: int) -> ClientFrame:
         raise ProtocolError(ErrorCode.BAD_JSON, "the frame's JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "a frame must be a JSON object with a 'type'")
-    frame_id = raw.get("id")
-    if not isinstance(frame_id, (str, int)) or isinstance(frame_id, bool):
-        frame_id = None
+    frame_id = _echoable_id(raw.get("id"))
     if lone:
         # "\ud800" is valid JSON but not Unicode text: it could reach nobody (A2E, other clients).
-        if isinstance(frame_id, str) and _LONE_SURROGATE.search(frame_id):
-            frame_id = None
         raise ProtocolError(ErrorCode.INVALID_TEXT, "frames must hold Unicode text: a lone surrogate "
                             "(\\ud800-\\udfff not in a pair) is not a character", frame_id)
     kind = raw.get("type")
     if kind not in CLIENT_TYPES:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
-                            f"unknown frame type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}", frame_id)
+        shown = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:36] + "…"
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {shown}; expected one of "
+                            f"{', '.join(CLIENT_TYPES)}", frame_id)
     try:
         return _adapter.validate_python(raw)
     except ValidationError as exc:

@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     NO_AVATAR_HOST = "no_avatar_host"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     INTERNAL_ERROR = "internal_error"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # sent to A2E, no answer: it may or may not have been carried out
     # frames the websocket cannot act on (the connection stays open)
     BAD_JSON = "bad_json"
     UNKNOWN_TYPE = "unknown_type"

@@ -1,7 +1,7 @@
 """The bridge's REST API for what a room says: speak, ask, a streamed speak, cancel, flush, utterances.
 
-Each endpoint's docstring holds its OpenAPI description (YAML after ``---``), gathered at
-``/openapi.json`` by Starlette's schema generator.
+Requests are validated and answers built with the models of :mod:`bridge.http.models`; each
+handler's ``@operation`` is what ``/openapi.json`` says of it (:mod:`bridge.http.openapi`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,18 @@ from bridge.errors import BadRequest, NotFound
 from bridge.rooms.queue import CommandKind
 from bridge.rooms.registry import LiveRoom
 from bridge.rooms.utterances import Utterance
+from bridge.settings import Settings
 
-from .responses import JSONResponse
-from .rooms import TextBody, caller, find_open_room, parse_body, rooms_of
+from .models import CancelResult, CommandAccepted, FlushResult, StreamAccepted, UtteranceView, command_body, parse_body
+from .openapi import A2E_STATUSES, operation
+from .rooms import answer, caller, find_open_room, rooms_of
+
+CALLS_A2E = dict.fromkeys(A2E_STATUSES, "")
+COMMAND_ERRORS = {409: "", 429: "(here: the room's queue is full; retry, or flush)", **CALLS_A2E}
+# what an accepted speak, ask or stream leads to: its utterance, to read or cancel
+UTTERANCE_LINKS = {name: {"operationId": f"{method}_v1_rooms_room_id_utterances_uid", "description": what,
+                          "parameters": {"room_id": "$request.path.room_id", "uid": "$response.body#/utterance"}}
+                   for name, method, what in (("utterance", "get", "its utterance"), ("cancel", "delete", "cancel it"))}
 
 
 async def open_room(request: Request) -> LiveRoom:
@@ -28,51 +37,43 @@ async def open_room(request: Request) -> LiveRoom:
     return await find_open_room(request, caller(request))
 
 
+def _command(kind: CommandKind) -> Any:
+    return lambda settings: command_body(kind, settings.max_text_chars)
+
+
 async def run_command(request: Request, kind: CommandKind) -> Response:
     caller(request)  # who it is first: a stranger learns nothing from how its body is refused
-    body = await parse_body(request, TextBody)
+    settings: Settings = request.app.state.settings
+    body: Any = await parse_body(request, command_body(kind, settings.max_text_chars))
     lr = await open_room(request)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
     submission = rooms_of(request).relay.submit(lr, kind, body.text, origin="rest")
     seqs = await submission.accepted
-    return JSONResponse({"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
-                         "chunks": len(seqs), "utterance": submission.utterance.id,
-                         "utterances": submission.utterance.leaves})
+    return answer(CommandAccepted, {"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
+                                    "chunks": len(seqs), "utterance": submission.utterance.id,
+                                    "utterances": submission.utterance.leaves})
 
 
+@operation(summary="Make the avatar say a text (queued in order; long text is split at sentences); answers once "
+                   "A2E accepted it", body=_command("speak"), answer=CommandAccepted, errors=COMMAND_ERRORS,
+           links=UTTERANCE_LINKS)
 async def speak(request: Request) -> Response:
-    """
-    summary: Make the avatar say a text (queued in order; long text is split at sentences)
-    responses:
-      200: {description: "Accepted by A2E: {position, positions, chunks, utterance, utterances}"}
-      409: {description: Room not open, or the command was flushed or cancelled}
-      429: {description: Queue full}
-    """
     return await run_command(request, "speak")
 
 
+@operation(summary="Ask the avatar a question (answered by the room's brain; the reply arrives as events)",
+           body=_command("ask"), answer=CommandAccepted, errors=COMMAND_ERRORS, links=UTTERANCE_LINKS)
 async def ask(request: Request) -> Response:
-    """
-    summary: Ask the avatar a question (answered by the room's brain; the reply arrives as events)
-    responses:
-      200: {description: "Accepted by A2E (a brain's answer: all of it): {position, positions, utterance}"}
-      502: {description: "brain_error: the room's brain failed"}
-      504: {description: "brain_timeout: the room's brain was too slow"}
-    """
     return await run_command(request, "ask")
 
 
+@operation(summary="Speak a text streamed in the request body (UTF-8, e.g. chunked); each sentence is sent to A2E "
+                   "once complete", body_media="text/plain", body_required=False, answer=StreamAccepted,
+           errors={400: "the body is not UTF-8", 409: "", 413: "over BRIDGE_MAX_BODY_BYTES (the sentences complete "
+                   "before that are still said)", 429: "(here: the room's queue is full)", **CALLS_A2E}, links=UTTERANCE_LINKS,
+           description="The body is plain text, read as it arrives: every sentence is queued as soon as it is "
+                       "complete, the rest at the end. Answers once A2E accepted every sentence.")
 async def speak_stream(request: Request) -> Response:
-    """
-    summary: Speak a text streamed in the request body (UTF-8, e.g. chunked); each sentence is sent to A2E once complete
-    requestBody:
-      content:
-        text/plain: {schema: {type: string}}
-    responses:
-      200: {description: "The whole stream accepted by A2E: {utterance, positions, utterances, chunks}"}
-      400: {description: "The body is not UTF-8"}
-      413: {description: "The body is over BRIDGE_MAX_BODY_BYTES (sentences complete before that are still said)"}
-    """
     lr = await open_room(request)
     relay = rooms_of(request).relay
     key = f"http:{secrets.token_hex(8)}"
@@ -91,19 +92,16 @@ async def speak_stream(request: Request) -> Response:
         relay.stream_abort(lr, key, "the request ended before its body did")
         raise
     seqs = await stream.done
-    return JSONResponse({"status": "accepted", "kind": "speak", "utterance": stream.utterance.id, "positions": seqs,
-                         "utterances": stream.utterance.leaves, "chunks": len(seqs)})
+    return answer(StreamAccepted, {"status": "accepted", "kind": "speak", "utterance": stream.utterance.id,
+                                   "positions": seqs, "utterances": stream.utterance.leaves, "chunks": len(seqs)})
 
 
+@operation(summary="Drop the room's pending commands, stop its streams and brain answers", answer=FlushResult,
+           errors={409: ""})
 async def flush(request: Request) -> Response:
-    """
-    summary: Drop the room's pending commands, stop its streams and brain answers
-    responses:
-      200: {description: "{flushed: commands dropped, dropped: [utterance ids cancelled]}"}
-    """
     lr = await open_room(request)
     flushed, dropped = rooms_of(request).relay.flush(lr, origin="rest")
-    return JSONResponse({"flushed": flushed, "dropped": dropped})
+    return answer(FlushResult, {"flushed": flushed, "dropped": dropped})
 
 
 def describe(u: Utterance) -> dict[str, Any]:
@@ -112,31 +110,23 @@ def describe(u: Utterance) -> dict[str, Any]:
             "pieces": [p.id for p in u.pieces]}
 
 
+@operation(summary="One utterance of the room (the room's last 1,000 finished ones are kept)", answer=UtteranceView,
+           errors={404: "also: no such utterance", 409: ""})
 async def get_utterance(request: Request) -> Response:
-    """
-    summary: One utterance of the room (the room's last 1,000 finished ones are kept)
-    responses:
-      200: {description: "{id, seq, kind, state, parent, position, text, estimated, reason, pieces}"}
-      404: {description: No such utterance}
-    """
     lr = await open_room(request)
     uid = request.path_params["uid"]
     u = lr.utterances.get(uid) if lr.utterances is not None else None
     if u is None:
         raise NotFound(f"no utterance {uid} in this room")
-    return JSONResponse(describe(u))
+    return answer(UtteranceView, describe(u))
 
 
+@operation(summary="Cancel a queued utterance (a speak, ask, stream or one piece of it); A2E cannot stop what it "
+                   "has", answer=CancelResult,
+           errors={404: "also: no such utterance", 409: "also `not_cancellable`: A2E has all of it already"})
 async def cancel_utterance(request: Request) -> Response:
-    """
-    summary: Cancel a queued utterance (a speak, ask, stream or one piece of it); A2E cannot stop what it has
-    responses:
-      200: {description: "{cancelled: [every utterance id it removed]}"}
-      404: {description: No such utterance}
-      409: {description: "not_cancellable: A2E has all of it already"}
-    """
     lr = await open_room(request)
-    return JSONResponse({"cancelled": rooms_of(request).relay.cancel(lr, request.path_params["uid"])})
+    return answer(CancelResult, {"cancelled": rooms_of(request).relay.cancel(lr, request.path_params["uid"])})
 
 
 routes: list[BaseRoute] = [

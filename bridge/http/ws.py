@@ -157,6 +157,9 @@ class Connection:
                 await self.handle(frame)
             except BridgeError as exc:
                 self.send_error(exc, frame.id)
+            except Exception:  # a bug must cost this frame its answer, not the connection (which did nothing wrong)
+                log.exception("ws %s: %s frame failed", self.id, frame.type)
+                self.send(p.Error(code=p.ErrorCode.INTERNAL_ERROR, message="internal error", id=frame.id))
             # receive() does not yield while frames are already buffered: let the room's event pumps
             # run between the frames of a burst, or the events they cause pile up unread.
             await asyncio.sleep(0)

@@ -19,9 +19,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 from bridge import frames, logs, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge.errors import BridgeError, RoomNotOpen, ValidationFailed, from_a2e
+from bridge.errors import BridgeError, RoomNotOpen, from_a2e
 from bridge.settings import Settings
 
+from .avatars import AvatarCatalogue
 from .caps import SpendCaps, check_browser_qa_context
 from .events import RoomEvents
 from .models import CloseReason, Room, RoomState
@@ -60,6 +61,7 @@ class RoomLifecycle:
         self.registry = registry
         self.clock = clock
         self.caps = SpendCaps(settings, store, a2e, clock=clock)
+        self.avatars = AvatarCatalogue(a2e)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
         # called as the room turns closed; each enqueues its record at once and returns its completion
@@ -138,7 +140,9 @@ class RoomLifecycle:
         self.caps.creation_rate.take(tenant)
         if browser_key is not None:
             self.caps.browser_hourly.take(tenant, browser_key)
-        avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
+        if avatar_id:
+            await self.avatars.check(avatar_id)  # 404 naming it, before anything is recorded or charged
+        avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant
             live = self.registry.of_tenant(tenant)
@@ -279,12 +283,3 @@ class RoomLifecycle:
 
     async def _save_locked(self, lr: LiveRoom) -> None:
         await self.store.put(lr.room)
-
-    async def _first_avatar(self) -> str:
-        try:
-            avatars = await self.a2e.streaming_avatars()
-        except A2EError as exc:
-            raise from_a2e(exc) from None
-        if not avatars:
-            raise ValidationFailed("avatar_id is required: A2E lists no streaming avatars")
-        return str(avatars[0]["_id"])

@@ -253,8 +253,15 @@ class Relay:
 
     # -- QA context and the worker --------------------------------------------------------------
     async def set_qa_context(self, lr: LiveRoom, text: str) -> Room:
+        """Set the room's QA context on A2E, then in the record. A caller that goes away meanwhile (a
+        closing websocket) does not cut it in half: A2E and the record end up agreeing."""
         check_qa_context(text)
         _check_open(lr)
+        work = asyncio.ensure_future(self._set_qa_context(lr, text))
+        work.add_done_callback(lambda done: None if done.cancelled() else done.exception())  # seen, if abandoned
+        return await asyncio.shield(work)
+
+    async def _set_qa_context(self, lr: LiveRoom, text: str) -> Room:
         try:
             await self.a2e.set_qa_context(lr.room.channel or "", text)
         except A2EError as exc:

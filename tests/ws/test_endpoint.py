@@ -24,7 +24,9 @@ from tests.helpers import (
     KEYS,
     WAIT,
     RawWS,
+    add_fault,
     closed,
+    fault_hits,
     of_type,
     open_ws,
     ping_pong,
@@ -135,6 +137,22 @@ async def test_speak_and_ask_ack_after_a2e_accepted(acme: Any) -> None:
         assert ack["kind"] == "ask" and ack["position"] == 2
         assert [c["kind"] for c in sim_commands(acme, room)] == ["speak", "ask"]
         assert acme.sim.state.counters["speak"] == 1 and acme.sim.state.counters["ask"] == 1
+
+
+async def test_a_speak_a2e_carried_out_without_answering_is_outcome_unknown(bridge_factory: Any) -> None:
+    """The answer to a speak is lost after A2E said it: the frame gets ``outcome_unknown`` and the
+    sentence is not sent again (the avatar says it once)."""
+    bridge = await bridge_factory(api_keys=dict(KEYS), headers=ACME)
+    room = await create_room(bridge)
+    add_fault(bridge.sim, endpoint="speak", kind="lost_answer")  # every time: a resend would be lost as well
+    async with await open_ws(bridge, room["id"]) as ws:
+        await recv(ws)
+        await send(ws, {"type": "speak", "id": "s1", "text": "Only once."})
+        error = await until(ws, of_type("error", id="s1"))
+        assert error["code"] == "outcome_unknown" and "not send it again" in error["message"]
+        assert [c["text"] for c in sim_commands(bridge, room)] == ["Only once."]
+        assert fault_hits(bridge.sim) == [1]
+        await ping_pong(ws)  # and the connection goes on
 
 
 async def test_long_speak_is_split_and_acked_with_every_position(acme: Any) -> None:

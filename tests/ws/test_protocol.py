@@ -50,10 +50,11 @@ def test_stream_frames_and_cancel() -> None:
         assert refused(bad).code == p.ErrorCode.INVALID_FRAME  # the id is the utterance's: a string
 
 
-def test_set_qa_context_accepts_empty_text() -> None:
-    """An empty context clears it; only the length limit (checked by the room manager) applies."""
-    frame = parse({"type": "set_qa_context", "id": 1, "text": ""})
-    assert isinstance(frame, p.SetQaContext) and frame.text == ""
+def test_set_qa_context_needs_text() -> None:
+    """A2E requires the text (an empty one is refused upstream): refused here, before A2E is called;
+    the length limit is the relay's."""
+    exc = refused({"type": "set_qa_context", "id": 1, "text": ""})
+    assert exc.code == "invalid_frame" and exc.frame_id == 1 and "text" in exc.message
     assert parse({"type": "set_qa_context", "text": "x" * 900}).text == "x" * 900
 
 
@@ -152,6 +153,10 @@ def test_invalid_id(bad_id: object) -> None:
 
 def test_bad_id_is_not_echoed_unless_str_or_int() -> None:
     assert refused({"type": "ping", "id": 1.5}).frame_id is None
+    # an id too long to be one: the error about it has none (an error frame cannot carry it)
+    assert refused({"type": "ping", "id": "x" * 129}).frame_id is None
+    assert refused({"type": "nope", "id": "x" * 129}).frame_id is None
+    assert refused({"type": "speak", "id": "x" * 5000, "text": 1}).frame_id is None
     assert refused({"type": "ping", "id": True}).frame_id is None  # JSON true is not the id 1
     assert refused({"type": "nope", "id": [1]}).frame_id is None
 
