@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.errors import BadRequest, NotFound
+from bridge.errors import BadRequest, BrainFailed, NotFound
 from bridge.rooms.queue import CommandKind
 from bridge.rooms.registry import LiveRoom
 from bridge.rooms.utterances import Utterance
@@ -49,6 +49,8 @@ async def run_command(request: Request, kind: CommandKind) -> Response:
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
     submission = rooms_of(request).relay.submit(lr, kind, body.text, origin="rest")
     seqs = await submission.accepted
+    if not seqs:  # an ask whose brain said nothing speakable (the answers module refuses an empty answer)
+        raise BrainFailed("the brain's answer had nothing to say")
     return answer(CommandAccepted, {"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
                                     "chunks": len(seqs), "utterance": submission.utterance.id,
                                     "utterances": submission.utterance.leaves})

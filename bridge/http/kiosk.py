@@ -12,9 +12,7 @@ import html
 import logging
 import time
 import weakref
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,8 +23,10 @@ from bridge.rooms.registry import LiveRoom
 from bridge.settings import Settings
 from bridge.settings.kiosk import KioskProfile
 
+from .models import KioskProfileView, KioskRoom, WatchdogAnswer, WatchdogReport, answer_body, parse_body
+from .openapi import operation
 from .responses import JSONResponse
-from .rooms import caller, find_open_room, parse_body, room_view, rooms_of
+from .rooms import caller, find_open_room, room_view, rooms_of
 
 log = logging.getLogger("bridge.kiosk")
 
@@ -36,12 +36,6 @@ PAGE_MARKER = 'data-event-source="" data-coins-per-minute=""'
 REPORT_INTERVAL = 1.0  # seconds: a room's watchdog reports closer together than this are not logged again
 
 _last_report: weakref.WeakKeyDictionary[LiveRoom, float] = weakref.WeakKeyDictionary()
-
-
-class WatchdogReport(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    kind: Literal["speak", "ask"]
-    waited_seconds: float = Field(ge=0, le=86_400)
 
 
 def profile_for(conn: HTTPConnection, name: str, tenant: str) -> KioskProfile:
@@ -62,38 +56,31 @@ async def kiosk_page(request: Request) -> Response:
                         headers={"Cache-Control": "no-cache"})
 
 
+@operation(summary="A kiosk profile, as the kiosk page needs it (no tenant, no QA context text)",
+           answer=KioskProfileView, tag="kiosk", errors={404: "no such profile (or another tenant's)"})
 async def get_profile(request: Request) -> Response:
-    """
-    summary: A kiosk profile, as the kiosk page needs it (no tenant, no QA context text)
-    responses:
-      200: {description: "{name, avatar_id, brain, idle_seconds, prompt_seconds, language, warm_rooms, warm_rooms_ready,
-            expire_seconds, watchdog_seconds, qa_context_chars, coins_per_minute, coins_per_hour, warm_coins_per_hour}"}
-      404: {description: Unknown profile (or another tenant's)}
-    """
     who = caller(request)
     name = request.path_params["name"]
     p = profile_for(request, name, who.tenant)
     settings: Settings = request.app.state.settings
     per_hour = 60 * settings.coins_per_minute  # what one open room costs (A2E refunds the unused rest)
     ready = len(rooms_of(request).warm.waiting.get(name, []))
-    return JSONResponse({
+    return JSONResponse(answer_body(KioskProfileView, {
         "name": name, "avatar_id": p.avatar_id, "brain": p.brain, "idle_seconds": p.idle_seconds,
         "prompt_seconds": p.prompt_seconds, "language": p.language, "warm_rooms": p.warm_rooms,
         "warm_rooms_ready": ready, "expire_seconds": p.expire_seconds or settings.default_expire_seconds,
         "watchdog_seconds": p.watchdog_seconds, "qa_context_chars": len(p.qa_context or ""),
         "coins_per_minute": settings.coins_per_minute, "coins_per_hour": per_hour,
         "warm_coins_per_hour": p.warm_rooms * per_hour,
-    })
+    }))
 
 
+@operation(summary="A room for a kiosk visitor, from a profile; a warm one if the profile keeps some ready",
+           answer=KioskRoom, ok=201, body_required=False, tag="kiosk",
+           description="The room as `POST /v1/rooms` answers it (its ticket has the forward scope), plus `warm`.",
+           errors={404: "no such profile (or another tenant's)", 422: "the profile's brain is limited to other tenants",
+                   429: "a cap (`details.cap`)"})
 async def open_profile_room(request: Request) -> Response:
-    """
-    summary: A room for a kiosk visitor, from a profile; a warm one if the profile keeps some ready
-    responses:
-      201: {description: "The room as POST /v1/rooms answers it (ticket with the forward scope), plus warm: bool"}
-      404: {description: Unknown profile (or another tenant's)}
-      429: {description: "A cap was hit (details.cap names it)"}
-    """
     who = caller(request)
     name = request.path_params["name"]
     p = profile_for(request, name, who.tenant)
@@ -107,32 +94,23 @@ async def open_profile_room(request: Request) -> Response:
                                           qa_context=p.qa_context, browser_key=who.browser_key, brain=brain)
     # the page forwards what its Agora SDK receives: the ticket has the forward scope
     view = room_view(request, lr.room, with_ticket=True, forward_events=True, browser=who.browser)
-    return JSONResponse({**view, "warm": warm}, status_code=201)
+    return JSONResponse(answer_body(KioskRoom, {**view, "warm": warm}), status_code=201)
 
 
+@operation(summary="A kiosk page saw a speak/ask accepted and no speaking_started within its bound",
+           body=WatchdogReport, answer=WatchdogAnswer, ok=202, tag="kiosk", errors={409: "the room is not open"})
 async def watchdog_report(request: Request) -> Response:
-    """
-    summary: A kiosk page saw a speak/ask accepted and no speaking_started within its bound
-    requestBody:
-      content:
-        application/json:
-          schema: {type: object, required: [kind, waited_seconds],
-                   properties: {kind: {type: string, enum: [speak, ask]}, waited_seconds: {type: number}}}
-    responses:
-      202: {description: "{reported: true}, or false for a repeat within a second (not counted again)"}
-      409: {description: The room is not open}
-    """
     who = caller(request)
     body = await parse_body(request, WatchdogReport)
     lr = await find_open_room(request, who)
     now = time.monotonic()
     if now - _last_report.get(lr, -REPORT_INTERVAL) < REPORT_INTERVAL:
-        return JSONResponse({"reported": False}, status_code=202)
+        return JSONResponse(answer_body(WatchdogAnswer, {"reported": False}), status_code=202)
     _last_report[lr] = now
     metrics.WATCHDOG_REPORTS.labels(body.kind).inc()
     log.warning("kiosk watchdog: room %s (channel %s): %s accepted %.1f s ago and the avatar has not started speaking",
                 lr.room.id, lr.room.channel, body.kind, body.waited_seconds)
-    return JSONResponse({"reported": True}, status_code=202)
+    return JSONResponse(answer_body(WatchdogAnswer, {"reported": True}), status_code=202)
 
 
 routes: list[BaseRoute] = [

@@ -2,7 +2,7 @@
 answers with them, and ``/openapi.json`` is generated from them (:mod:`bridge.http.openapi`), so the
 document says exactly what the handlers enforce. Split by area: :mod:`.base` (shared bases, the
 error body, the parsers), :mod:`.rooms`, :mod:`.commands`, :mod:`.journal` (operators' records),
-:mod:`.ops`. Limits that come from settings are filled in per app (:func:`command_body`,
+:mod:`.ops`, :mod:`.kiosk`. Limits that come from settings are filled in per app (:func:`command_body`,
 :func:`create_room_body`).
 """
 
@@ -38,6 +38,7 @@ from .journal import (
     UsageQuery,
     seconds_of,
 )
+from .kiosk import KioskProfileView, KioskRoom, WatchdogAnswer, WatchdogReport
 from .ops import A2EAnswer, AvatarList, Health, OperationInfo, OperationList, Ready, ReadyChecks
 from .rooms import (
     CreateRoom,
@@ -54,6 +55,7 @@ from .rooms import (
 )
 
 __all__ = [
+    "KioskProfileView", "KioskRoom", "WatchdogAnswer", "WatchdogReport",
     "CURSOR_PATTERN", "PATH_PATTERNS", "ROOM_ID_PATTERN", "TRANSCRIPT_MAX", "UTTERANCE_ID_PATTERN", "A2EAnswer",
     "Answer", "AvatarList", "CancelResult", "CommandAccepted", "CreateRoom", "DeliveriesQuery", "DeliveryList",
     "Digits", "ErrorBody", "ErrorDetail", "EventsQuery", "FlushResult", "Health", "Integer", "ListRoomsQuery",

@@ -18,7 +18,9 @@ ROOM_ID_PATTERN = r"^rm_[A-Za-z0-9_-]{16}$"
 UTTERANCE_ID_PATTERN = r"^ut_[A-Za-z0-9_-]{11}$"
 # the position after a room in a listing: its created_at (seconds) and id; any such value is a position
 CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,20})?~[A-Za-z0-9_-]{1,64}$"
-PATH_PATTERNS = {"room_id": ROOM_ID_PATTERN, "uid": UTTERANCE_ID_PATTERN}  # every path parameter of the API
+PROFILE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # a kiosk profile (bridge/settings/kiosk.py)
+PATH_PATTERNS = {"room_id": ROOM_ID_PATTERN, "uid": UTTERANCE_ID_PATTERN,  # every path parameter of the API
+                 "name": PROFILE_NAME_PATTERN}
 MAX_CURSOR = 2**62  # the largest numeric cursor (?after=, ?before=) a store gives out
 
 
