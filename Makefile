@@ -18,12 +18,13 @@ run: setup
 
 test: setup
 	./scripts/test-setup.sh
-	$(BIN)/ruff check bridge tests clients bench
+	$(BIN)/ruff check bridge tests clients bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/python bench/relay_latency.py
+	$(BIN)/python bench/stream_latency.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

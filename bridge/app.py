@@ -2,8 +2,8 @@
 
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
-the rooms' record writer, the usage ledger, the webhook deliverer, the rooms (recovered on the way in,
-left on the way out) and the sweeper.
+the brains (``BRIDGE_BRAINS``), the rooms' record writer, the usage ledger, the webhook deliverer, the rooms
+(recovered on the way in, left on the way out), the sweeper and the kiosks' warm rooms.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
 from .errors import BridgeError
-from .http import events, journal, operator, ops, passthrough, rooms, ws
-from .http.auth import Authenticator
+from .http import commands, events, journal, kiosk, openapi, operator, ops, passthrough, rooms, ws
+from .http.auth import DEV_TENANT, Authenticator
 from .http.limits import BodyLimit
 from .http.origins import OriginPolicy
 from .http.request_id import RequestId
@@ -31,6 +31,8 @@ from .http.scopes import HttpOnly
 from .http.security_headers import SecurityHeaders
 from .metrics import record_a2e_call
 from .rooms import Rooms
+from .rooms.answers import Answering
+from .rooms.brains import build_brains
 from .rooms.clients import ClientRegistry
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
@@ -40,6 +42,7 @@ from .rooms.store import RoomStore
 from .rooms.sweeper import Sweeper
 from .rooms.transcript import Transcripts
 from .rooms.usage import UsageLedger
+from .rooms.warm import WarmPool
 from .rooms.writer import SerialWriter
 from .settings import ConfigurationError, Settings
 from .simulator.embedded import EmbeddedSimulator, Refusal, simulator_config
@@ -76,9 +79,10 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             store = await stack.enter_async_context(room_store(settings))
             observing = await stack.enter_async_context(
                 observers(settings, client, upstream_key(settings, a2e, simulator)))
+            answering = await stack.enter_async_context(brains(settings))
             app.state.a2e = client
             app.state.event_source = observing.source
-            app.state.rooms = room_domain(settings, client, store, observing, clock)
+            app.state.rooms = room_domain(settings, client, store, observing, clock, answering)
             app.state.deliverer = webhooks(settings, app.state.rooms, store)
             # entered before the rooms, so left after them: what closing rooms record is written
             await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
@@ -86,10 +90,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             await stack.enter_async_context(app.state.deliverer.running())
             await stack.enter_async_context(app.state.rooms.lifecycle.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
+            await stack.enter_async_context(app.state.rooms.warm.running())
             yield
 
-    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *events.routes, *ws.routes, *passthrough.routes,
-                               *journal.routes, *operator.routes, *operator.site_routes, *ops.site_routes]
+    routes: list[BaseRoute] = [*ops.routes, *rooms.routes, *commands.routes, *events.routes, *ws.routes,
+                               *passthrough.routes, *journal.routes, *kiosk.routes, *operator.routes, *openapi.routes,
+                               *operator.site_routes, *ops.site_routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_MOUNT, app=simulator.mount(simulator_controls)))
     app = Starlette(
@@ -113,6 +119,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     )
     app.state.settings = settings
     app.state.kiosk_page = ops.render_kiosk_page(settings)
+    app.state.kiosk_mode_page = ops.render_kiosk_page(settings, kiosk.PAGE)
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
     app.state.auth = Authenticator(
         settings.api_keys, dev_mode=settings.dev_mode, ticket_ttl=settings.ticket_ttl,
@@ -193,15 +200,28 @@ async def observers(settings: Settings, client: A2EClient, api_key: str | None) 
         await observing.aclose()
 
 
+@contextlib.asynccontextmanager
+async def brains(settings: Settings) -> AsyncIterator[Answering]:
+    """The brains of BRIDGE_BRAINS (their keys read from the environment now), closed on the way out."""
+    answering = Answering(build_brains(settings))
+    if answering.brains:
+        log.info("brains: %s", ", ".join(sorted(answering.brains)))
+    try:
+        yield answering
+    finally:
+        await answering.aclose()
+
+
 def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observing: RoomObserving,
-                clock: Clock) -> Rooms:
+                clock: Clock, answering: Answering | None = None) -> Rooms:
     """The rooms, with their hooks wired once: an open room gets a command queue and an observer; a
-    channel A2E forgot closes its room."""
+    channel A2E forgot closes its room. Warm rooms of profiles that name no tenant belong to
+    development mode's tenant (the settings refuse such profiles when there are client keys)."""
     clients = ClientRegistry(per_room=settings.max_clients_per_room, per_ticket=settings.max_clients_per_ticket,
                              per_tenant=settings.max_clients_per_tenant)
     registry = RoomRegistry(store, clients, clock=clock)
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
-    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone)
+    relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone, answering=answering)
     writer = SerialWriter("journal")  # one order for everything recorded about rooms
     transcripts = Transcripts(store, writer, clock=clock)
     usage = UsageLedger(settings, store, writer, client, clock=clock)
@@ -211,7 +231,9 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     relay.on_sent.append(transcripts.sent)
     relay.on_flushed.append(transcripts.flushed)
     sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
-    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage)
+    warm = WarmPool(settings, lifecycle, registry, default_tenant=DEV_TENANT if settings.dev_mode else None, clock=clock,
+                    check_brain=relay.answering.check)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage, warm)
 
 
 def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:

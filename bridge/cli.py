@@ -68,7 +68,7 @@ def _list_operations() -> str:
         for row in ENDPOINTS.values():
             if row.group == group:
                 req = ", ".join(row.required) or "-"
-                lines.append(f"  {row.name:32} {row.method:6} {row.path}  [{row.certainty.value}] needs: {req}")
+                lines.append(f"  {row.name:32} {'|'.join(row.methods):8} {row.path}  [{row.certainty.value}] needs: {req}")
     return "\n".join(lines)
 
 

@@ -9,11 +9,16 @@
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
      ├── Flushed                409 flushed (a pending command dropped by flush)
+     ├── Cancelled              409 cancelled (a queued utterance or a stream cancelled by a client)
+     ├── NotCancellable         409 not_cancellable (A2E has it already)
      ├── PayloadTooLarge        413 payload_too_large (request body over the configured limit)
      ├── CapExceeded            429 cap_exceeded (names the cap)
      ├── QueueFull              429 queue_full
-     ├── UpstreamError          502 upstream_error (A2E refused or failed)
-     ├── UpstreamBusy           503 no_avatar_host / upstream_unavailable, with Retry-After
+     ├── UpstreamError          502 upstream_error (A2E failed), upstream_auth (the bridge's key refused)
+     ├── UpstreamBusy           503 no_avatar_host / upstream_unavailable / upstream_rate_limited, Retry-After
+     ├── OutcomeUnknown         504 outcome_unknown (sent to A2E, no answer: maybe carried out, not resent)
+     ├── BrainFailed            502 brain_error (the room's brain failed or sent something unreadable)
+     ├── BrainTimeout           504 brain_timeout (the room's brain was too slow)
      └── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
 
 HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
@@ -23,9 +28,11 @@ as ``error`` frames with the same code and message (both built in :mod:`bridge.f
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bridge.a2e import errors as a2e
+from bridge.a2e.endpoints import ENDPOINTS
 from bridge.frames import ErrorCode
 
 
@@ -75,6 +82,14 @@ class Flushed(BridgeError):
     status, code = 409, ErrorCode.FLUSHED
 
 
+class Cancelled(BridgeError):
+    status, code = 409, ErrorCode.CANCELLED
+
+
+class NotCancellable(BridgeError):
+    status, code = 409, ErrorCode.NOT_CANCELLABLE
+
+
 class PayloadTooLarge(BridgeError):
     status, code = 413, ErrorCode.PAYLOAD_TOO_LARGE
 
@@ -99,6 +114,18 @@ class UpstreamBusy(BridgeError):
     status, code = 503, ErrorCode.UPSTREAM_UNAVAILABLE
 
 
+class OutcomeUnknown(BridgeError):
+    status, code = 504, ErrorCode.OUTCOME_UNKNOWN
+
+
+class BrainFailed(BridgeError):
+    status, code = 502, ErrorCode.BRAIN_ERROR
+
+
+class BrainTimeout(BridgeError):
+    status, code = 504, ErrorCode.BRAIN_TIMEOUT
+
+
 class TooManyConnections(BridgeError):
     status, code = 503, ErrorCode.TOO_MANY_CONNECTIONS
 
@@ -106,12 +133,32 @@ class TooManyConnections(BridgeError):
 RETRY_AFTER_BUSY = 10
 
 
+def _named_field(exc: a2e.A2EError) -> str | None:
+    """The field of the operation that A2E's message names ("text is required"), if one does."""
+    row = ENDPOINTS.get(exc.operation or "")
+    for name in (*row.path_params, *row.required, *row.optional) if row else ():
+        if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", exc.msg):
+            return name
+    if row and isinstance(exc, a2e.A2ENotFound) and "_id" in row.fields:
+        return "_id"  # the record the operation names
+    return None
+
+
 def from_a2e(exc: a2e.A2EError) -> BridgeError:
-    """What a client is told when A2E fails; never includes the A2E key."""
+    """What a client is told when A2E fails; never includes the A2E key.
+
+    A2E's refusal of the input (a bad request, an unknown record) is the caller's: 422 / 404 naming
+    the field where A2E's message names one. A non-repeatable call that got no answer is
+    ``outcome_unknown``: it was not sent again, and it may or may not have been carried out.
+    """
     if isinstance(exc, a2e.A2EInvalidInput):  # refused by our own client: nothing reached A2E
         details_ = [{"loc": [exc.field], "msg": exc.msg}] if exc.field else None  # the shape of schema errors
         return ValidationFailed(exc.msg, details=details_)
     details = {"a2e_code": exc.code, "trace_id": exc.trace_id}
+    row = ENDPOINTS.get(exc.operation or "")
+    if exc.outcome_unknown and row is not None and not row.retry_safe:
+        return OutcomeUnknown(f"A2E did not answer {row.name} ({exc.msg}): it may or may not have been carried out, "
+                              "and the bridge did not send it again; check before repeating it", details=details)
     if isinstance(exc, a2e.A2ECapacityBusy):
         return UpstreamBusy("no avatar host free, retry later", code=ErrorCode.NO_AVATAR_HOST, details=details,
                             headers={"Retry-After": str(RETRY_AFTER_BUSY)})
@@ -122,8 +169,15 @@ def from_a2e(exc: a2e.A2EError) -> BridgeError:
     if isinstance(exc, a2e.A2EUnavailable):
         return UpstreamBusy(f"A2E is unavailable: {exc.msg}", details=details, headers={"Retry-After": "5"})
     if isinstance(exc, a2e.A2EInsufficientCredits):
-        return CapExceeded("balance", "the A2E account has too few credits for this room")
+        what = "this room" if exc.operation == "agora_token" else exc.operation or "this"
+        return CapExceeded("balance", f"the A2E account has too few credits for {what}: {exc.msg}")
     if isinstance(exc, a2e.A2EAuthError):
         return UpstreamError("the bridge's A2E key was refused; the operator must fix A2E_API_KEY",
                              code=ErrorCode.UPSTREAM_AUTH, details=details)
+    if isinstance(exc, a2e.A2EBadRequest):
+        field = _named_field(exc)
+        refusal = [{"loc": [field] if field else [], "msg": exc.msg, **details}]
+        if isinstance(exc, a2e.A2ENotFound):
+            return NotFound(f"A2E has no such record: {exc.msg}", details=refusal)
+        return ValidationFailed(f"A2E refused the input: {exc.msg}", details=refusal)
     return UpstreamError(f"A2E refused the request: {exc.msg}", details=details)

@@ -84,6 +84,21 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class ClientFaultsAsInfo(logging.Filter):
+    """uvicorn logs a websocket client's invalid UTF-8 text frame as an ERROR with a traceback (its
+    decode is in ``websockets_sansio_impl``) and then closes the connection with 1007, as RFC 6455
+    says: the client's fault, handled, so one INFO line without the traceback is what it is worth."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UnicodeDecodeError) and "Invalid UTF-8" in str(record.msg):
+            record.msg, record.args = f"a websocket client sent invalid UTF-8 in a text frame (closed 1007): {exc}", None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 class RedactingFormatter(logging.Formatter):
     """Redacts the finished line too, tracebacks included (the filter cannot reach those)."""
 
@@ -182,7 +197,8 @@ def log_config(level: str, fmt: str | None = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactSecrets}, "context": {"()": ContextFields}},
+        "filters": {"redact": {"()": RedactSecrets}, "context": {"()": ContextFields},
+                    "client_faults": {"()": ClientFaultsAsInfo}},
         "formatters": {"text": {"()": RedactingFormatter,
                                 "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
                        "json": {"()": JsonLines}},
@@ -191,7 +207,7 @@ def log_config(level: str, fmt: str | None = None) -> dict[str, Any]:
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
-            "uvicorn.error": {"level": level},
+            "uvicorn.error": {"level": level, "filters": ["client_faults"]},
             "uvicorn.access": {"handlers": ["stderr"], "level": level, "propagate": False},
             "httpx": {"level": "WARNING"},  # its request lines repeat what bridge.a2e logs
         },

@@ -24,6 +24,9 @@ COINS_REFUNDED = Counter("a2e_bridge_coins_refunded_total",
 WEBHOOK_DELIVERIES = Counter("a2e_bridge_webhook_attempts_total", "Webhook delivery attempts by outcome",
                              ["outcome"])
 WS_CONNECTIONS = Gauge("a2e_bridge_ws_connections", "Open websocket clients")
+WARM_ROOMS = Gauge("a2e_bridge_warm_rooms", "Rooms open and waiting for a kiosk visitor (kiosk profiles' warm_rooms)")
+WATCHDOG_REPORTS = Counter("a2e_bridge_kiosk_watchdog_total",
+                           "Speaks/asks a kiosk page saw accepted but never spoken within its watchdog bound", ["kind"])
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -14,6 +14,7 @@ importable from here too.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import signal
@@ -23,6 +24,8 @@ from typing import Any
 
 import uvicorn
 
+from .a2e.client import A2EClient
+from .a2e.errors import A2EAuthError, A2EError
 from .app import create_app
 from .http.guard import (
     DescriptorExhaustionFilter,
@@ -46,6 +49,7 @@ __all__ = [
     "DescriptorExhaustionFilter",
     "EmbeddedServer",
     "GuardedH11Protocol",
+    "check_a2e_key",
     "check_bind",
     "connection_limit",
     "install_descriptor_exhaustion_filter",
@@ -159,9 +163,35 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         ws_max_size=max(settings.ws_max_frame_bytes * 4, 1 << 20))
 
 
+def check_a2e_key(settings: Settings) -> None:
+    """With a real A2E key, ask A2E once before serving: a refused key (A2E's HTTP 200 with code 401,
+    or an HTTP 401/403) is a :class:`ConfigurationError`, since every call would fail; an A2E that
+    cannot be reached is not (it may come back, and ``/readyz`` says so meanwhile)."""
+    if settings.uses_simulator or settings.a2e_api_key is None:
+        return
+
+    async def probe() -> None:
+        assert settings.a2e_api_key is not None
+        async with A2EClient(settings.a2e_api_key.get_secret_value(), settings.a2e_base_url,
+                             timeout=min(settings.a2e_timeout, 10.0), max_attempts=1) as client:
+            await client.remaining_coins()
+
+    try:
+        asyncio.run(probe())
+    except A2EAuthError as exc:
+        code = f" (code {exc.code})" if exc.code is not None else f" (HTTP {exc.status})"
+        raise ConfigurationError(
+            f"A2E at {settings.a2e_base_url} refused A2E_API_KEY: {exc.msg or 'invalid token'}{code}. Set "
+            "A2E_API_KEY to an API token from A2E's web UI (and A2E_BASE_URL to the server it belongs to)") from None
+    except A2EError as exc:
+        log.warning("could not check A2E_API_KEY at start (%s); /readyz reports A2E's state", exc)
+
+
 def run(settings: Settings) -> None:
-    """Serve the bridge until SIGTERM/SIGINT; raises ConfigurationError for unsafe settings."""
+    """Serve the bridge until SIGTERM/SIGINT; raises ConfigurationError for unsafe settings or a
+    refused A2E key."""
     app = create_app(settings)
+    check_a2e_key(settings)
     server = uvicorn.Server(server_config(app, settings))
     install_descriptor_exhaustion_filter()
     # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to

@@ -14,6 +14,7 @@ import pytest
 from bridge.a2e.client import A2EClient
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import SimConfig
+from tests.fakes.llm import FakeLLM
 from tests.helpers import Bridge, Sim, bridge_settings, serve, start_bridge
 
 
@@ -65,3 +66,12 @@ async def bridge_factory(request: pytest.FixtureRequest, tmp_path: Path, sim: Si
 @pytest.fixture
 async def bridge(bridge_factory: Callable[..., Any]) -> Bridge:
     return await bridge_factory()
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLM]:
+    """A local OpenAI-compatible streaming server (``tests/fakes/llm.py``) on port 0; ``llm.url``."""
+    fake = FakeLLM()
+    async with serve(fake.app()) as url:
+        fake.url = url
+        yield fake

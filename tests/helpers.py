@@ -378,6 +378,16 @@ async def until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], *
             seen.append(frame)
 
 
+async def seen_or_until(ws: ClientConnection, match: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]],
+                        timeout: float = WAIT) -> dict[str, Any]:
+    """The first frame in ``seen`` that matches, else the next one read that does (``until``)."""
+    found = next((f for f in seen if match(f)), None)
+    if found is None:
+        found = await until(ws, match, seen=seen, timeout=timeout)
+        seen.append(found)
+    return found
+
+
 def of_type(kind: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
     return lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items())
 
@@ -523,7 +533,8 @@ class Receiver:
     """A tenant's backend: a Starlette app on 127.0.0.1 that verifies every delivery's signature with
     the ``standardwebhooks`` library (a forged or stale one is refused with 400 and kept in
     ``rejected``). It keeps its port when taken down (``stop``) and brought back (``start``).
-    ``status`` is what it answers a verified delivery; ``delay`` makes it slow."""
+    ``status`` is what it answers a verified delivery; ``delay`` makes it slow; ``hold()`` makes it
+    answer nothing until ``release()`` (``waiting`` counts the deliveries it holds)."""
 
     def __init__(self, secret: str = WEBHOOK_SECRET, port: int | None = None) -> None:
         self.verifier = Webhook(secret)
@@ -532,6 +543,9 @@ class Receiver:
         self.rejected: list[str] = []
         self.status = 204
         self.delay = 0.0
+        self.waiting = 0
+        self._gate = asyncio.Event()
+        self._gate.set()
         self._server: EmbeddedServer | None = None
         self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
 
@@ -548,9 +562,20 @@ class Receiver:
             return Response(status_code=400)
         if self.delay:
             await asyncio.sleep(self.delay)
+        self.waiting += 1
+        try:
+            await self._gate.wait()
+        finally:
+            self.waiting -= 1
         self.received.append({"id": request.headers["webhook-id"], "type": payload["type"], "data": payload["data"],
                               "answered": self.status})
         return Response(status_code=self.status)
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
 
     async def start(self) -> Receiver:
         self._server = EmbeddedServer.for_app(self.app, port=self.port)
@@ -558,6 +583,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self.release()  # a held delivery ends now (as its sender's timeout would)
         if self._server is not None:
             await self._server.stop()
             self._server = None

@@ -67,6 +67,19 @@ async def test_a_browser_key_cannot_list_rooms_nor_use_the_pass_through(bridge_f
     assert (await bridge.http.get("/v1/a2e", headers=ACME)).status_code == 200
 
 
+async def test_a_browser_key_cannot_read_the_tenants_records(bridge_factory: Any) -> None:
+    """Transcripts, usage, webhook deliveries and the operator's room list are the tenant's, even of the
+    key's own room: a key that sits in a page reads none of them."""
+    bridge = await start(bridge_factory)
+    own = await create_room(bridge, PK1)
+    backend_room = await create_room(bridge, ACME)
+    for path in (f"/v1/rooms/{own['id']}/transcript", f"/v1/rooms/{backend_room['id']}/transcript", "/v1/usage",
+                 "/v1/webhooks/deliveries", "/v1/operator/rooms"):
+        assert_error(await bridge.http.get(path, headers=PK1), 403, "forbidden")
+        assert (await bridge.http.get(path, headers=ACME)).status_code == 200, path
+    assert_error(await bridge.http.delete(f"/v1/rooms/{backend_room['id']}/transcript", headers=PK1), 403, "forbidden")
+
+
 async def test_a_browser_key_only_reaches_the_rooms_it_opened(bridge_factory: Any) -> None:
     bridge = await start(bridge_factory)
     backend_room = await create_room(bridge, ACME)

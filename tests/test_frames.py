@@ -64,7 +64,7 @@ def test_the_clients_close_codes_are_the_servers() -> None:
 
 def test_the_clients_handle_only_frames_the_server_sends() -> None:
     assert set(SERVER_TYPES) == {"room", "ack", "error", "command", "reply", "speaking_started", "speaking_stopped",
-                                 "room_closed", "pong", "ticket"}
+                                 "room_closed", "pong", "ticket", "queued", "utterance"}
     for handled in (js_handled_types(), python_handled_types()):
         assert {"ack", "pong", "error", "room", "room_closed", "ticket"} <= handled <= set(SERVER_TYPES)
 

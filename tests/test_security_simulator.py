@@ -9,6 +9,7 @@ the per-process key. A real ``create_app(settings)`` (no injected client) serves
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,7 +24,16 @@ from bridge.app import create_app
 from bridge.serving import EmbeddedServer
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import SimConfig
-from tests.helpers import assert_error, bridge_settings, create_room, poll
+from tests.helpers import (
+    assert_error,
+    bridge_settings,
+    create_room,
+    free_port,
+    poll,
+    spawn_cli,
+    start_bridge,
+    wait_http,
+)
 
 KEYS = {"k-acme": "acme", "k-globex": "globex"}
 TRUSTED = {"Authorization": "Bearer k-acme"}  # BRIDGE_PASSTHROUGH_TENANTS=acme
@@ -233,3 +243,58 @@ async def test_without_keys_the_simulator_is_open_as_before(sim: Any) -> None:
         r = await http.get("/api/v1/user/remainingCoins", headers={"Authorization": "Bearer whatever"})
         assert r.json()["code"] == 0
     await poll(lambda: sim.state.requests >= 2)
+
+
+# -- a key the simulator refuses, as the bridge meets it ------------------------------------------
+SIM_KEY = "sk_sim_GOOD_2f7c"
+BAD_KEY = "sk_sim_REVOKED_91d0"
+
+
+def test_serve_refuses_to_start_with_a_key_a2e_refuses(tmp_path: Path) -> None:
+    """``a2e-bridge simulate`` with keys (``SIM_API_KEYS`` and ``--api-key``) and ``a2e-bridge serve``
+    in front of it: a refused A2E_API_KEY is a clear start-up error, not a 502 on every request."""
+    port = free_port()
+    sim = spawn_cli("simulate", "--port", str(port), "--api-key", SIM_KEY, "--api-key", "second-key",
+                    env={"BRIDGE_LOG_LEVEL": "WARNING"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/_sim/health")
+        refused = httpx.get(f"{url}/api/v1/user/remainingCoins", headers={"Authorization": f"Bearer {BAD_KEY}"})
+        assert refused.status_code == 200 and refused.json()["code"] == 401 and refused.json()["msg"]
+        env = {"A2E_BASE_URL": url, "BRIDGE_API_KEYS": "acme:client-key", "BRIDGE_DB": str(tmp_path / "b.db"),
+               "BRIDGE_EVENT_SOURCE": "none", "BRIDGE_PORT": str(free_port())}
+        bad = spawn_cli("serve", env={**env, "A2E_API_KEY": BAD_KEY})
+        output, _ = bad.communicate(timeout=30)
+        assert bad.returncode != 0, output
+        assert "refused A2E_API_KEY" in output and "invalid token" in output and url in output, output
+        assert "Traceback" not in output and BAD_KEY not in output
+        good = spawn_cli("serve", env={**env, "A2E_API_KEY": SIM_KEY})
+        try:
+            wait_http(f"http://127.0.0.1:{env['BRIDGE_PORT']}/healthz")
+            ready = httpx.get(f"http://127.0.0.1:{env['BRIDGE_PORT']}/readyz", timeout=10)
+            assert ready.status_code == 200, ready.text
+        finally:
+            good.terminate()
+            output, _ = good.communicate(timeout=30)
+        assert "Traceback" not in output and SIM_KEY not in output
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=30)
+
+
+async def test_a_key_refused_later_makes_the_bridge_not_ready(sim_factory: Any, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A key revoked while the bridge runs: /readyz says so (and the log, once), besides the 502
+    upstream_auth of the calls that need A2E."""
+    sim = await sim_factory(api_keys=("only-this-key",))  # the bridge's client presents another
+    async with contextlib.AsyncExitStack() as stack:
+        bridge = await start_bridge(stack, sim, bridge_settings(tmp_path, event_source="none",
+                                                                ready_cache_seconds=0), in_process=True)
+        for _ in range(2):
+            r = await bridge.http.get("/readyz")
+            assert r.status_code == 503
+            checks = r.json()["checks"]
+            assert checks["a2e"] is False and checks["a2e_error"] == "A2EAuthError"
+            assert "A2E_API_KEY" in checks["a2e_message"]
+        assert sum("refuses the bridge's key" in rec.getMessage() for rec in caplog.records) == 1
+        assert_error(await bridge.http.post("/v1/rooms", json={}), 502, "upstream_auth")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.simulator.feed import answer_for
-from tests.helpers import ACME, GLOBEX, KEYS, WAIT, EventStream, create_room, poll, wait_observed
+from tests.helpers import ACME, GLOBEX, KEYS, WAIT, EventStream, add_fault, create_room, poll, wait_observed
 
 CONTEXT = "The museum opens at ten. Tickets cost twelve euros. The cafe is on the second floor."
 
@@ -44,14 +44,24 @@ async def test_reply_after_an_ask(bridge: Any) -> None:
         assert response.status_code == 200 and response.json()["position"] == 1
         seen: list[dict[str, Any]] = []
         await stream.until("speaking_stopped", seen, timeout=10)
+        seen.append(await stream.until("utterance", timeout=10))
+    uid = response.json()["utterance"]
+    # the ask's utterance, heard on the channel: queued → sent → speaking → done
+    assert [(e["data"]["id"], e["data"]["state"]) for e in seen if e["event"] == "utterance"] == [
+        (uid, "queued"), (uid, "sent"), (uid, "speaking"), (uid, "done")]
+    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
+    seen = [e for e in seen if e["event"] != "utterance"]
     names = [e["event"] for e in seen]
+    # the room as it is when the stream starts (no id: it is not part of the room's history), then what happens
+    assert names[0] == "room" and "id" not in seen[0] and seen[0]["data"]["room"]["state"] == "open"
+    seen = seen[1:]
+    names = names[1:]
     assert names[0] == "command" and seen[0]["data"] == {"type": "command", "kind": "ask", "seq": 1,
-                                                            "text": "How much are tickets?"}
+                                                            "text": "How much are tickets?", "utterance": uid}
     assert names.index("speaking_started") < names.index("reply")
     finals = [e["data"] for e in seen if e["event"] == "reply" and e["data"]["final"]]
     assert [f["text"] for f in finals] == [answer_for("How much are tickets?", CONTEXT)]
     assert names[-2:] == ["reply", "speaking_stopped"] and seen[-2]["data"]["final"]
-    assert all(e["event"] == e["data"]["type"] for e in seen)  # the SSE event name is the type
     ids = [int(e["id"]) for e in seen]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -82,14 +92,22 @@ async def test_last_event_id_resumes_from_the_buffer(bridge: Any) -> None:
     # the query parameter does the same (EventSource cannot set headers on a first connect)
     async with events(bridge, rid, params={"last_event_id": str(last)}) as stream:
         assert (await stream.until("command"))["data"]["text"] == "Three."
-    # Last-Event-ID 0 replays the whole buffer, from the room's opening
+    # Last-Event-ID 0 replays the whole buffer, from the room's opening, then the room as it is now
     async with events(bridge, rid, headers={"Last-Event-ID": "0"}) as stream:
-        event = await stream.next()
-        assert event is not None and event["id"] == "1" and event["event"] == "room"
-    # without it, only what happens from now on
+        replayed: list[dict[str, Any]] = []  # room (opened), the commands One to Five and their utterances
+        while (now := await stream.next()) is not None and "id" in now:
+            replayed.append(now)
+        assert [e["id"] for e in replayed] == [str(i) for i in range(1, len(replayed) + 1)]
+        assert replayed[0]["event"] == "room"
+        assert [e["data"]["text"] for e in replayed if e["event"] == "command"] == ["One.", "Two.", "Three.", "Four.",
+                                                                                    "Five."]
+        assert now is not None and now["event"] == "room" and now["data"]["room"]["state"] == "open"
+    # without it: the room as it is now, then only what happens from now on
     async with events(bridge, rid) as stream:
+        first = await stream.next()
+        assert first["event"] == "room" and "id" not in first and first["data"]["room"]["id"] == rid
         assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "Six."})).status_code == 200
-        assert (await stream.next())["data"]["text"] == "Six."
+        assert (await stream.until("command"))["data"]["text"] == "Six."
 
     status, body = await status_of(bridge, rid, headers={"Last-Event-ID": "yesterday"})
     assert status == 400 and body["error"]["code"] == "bad_request"
@@ -122,7 +140,28 @@ async def test_refusals(bridge: Any) -> None:
     assert (await status_of(bridge, rid, headers={"Authorization": ""}))[0] == 401
     assert (await status_of(bridge, rid, headers={"Authorization": "Bearer nope"}))[0] == 401
     await bridge.http.delete(f"/v1/rooms/{rid}")
-    assert (await status_of(bridge, rid))[0] == 404  # only live rooms stream
+    assert (await status_of(bridge, rid, headers=GLOBEX))[0] == 404  # ended, and still not theirs
+
+
+async def test_an_ended_room_answers_its_final_room_closed(bridge: Any) -> None:
+    """A client reconnecting after the end (EventSource does) reads how the room ended, then the stream ends."""
+    room = await create_room(bridge)
+    rid = room["id"]
+    await bridge.http.delete(f"/v1/rooms/{rid}")
+    for kwargs in ({}, {"headers": {"Last-Event-ID": "3"}},
+                   {"headers": {"Authorization": ""}, "params": {"ticket": room["ws_ticket"]}}):
+        async with events(bridge, rid, **kwargs) as stream:
+            event = await stream.next()
+            assert event["event"] == "room_closed" and event["data"]["type"] == "room_closed"
+            assert event["data"]["reason"] == "client" and event["data"]["room"]["state"] == "closed"
+            assert await stream.next() is None
+    # a room A2E refused to mint has ended too
+    add_fault(bridge.sim, endpoint="agora_token", kind="code_1001", times=1)
+    assert (await bridge.http.post("/v1/rooms", json={})).status_code == 503
+    failed = next(x for x in (await bridge.http.get("/v1/rooms")).json()["rooms"] if x["state"] == "failed")
+    async with events(bridge, failed["id"]) as stream:
+        event = await stream.next()
+        assert event["event"] == "room_closed" and event["data"]["reason"] == "error"
 
 
 async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any) -> None:
@@ -136,8 +175,8 @@ async def test_stream_ends_with_room_closed_when_the_room_is_deleted(bridge: Any
             seen: list[dict[str, Any]] = []
             while (event := await stream.next()) is not None:  # None: the server ended the stream
                 seen.append(event)
-            assert [e["event"] for e in seen] == ["room", "room_closed"]
-            assert seen[0]["data"]["room"]["state"] == "closing"
+            assert [e["event"] for e in seen] == ["room", "room", "room_closed"]  # open (on connect), closing, closed
+            assert seen[0]["data"]["room"]["state"] == "open" and seen[1]["data"]["room"]["state"] == "closing"
             assert seen[-1]["data"]["reason"] == "client" and seen[-1]["data"]["room"]["state"] == "closed"
     assert lr.clients == 0 and lr.events.subscriber_count == 0
 

@@ -50,7 +50,7 @@ async def test_a_scripted_session_is_its_transcript_across_a_restart(sim: Any, t
         await until(ws, lambda f: f["type"] == "reply" and f["final"], timeout=10)
         await send(ws, {"type": "speak", "id": "s", "text": "Goodbye."})
         await until(ws, of_type("ack", id="s"))
-        assert (await bridge.http.post(f"/v1/rooms/{rid}/flush")).json() == {"flushed": 0}
+        assert (await bridge.http.post(f"/v1/rooms/{rid}/flush")).json() == {"flushed": 0, "dropped": []}
         await ws.close()
         before = (await bridge.http.get(f"/v1/rooms/{rid}/transcript")).json()
     # the first bridge is gone (its rooms left at shutdown); a second one reads the same store

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bridge.a2e.errors import A2EBadRequest, A2ENotFound, A2ETimeout, A2EUnavailable
+from bridge.errors import from_a2e
 from bridge.rooms.models import RoomState
 from bridge.simulator.state import AVATARS
 from tests.helpers import add_fault, assert_error, clear_faults, create_room, fault_hits, poll
@@ -68,10 +70,11 @@ async def test_no_avatar_host_is_503_and_the_room_is_recorded_failed(bridge_fact
 
 async def test_mint_that_never_answers(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=0.5)
-    for kind in ("timeout", "drop_connection", "http_500"):
+    for kind, status, code in (("timeout", 504, "outcome_unknown"), ("drop_connection", 504, "outcome_unknown"),
+                               ("http_500", 503, "upstream_unavailable")):
         add_fault(bridge.sim, endpoint="agora_token", kind=kind, seconds=2)
         r = await bridge.http.post("/v1/rooms", json={})
-        assert_error(r, 503, "upstream_unavailable")
+        assert_error(r, status, code)
         assert fault_hits(bridge.sim) == [1], kind
         clear_faults(bridge.sim)
     rooms = await assert_consistent(bridge)
@@ -118,7 +121,9 @@ async def test_speak_faults_are_clear_and_not_retried(bridge_factory):
     bridge = await bridge_factory(a2e_timeout=0.5)
     room = await create_room(bridge)
     rid, channel = room["id"], room["channel"]
-    cases = [("drop_connection", 503, "upstream_unavailable"), ("timeout", 503, "upstream_unavailable"),
+    # sent and no answer (dropped, timed out): A2E may have said it, so it is not sent again and the
+    # caller learns that the outcome is unknown; an answer (500, 429) says it was not carried out
+    cases = [("drop_connection", 504, "outcome_unknown"), ("timeout", 504, "outcome_unknown"),
              ("http_500", 503, "upstream_unavailable"), ("http_429", 503, "upstream_rate_limited")]
     for n, (kind, status, code) in enumerate(cases):
         add_fault(bridge.sim, endpoint="speak", kind=kind, seconds=2)  # unlimited: a retry would count
@@ -134,11 +139,29 @@ async def test_speak_faults_are_clear_and_not_retried(bridge_factory):
     assert (await bridge.http.get(f"/v1/rooms/{rid}")).json()["state"] == "open"
     # ask behaves the same
     add_fault(bridge.sim, endpoint="ask", kind="drop_connection")
-    assert_error(await bridge.http.post(f"/v1/rooms/{rid}/ask", json={"text": "well?"}), 503,
-                 "upstream_unavailable")
+    assert_error(await bridge.http.post(f"/v1/rooms/{rid}/ask", json={"text": "well?"}), 504, "outcome_unknown")
     assert fault_hits(bridge.sim) == [1]
     clear_faults(bridge.sim)
     await assert_consistent(bridge)
+
+
+@pytest.mark.parametrize("kind", ["lost_answer", "late_answer"])
+async def test_a_sentence_a2e_said_but_did_not_confirm_is_said_once(bridge_factory, kind):
+    """A2E carries the speak out, then its answer is lost or comes after the bridge stopped waiting:
+    the sentence is never sent again, and the caller is told the outcome is unknown."""
+    bridge = await bridge_factory(a2e_timeout=0.5)
+    room = await create_room(bridge)
+    rid, channel = room["id"], room["channel"]
+    for command in ("speak", "ask"):
+        add_fault(bridge.sim, endpoint=command, kind=kind, seconds=3)  # unlimited: a resend would count
+        error = assert_error(await bridge.http.post(f"/v1/rooms/{rid}/{command}", json={"text": f"Once, {command}."}),
+                             504, "outcome_unknown")
+        assert "may or may not" in error["message"] and command in error["message"]
+        assert fault_hits(bridge.sim) == [1]
+        clear_faults(bridge.sim)
+    assert [c["text"] for c in bridge.sim.state.rooms[channel].commands] == ["Once, speak.", "Once, ask."]
+    r = await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": "And on."})
+    assert r.status_code == 200 and r.json()["position"] == 3  # the queue goes on
 
 
 async def test_a_failed_command_does_not_block_the_ones_behind_it(bridge_factory):
@@ -195,12 +218,12 @@ async def test_chaos_loses_nothing(bridge_factory):
     async def session(i: int) -> None:
         r = await http.post("/v1/rooms", json={"expire_seconds": 120, "qa_context": f"facts {i}"})
         if r.status_code != 201:
-            assert r.status_code in (502, 503), r.text
+            assert r.status_code in (502, 503, 504), r.text
             return
         rid = r.json()["id"]
         for n in range(4):
             r = await http.post(f"/v1/rooms/{rid}/speak", json={"text": f"room {i} line {n}"})
-            assert r.status_code in (200, 409, 502, 503), r.text
+            assert r.status_code in (200, 409, 502, 503, 504), r.text
         if i % 3:
             r = await http.delete(f"/v1/rooms/{rid}")
             assert r.status_code == 200, r.text
@@ -216,3 +239,21 @@ async def test_chaos_loses_nothing(bridge_factory):
             assert (await http.delete(f"/v1/rooms/{room.id}")).json()["state"] == "closed"
     await assert_consistent(bridge)
     assert bridge.sim.state.open_rooms() == []
+
+
+def test_what_a2e_failures_become() -> None:
+    """The one translation (errors.from_a2e): the caller's input refused is a 4xx naming the field A2E
+    named; a non-repeatable call without an answer is outcome_unknown; a read without one is unavailable."""
+    refused = from_a2e(A2EBadRequest("target_lang is required", code=400, status=400, operation="dubbing_start"))
+    assert (refused.status, refused.code) == (422, "invalid_input") and refused.details[0]["loc"] == ["target_lang"]
+    vague = from_a2e(A2EBadRequest("bad request", code=30005, status=200, operation="video_generate"))
+    assert vague.status == 422 and vague.details[0]["loc"] == [] and vague.details[0]["a2e_code"] == 30005
+    missing = from_a2e(A2ENotFound("task not found: 0123", code=404, status=404, operation="dubbing_get"))
+    assert (missing.status, missing.code) == (404, "not_found") and missing.details[0]["loc"] == ["_id"]
+    lost = from_a2e(A2ETimeout("A2E did not answer in time", operation="speak"))
+    assert (lost.status, lost.code) == (504, "outcome_unknown")
+    assert from_a2e(A2ETimeout("A2E did not answer in time", operation="remaining_coins")).status == 503
+    never_sent = from_a2e(A2EUnavailable("cannot connect", operation="speak", request_sent=False))
+    assert (never_sent.status, never_sent.code) == (503, "upstream_unavailable")
+    answered = from_a2e(A2EUnavailable("A2E answered HTTP 500", status=500, operation="speak"))
+    assert answered.status == 503

@@ -4,6 +4,7 @@ idle timer, before expiry and still open, matches the simulator's books to the c
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -85,8 +86,17 @@ async def test_a_scripted_day_matches_the_simulators_ledger(bridge_factory: Any,
     assert (await bridge.http.get("/v1/usage", params={"from": today, "to": today})).json()["totals"]["rooms"] == 4
     none = (await bridge.http.get("/v1/usage", params={"from": "2020-01-01", "to": "2020-01-02"})).json()
     assert none["usage"] == [] and none["totals"]["coins_net"] == 0
-    for bad in ({"group": "week"}, {"from": "yesterday"}, {"from": today, "to": "2020-01-01"}):
+    for bad in ({"group": "week"}, {"from": "yesterday"}, {"from": "2024-13-01"}, {"to": "2024-01-01T12:99:00Z"},
+                {"from": "2024-01-01T12:00:00"}):  # a time names its offset (RFC 3339, the schema's date-time)
         assert_error(await bridge.http.get("/v1/usage", params=bad), 422, "invalid_input")
+    at = (await bridge.http.get("/v1/usage", params={"from": f"{today}T00:00:00+01:00", "to": f"{today}t23:59:59.5z"}))
+    assert at.status_code == 200 and at.json()["from"] == f"{yesterday(today)}T23:00:00Z", at.text
+    # every from/to the schema allows is answered: a range that ends before it starts holds nothing,
+    # and times past what a date can show are read as its ends
+    for odd in ({"from": today, "to": "2020-01-01"}, {"from": "9999-12-31", "to": "9999-12-31"},
+                {"from": "0001-01-01T00:00:00+23:59", "to": "0001-01-01"}):
+        r = await bridge.http.get("/v1/usage", params=odd)
+        assert r.status_code == 200 and r.json()["usage"] == [] and r.json()["totals"]["rooms"] == 0, (odd, r.text)
 
 
 async def test_a_room_minted_but_never_opened_is_still_booked(bridge_factory: Any, sim: Any) -> None:
@@ -106,3 +116,7 @@ async def test_a_room_minted_but_never_opened_is_still_booked(bridge_factory: An
     [row] = await poll(booked, what="the refund booked")
     assert (row["coins_charged"], row["coins_refunded"]) == (upstream["charged"], upstream["refunded"])
     assert row["close_reason"] == "error" and row["coins_net"] == coins - sim.state.coins
+
+
+def yesterday(day: str) -> str:
+    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()

@@ -29,6 +29,7 @@ from .endpoints import Endpoint, endpoint
 from .errors import (
     A2EError,
     A2EInvalidInput,
+    A2ENotFound,
     A2ERateLimited,
     A2EUnavailable,
     error_from_reply,
@@ -175,10 +176,21 @@ class A2EClient:
         )
         started = time.perf_counter()
         outcome, failure, seen = "ok", None, {}
+        unanswered = False  # an earlier attempt was sent and got no answer: it may have been carried out
         try:
             async for attempt in retrying:
                 with attempt:
-                    status, envelope = await self._send(row, request)
+                    try:
+                        status, envelope = await self._send(row, request)
+                    except A2ENotFound:
+                        if unanswered and row.deletes:
+                            # the unanswered attempt deleted it: that is the outcome the caller asked for
+                            log.info("A2E %s: the unanswered attempt was carried out (the record is gone)", row.name)
+                            return {"code": 0, "data": {}, "trace_id": None}
+                        raise
+                    except A2EError as exc:
+                        unanswered = unanswered or exc.outcome_unknown
+                        raise
                     seen = {"status": status, "code": envelope.get("code"), "trace_id": envelope.get("trace_id")}
                     return envelope
         except A2EError as exc:

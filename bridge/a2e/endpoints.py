@@ -43,12 +43,13 @@ _ROWS: list[Endpoint] = [
              retry_safe=True, required={"_id": "str"}, passthrough=False),
     # --- TTS and voice clone --------------------------------------------------------------------
     Endpoint("voice_list", "tts", "POST", f"{V1}/anchor/voice_list", D, "List public TTS voices", retry_safe=True,
-             optional={"country": "str", "region": "str", "voice_map_type": "str"}),
+             optional={"country": "str", "region": "str", "voice_map_type": "str"}, also=("GET",)),
     Endpoint("tts_list", "tts", "POST", f"{V1}/anchor/tts_list", C, "List system TTS presets", retry_safe=True),
     Endpoint("tts_generate", "tts", "POST", f"{V1}/video/send_tts", C, "Generate TTS audio (synchronous)",
-             required={"msg": "str"},  # one of tts_id / user_voice_id; the captcha fields are for the web UI only
+             required={"msg": "str"},  # the captcha fields are for the web UI only
              optional={"tts_id": "str", "user_voice_id": "str", "country": "str", "region": "str",
-                       "speechRate": "number"}),
+                       "speechRate": "number"}, limits={"msg": 1000},  # API users: 1000 characters
+             one_of=(("tts_id", "user_voice_id"),)),
     Endpoint("voice_clone_list", "tts", "GET", f"{V1}/userVoice/completedRecord", D,
              "List completed cloned voices", retry_safe=True),
     Endpoint("voice_clone_train", "tts", "POST", f"{V1}/userVoice/training", C, "Train a cloned voice",
@@ -72,15 +73,16 @@ _ROWS: list[Endpoint] = [
                        "web_dist_bg_width": "int", "web_dist_bg_height": "int", "web_dist_bg_x": "int",
                        "web_dist_bg_y": "int", "msg": "str", "erode_factor": "number", "isSkipGp": "bool",
                        "isCaptionEnabled": "bool", "captionAlign": "dict", "gp_model": "dict", "lip_model": "any",
-                       "webhook_url": "str", "webhook_token": "str"}),
+                       "webhook_url": "str", "webhook_token": "str"},
+             exclusive=(("back_id", "custom_back_id"),)),  # both: A2E's code 30005
     Endpoint("video_status", "video", "POST", f"{V1}/video/awsResult", D,
              "Status of one avatar video (data is a one-element array)", retry_safe=True, required={"_id": "str"}),
     Endpoint("video_list", "video", "POST", f"{V1}/video/awsList", C, "List result videos", retry_safe=True,
-             optional={"current": "int", "pageSize": "int"}),
+             optional={"current": "int", "pageSize": "int"}, also=("GET",)),  # the newer sidebar: GET
     Endpoint("video_delete", "video", "DELETE", f"{V1}/video/{{_id}}", G, "Delete or cancel a video", retry_safe=True),
     Endpoint("character_list", "video", "POST", f"{V1}/anchor/character_list", C,
              "List one or all avatars (anchors) for videos", retry_safe=True,
-             optional={"type": "str", "user_video_twin_id": "str"}),
+             optional={"type": "str", "user_video_twin_id": "str"}, also=("GET",)),  # the newer sidebar: GET
     Endpoint("lipsync_model_list", "video", "GET", f"{V1}/userVideoTwin/lipSyncModels", G,
              "List personalized lip-sync models", retry_safe=True),  # parameters unknown: none accepted
     Endpoint("language_detect", "video", "POST", f"{V1}/video/language_detect", G, "Detect the language of a text",
@@ -91,7 +93,7 @@ _ROWS: list[Endpoint] = [
     # --- custom avatars and lip-sync training ---------------------------------------------------
     Endpoint("avatar_train", "avatars", "POST", f"{V1}/userVideoTwin/startTraining", D,
              "Create a custom avatar from a video or an image", required={"name": "str"},
-             status_op="avatar_training_get",  # one of video_url / image_url
+             status_op="avatar_training_get", one_of=(("video_url", "image_url"),),
              optional={"video_url": "str", "image_url": "str", "video_background_image": "str",
                        "video_background_color": "str", "gender": "str"}),
     Endpoint("avatar_continue_training", "avatars", "POST", f"{V1}/userVideoTwin/continueTraining", D,
@@ -198,13 +200,14 @@ _ROWS: list[Endpoint] = [
              "Leave a room (refunds the unused time)", retry_safe=True, required={"channel": "str"}, passthrough=False),
     # --- miscellaneous --------------------------------------------------------------------------
     Endpoint("remaining_coins", "misc", "GET", f"{V1}/user/remainingCoins", C, "Remaining credits",
-             retry_safe=True),
-    Endpoint("exchange_diamonds", "misc", "POST", f"{V1}/user/exchangeDiamonds", G,
-             "Exchange diamonds for coins (deprecated)", required={"diamonds": "int"}, deprecated=True),
+             retry_safe=True, also=("POST",)),  # some public callers POST it
+    Endpoint("exchange_diamonds", "misc", "POST", f"{V1}/user/exchangeDiamonds", D,
+             "Buy diamonds with coins, 100 coins each, not refundable (deprecated)", required={"diamonds": "int"},
+             rules={"diamonds": {"minimum": 1}}, deprecated=True),
     Endpoint("language_list", "misc", "POST", f"{V1}/anchor/language_list", C, "List available languages",
              retry_safe=True, optional={"voice_map_type": "str", "lang": "str"}),
     Endpoint("save_url", "misc", "POST", f"{V1}/tos/transferToStorage", C, "Copy a URL into A2E's storage",
-             retry_safe=True, required={"url": "str"}),
+             retry_safe=True, required={"url": "str"}, rules={"url": {"pattern": "^https?://"}}),
     Endpoint("add_user", "misc", "POST", f"{V1}/user/add", G, "Add a user (sub-account)",
              required={"email": "str"}),  # body unknown (no source at all): only the guessed field is accepted
 ]
@@ -217,6 +220,7 @@ assert len(ENDPOINTS) == len(_ROWS), "operation names must be unique"
 assert all(ENDPOINTS[r.status_op].retry_safe for r in _ROWS if r.status_op), "status ops must be reads"
 assert all(p in PATH_PARAM_SHAPES for r in _ROWS for p in r.path_params), "every path parameter needs a shape"
 assert not any(set(r.required) & set(r.optional) for r in _ROWS), "a field is required or optional, not both"
+assert all(r.method not in r.also and len(set(r.also)) == len(r.also) for r in _ROWS), "also: other methods, once"
 assert {k for r in _ROWS for k in (*r.required.values(), *r.optional.values())} <= {
     "str", "int", "number", "bool", "list", "dict", "any"}, "unknown field type"
 

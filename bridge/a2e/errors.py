@@ -7,7 +7,8 @@
      ├── A2EInsufficientCredits  not enough coins for the request
      ├── A2ECapacityBusy         body code 1001 "hosts are occupied": no streaming host free
      ├── A2ERateLimited          HTTP 429 or body code 429
-     ├── A2EUnavailable          5xx, connection refused or dropped
+     ├── A2EUnavailable          5xx, connection refused or dropped (``outcome_unknown`` when the
+     │    │                      request was sent and no answer came back)
      │    └── A2ETimeout         no answer in time
      └── A2EInvalidInput         the client's own refusal, before anything is sent: a path parameter
           │                      that is missing or not an A2E id, a field the operation does not
@@ -66,6 +67,12 @@ class A2EError(Exception):
         # a non-idempotent call may be sent again.
         self.request_sent = request_sent
         super().__init__(msg)
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Sent, and no answer came back (a timeout, a dropped connection): A2E may or may not have
+        carried the request out. Only a retry-safe operation may then be sent again."""
+        return isinstance(self, A2EUnavailable) and self.request_sent and self.status is None
 
     def __str__(self) -> str:
         parts = [self.msg]

@@ -70,10 +70,28 @@ class Endpoint:
     # offered through the bridge's /v1/a2e pass-through; rooms and account tokens never are (rooms are
     # tracked and always left by /v1/rooms; tokens would hand out the account)
     passthrough: bool = True
+    # other methods A2E answers on the same path (newer documents and public callers use them; the
+    # client sends ``method``, the simulator answers all of them: a GET's fields in the query string)
+    also: tuple[Method, ...] = ()
+    # A2E's rules beyond a field's type, as JSON-schema keywords ("pattern", "minimum"); the bridge's
+    # pass-through enforces them and documents them in /openapi.json, the simulator refuses like A2E
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    one_of: tuple[tuple[str, ...], ...] = ()  # each group: at least one of these fields
+    exclusive: tuple[tuple[str, ...], ...] = ()  # each group: not all of these fields together
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """Every method A2E answers on this path, ``method`` first."""
+        return (self.method, *self.also)
 
     @property
     def path_params(self) -> tuple[str, ...]:
         return tuple(_PATH_PARAM.findall(self.path))
+
+    @property
+    def deletes(self) -> bool:
+        """Removes a record: once it is gone, "not found" on a resend means the first attempt worked."""
+        return self.method == "DELETE" or self.name.endswith(("_delete", "_remove"))
 
     @property
     def creates_task(self) -> bool:

@@ -73,7 +73,7 @@ def task_status(task_id: str, data: Any) -> TaskStatus:
     return TaskStatus(
         task_id=task_id,
         status=status,
-        progress=int(progress) if isinstance(progress, (int, float)) else None,
+        progress=int(progress) if isinstance(progress, (int, float)) else 100 if status in SUCCESS else None,
         result_url=str(result) if result else None,
         error=str(error) if error and status in FAILURE else None,
         raw=record,

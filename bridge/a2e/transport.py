@@ -84,7 +84,7 @@ class Transport:
         except httpx.ConnectError as exc:
             raise A2EUnavailable(f"cannot connect to A2E: {type(exc).__name__}", operation=operation,
                                  request_sent=False) from None
-        except httpx.ConnectTimeout:
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):  # no connection: nothing was written
             raise A2ETimeout("timed out connecting to A2E", operation=operation, request_sent=False) from None
         except httpx.TimeoutException as exc:
             raise A2ETimeout(f"A2E did not answer in time ({type(exc).__name__})", operation=operation) from None

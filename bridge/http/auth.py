@@ -155,7 +155,10 @@ class Authenticator:
             scheme, _, key = conn.headers.get("authorization", "").partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._operator_key.encode()):
                 return Viewer(None)
-        return Viewer(self.authenticate(conn).tenant)
+        caller = self.authenticate(conn)
+        # a publishable key sits in a page: the tenant's records (transcripts, usage, deliveries) are not its own
+        caller.deny_browser("read the tenant's records")
+        return Viewer(caller.tenant)
 
     # -- tickets ------------------------------------------------------------------------------
     def issue_ticket(self, room_id: str, tenant: str, now: float | None = None, *, forward: bool = False,

@@ -11,17 +11,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .journal import iso, rooms_of, viewer
+from .journal import answer, iso, rooms_of, viewer
+from .models import LiveRooms
+from .openapi import operation
 from .ops import STATIC_DIR
-from .responses import JSONResponse
 
 
+@operation(summary="The live rooms as an operator watches them (state, age, clients, queue depth); a tenant's own, "
+                   "or all", answer=LiveRooms, tag="operators")
 async def live_rooms(request: Request) -> Response:
-    """
-    summary: The live rooms as an operator watches them (state, age, clients, queue depth); a tenant's own, or all
-    responses:
-      200: {description: "{rooms: [{id, tenant, state, age_seconds, clients, queue_depth, expires_at}], operator}"}
-    """
     who = viewer(request)
     rooms = rooms_of(request)
     now = rooms.registry.clock()
@@ -35,7 +33,7 @@ async def live_rooms(request: Request) -> Response:
         listed.append({"id": room.id, "tenant": room.tenant, "state": room.state.value, "channel": room.channel,
                        "age_seconds": round(max(0.0, now - room.created_at), 1), "clients": lr.clients,
                        "queue_depth": depth, "expires_at": iso(room.expires_at) if room.expires_at else None})
-    return JSONResponse({"rooms": listed, "operator": who.is_operator, "now": iso(now)})
+    return answer(LiveRooms, {"rooms": listed, "operator": who.is_operator, "now": iso(now)})
 
 
 async def operator_page(request: Request) -> Response:

@@ -1,11 +1,12 @@
-"""What is not a room: health and readiness probes, the avatar list, the OpenAPI document, metrics
-and the kiosk page with its static files."""
+"""What is not a room: health and readiness probes, the avatar list, metrics and the kiosk page with
+its static files (the OpenAPI document and /docs: :mod:`bridge.http.openapi`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import html
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -15,30 +16,28 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
 from bridge.a2e.client import A2EClient
-from bridge.a2e.errors import A2EError
+from bridge.a2e.errors import A2EAuthError, A2EError
 from bridge.errors import Unauthorized, from_a2e
 from bridge.metrics import metrics_endpoint
 from bridge.rooms import Rooms
 from bridge.settings import ConfigurationError, Settings
 
 from .auth import Authenticator
+from .models import AvatarList, Health, Ready, ReadyChecks
+from .openapi import A2E_STATUSES, operation
 from .responses import JSONResponse
 
+CALLS_A2E = dict.fromkeys(A2E_STATUSES, "")
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+KEY_REFUSED = A2EAuthError.__name__
+log = logging.getLogger("bridge")
 
-schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "a2e-bridge", "version": "0.1.0"}})
-
-
+@operation(summary="The streaming avatars A2E offers", answer=AvatarList, tag="a2e", errors=CALLS_A2E)
 async def avatars(request: Request) -> Response:
-    """
-    summary: The streaming avatars A2E offers
-    responses:
-      200: {description: "{avatars: [{_id, name, ...}]}"}
-    """
     auth: Authenticator = request.app.state.auth
     auth.authenticate(request)
     a2e: A2EClient = request.app.state.a2e
@@ -46,16 +45,12 @@ async def avatars(request: Request) -> Response:
         items = await a2e.streaming_avatars()
     except A2EError as exc:
         raise from_a2e(exc) from None
-    return JSONResponse({"avatars": items})
+    return JSONResponse(AvatarList(avatars=items).model_dump(mode="json"))
 
 
+@operation(summary="The process is up", answer=Health, auth=False, tag="operations")
 async def healthz(request: Request) -> Response:
-    """
-    summary: The process is up
-    responses:
-      200: {description: ok}
-    """
-    return JSONResponse({"status": "ok"})
+    return JSONResponse(Health().model_dump(mode="json"))
 
 
 class UpstreamCheck:
@@ -89,6 +84,8 @@ class UpstreamCheck:
             result = type(exc).__name__
         finally:
             self._inflight = None
+        if result == KEY_REFUSED and self._result != KEY_REFUSED:  # once per refusal, not per probe
+            log.error("A2E refuses the bridge's key (A2E_API_KEY): every A2E call fails until it is fixed")
         self._result, self._checked_at = result, self.clock()
         return result
 
@@ -101,23 +98,23 @@ def upstream_check(request: Request) -> UpstreamCheck:
     return check
 
 
+@operation(summary="A2E reachable (and taking the bridge's key) and the room store open; A2E is asked at most "
+                   "every BRIDGE_READY_CACHE_SECONDS", answer=Ready, auth=False, tag="operations",
+           description="503 (not ready) answers the same body, with the failing checks.", also_answers=(503,),
+           errors={503: "not ready (the same body as 200, with the failing checks)"})
 async def readyz(request: Request) -> Response:
-    """
-    summary: Upstream reachable and the room store open (A2E is asked at most every BRIDGE_READY_CACHE_SECONDS)
-    responses:
-      200: {description: ready}
-      503: {description: "not ready, with the failing checks"}
-    """
     rooms: Rooms = request.app.state.rooms
     checks: dict[str, Any] = {"store": await rooms.registry.store.ping()}
     a2e_error = await upstream_check(request).result()
     checks["a2e"] = a2e_error is None
     if a2e_error is not None:
         checks["a2e_error"] = a2e_error
+    if a2e_error == KEY_REFUSED:
+        checks["a2e_message"] = "A2E refuses the bridge's key: the operator must set a valid A2E_API_KEY"
     ready = checks["store"] and checks["a2e"]
     checks["live_rooms"] = len(rooms.registry.live)
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    body = Ready(status="ready" if ready else "not_ready", checks=ReadyChecks(**checks))
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=200 if ready else 503)
 
 
 async def metrics(request: Request) -> Response:
@@ -133,20 +130,17 @@ async def metrics(request: Request) -> Response:
     return await metrics_endpoint(request)
 
 
-async def openapi(request: Request) -> Response:
-    return JSONResponse(schemas.get_schema(routes=request.app.routes))
-
-
 # index.html carries this empty marker; the page route fills it in from the settings.
 KIOSK_SDK_MARKER = 'data-agora-sdk="" data-agora-sdk-integrity=""'
 
 
-def render_kiosk_page(settings: Settings) -> str:
-    """index.html with the Agora Web SDK's URL and integrity hash as data attributes on <html>: the page
-    learns them from the server (no inline script, nothing taken from its own URL)."""
-    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+def render_kiosk_page(settings: Settings, name: str = "index.html") -> str:
+    """A page of bridge/static (the console, index.html, by default) with the Agora Web SDK's URL and
+    integrity hash as data attributes on <html>: the page learns them from the server (no inline
+    script, nothing taken from its own URL)."""
+    page = (STATIC_DIR / name).read_text(encoding="utf-8")
     if KIOSK_SDK_MARKER not in page:
-        raise ConfigurationError(f"bridge/static/index.html lost its {KIOSK_SDK_MARKER} marker")
+        raise ConfigurationError(f"bridge/static/{name} lost its {KIOSK_SDK_MARKER} marker")
     filled = (f'data-agora-sdk="{html.escape(settings.agora_sdk_url)}" '
               f'data-agora-sdk-integrity="{html.escape(settings.agora_sdk_integrity or "")}"')
     return page.replace(KIOSK_SDK_MARKER, filled, 1)
@@ -163,8 +157,7 @@ routes: list[BaseRoute] = [
     Route("/v1/avatars", avatars, methods=["GET"]),
 ]
 site_routes: list[BaseRoute] = [
-    Route("/openapi.json", openapi, include_in_schema=False),
-    Route("/metrics", metrics, include_in_schema=False),
-    Route("/", kiosk_page, include_in_schema=False),
+    Route("/metrics", metrics, methods=["GET"], include_in_schema=False),
+    Route("/", kiosk_page, methods=["GET"], include_in_schema=False),
     Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False, follow_symlink=True), name="static"),
 ]

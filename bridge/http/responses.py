@@ -10,6 +10,7 @@ from starlette import responses
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from bridge.errors import BridgeError
 from bridge.frames import ErrorCode, encode, error_body
@@ -33,10 +34,26 @@ async def on_bridge_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the app serves on the request's path, across its routes (one path may have a route
+    per method: Starlette's own ``Allow`` names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
-    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+    headers = dict(exc.headers or {})
+    message = str(exc.detail)
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -30,7 +30,6 @@ from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.events import Event
 from bridge.rooms.observing import forward_rtc_event
 from bridge.rooms.registry import LiveRoom
-from bridge.rooms.relay import acceptance
 from bridge.settings import Settings
 
 from .auth import Authenticator, Caller
@@ -48,7 +47,7 @@ class Connection:
     and answers go to the socket through its :class:`Outbox` as they come, without a task."""
 
     __slots__ = ("ws", "lr", "rooms", "caller", "id", "outbox", "max_frame", "bucket", "close_code",
-                 "close_reason", "finished", "interrupted", "_main", "_timer", "_renewal")
+                 "close_reason", "finished", "interrupted", "streams", "_main", "_timer", "_renewal")
 
     def __init__(self, ws: WebSocket, send: Send, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
         self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
@@ -60,6 +59,7 @@ class Connection:
         self.close_reason = ""
         self.finished = False  # the connection is over: late acks go nowhere
         self.interrupted = False  # shut() stopped the endpoint's wait for the client (see _interrupt)
+        self.streams: set[str] = set()  # this connection's stream keys (names are per connection)
         self._main: asyncio.Task[Any] | None = None  # the endpoint's task, while it reads
         self._timer: asyncio.TimerHandle | None = None  # the close's grace period
         self._renewal: asyncio.TimerHandle | None = None  # the next ticket renewal
@@ -164,6 +164,9 @@ class Connection:
                     await self.handle(frame)
                 except BridgeError as exc:
                     self.send_error(exc, frame.id)
+                except Exception:  # a bug must cost this frame its answer, not the connection (which did nothing wrong)
+                    log.exception("ws %s: %s frame failed", self.id, frame.type)
+                    self.send(p.Error(code=p.ErrorCode.INTERNAL_ERROR, message="internal error", id=frame.id))
                 # receive() does not yield while frames are already buffered: let the room's event
                 # deliveries run between the frames of a burst, or the events they cause pile up.
                 await asyncio.sleep(0)
@@ -179,12 +182,26 @@ class Connection:
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            # answered from the acceptance itself, not from a callback of its future: the ack is
-            # written before the room's events about the command (see Relay.sent)
-            acceptance(relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}"),
-                       then=lambda done: self._answer(frame, done))
+            # answered from the acceptance itself (``then``), not from a callback of its future: the
+            # ack is written before the room's events about the command (see Relay.sent)
+            sub = relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}",
+                               then=lambda done: self._answer(frame, done, lambda seqs: p.Ack(
+                                   id=frame.id, kind=frame.type, position=seqs[0], positions=seqs,
+                                   utterance=sub.utterance.id, utterances=sub.utterance.leaves)))
+            self.send(p.Queued(id=frame.id, kind=frame.type, utterance=sub.utterance.id, utterances=sub.utterance.leaves))
+        elif isinstance(frame, p.SpeakDelta):
+            stream = relay.stream_delta(self.lr, self.stream_key(frame.stream), frame.text, origin=f"ws-{self.id}")
+            self.send(p.StreamAck(id=frame.id, kind="speak_delta", stream=frame.stream, utterance=stream.utterance.id))
+        elif isinstance(frame, p.SpeakEnd):
+            stream = relay.stream_end(self.lr, self.stream_key(frame.stream, end=True))
+            stream.done.add_done_callback(lambda done: self._answer(frame, done, lambda seqs: p.StreamAck(
+                id=frame.id, kind="speak_end", stream=frame.stream, utterance=stream.utterance.id, positions=seqs,
+                utterances=[u.id for u in stream.utterance.pieces])))
+        elif isinstance(frame, p.Cancel):
+            self.send(p.CancelAck(id=frame.id, cancelled=relay.cancel(self.lr, frame.id)))
         elif isinstance(frame, p.Flush):
-            self.send(p.FlushAck(id=frame.id, flushed=relay.flush(self.lr, origin=f"ws-{self.id}")))
+            flushed, dropped = relay.flush(self.lr, origin=f"ws-{self.id}")
+            self.send(p.FlushAck(id=frame.id, flushed=flushed, dropped=dropped))
         elif isinstance(frame, p.SetQaContext):
             if self.caller.browser:
                 check_browser_qa_context(self.ws.app.state.settings, self.caller.tenant, frame.text)
@@ -196,15 +213,21 @@ class Connection:
                                 "ticket minted with forward_events")
             forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
-    def _answer(self, frame: p.Speak | p.Ask, accepted: asyncio.Future[list[int]]) -> None:
+    def stream_key(self, name: str, *, end: bool = False) -> str:
+        """Stream names are per connection; the connection remembers its open ones (to end them with it)."""
+        key = f"ws{self.id}:{name}"
+        (self.streams.discard if end else self.streams.add)(key)
+        return key
+
+    def _answer(self, frame: p.ClientFrame, accepted: asyncio.Future[list[int]],
+                ack: Callable[[list[int]], p.ServerFrame]) -> None:
         """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
         failure = accepted.exception()
         if failure is not None:
             assert isinstance(failure, BridgeError)
             self.send_error(failure, frame.id)
             return
-        seqs = accepted.result()
-        self.send(p.Ack(id=frame.id, kind=frame.type, position=seqs[0], positions=seqs))
+        self.send(ack(accepted.result()))
 
     def finish(self) -> None:
         """The connection is over, whichever way: out of the room, timers and a waiting send stopped."""
@@ -270,6 +293,8 @@ async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
         pass
     finally:
         conn.finish()
+        for key in conn.streams:  # its unfinished sentences can never be finished now
+            rooms.relay.stream_abort(lr, key, "the websocket closed before speak_end")
         lease.release()  # whatever ended the connection: its slots are given back once
         WS_CONNECTIONS.dec()
         if conn.close_code is not None and not conn.outbox.close_sent:

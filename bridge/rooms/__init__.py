@@ -1,8 +1,10 @@
 """Rooms: the domain of the bridge.
 
 ``models`` (the state machine), ``registry`` (live rooms, the one lookup), ``lifecycle`` (open,
-recover, close, leave), ``relay`` (commands and their queue), ``sweeper`` (idle, expiry, purge),
-``events`` (fan-out), ``observing`` (channel events), ``caps``, ``text``, ``transcript`` and
+recover, close, leave), ``relay`` (speak, ask, streams, cancel, flush), ``queue`` (the ordered queue),
+``text`` (sentence cuts), ``utterances`` (queue to mouth), ``brains`` and ``answers`` (who answers
+ask), ``sweeper`` (idle, expiry, purge), ``events`` (fan-out), ``observing`` (channel events),
+``warm`` (kiosk rooms opened ahead of visitors), ``caps``, ``transcript`` and
 ``usage`` (what operators read, ``journal`` its records, written through ``writer``) and ``store``
 (the port ``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
 """
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from bridge.rooms.sweeper import Sweeper
     from bridge.rooms.transcript import Transcripts
     from bridge.rooms.usage import UsageLedger
+    from bridge.rooms.warm import WarmPool
 
 __all__ = [
     "LIVE_STATES",
@@ -56,3 +59,4 @@ class Rooms:
     sweeper: Sweeper
     transcripts: Transcripts
     usage: UsageLedger
+    warm: WarmPool

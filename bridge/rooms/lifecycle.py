@@ -19,9 +19,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 from bridge import frames, logs, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge.errors import BridgeError, RoomNotOpen, ValidationFailed, from_a2e
+from bridge.errors import BridgeError, RoomNotOpen, from_a2e
 from bridge.settings import Settings
 
+from .avatars import AvatarCatalogue
 from .caps import SpendCaps, check_browser_qa_context
 from .events import RoomEvents
 from .models import CloseReason, Room, RoomState
@@ -60,9 +61,11 @@ class RoomLifecycle:
         self.registry = registry
         self.clock = clock
         self.caps = SpendCaps(settings, store, a2e, clock=clock)
+        self.avatars = AvatarCatalogue(a2e)
         self.on_open: list[Callable[[LiveRoom], None]] = []
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
-        self.on_closed: list[Callable[[LiveRoom], Awaitable[None]]] = []
+        # called as the room turns closed; each enqueues its record at once and returns its completion
+        self.on_closed: list[Callable[[LiveRoom], Awaitable[None] | None]] = []
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
@@ -123,7 +126,8 @@ class RoomLifecycle:
 
     # -- rooms ---------------------------------------------------------------------------------
     async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
-                     qa_context: str | None, browser_key: str | None = None) -> LiveRoom:
+                     qa_context: str | None, browser_key: str | None = None,
+                     brain: str | None = None) -> LiveRoom:
         """Open a room for ``tenant`` (``browser_key``: the id of the browser key asking, whose own
         caps apply too)."""
         s = self.settings
@@ -136,14 +140,16 @@ class RoomLifecycle:
         self.caps.creation_rate.take(tenant)
         if browser_key is not None:
             self.caps.browser_hourly.take(tenant, browser_key)
-        avatar = avatar_id or s.default_avatar_id or await self._first_avatar()
+        if avatar_id:
+            await self.avatars.check(avatar_id)  # 404 naming it, before anything is recorded or charged
+        avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
         lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # caps are checked and the record written as one step per tenant
             live = self.registry.of_tenant(tenant)
             key_rooms = None if browser_key is None else sum(lr.room.opened_by == browser_key for lr in live)
             await self.caps.check(tenant, expire, live_rooms=len(live), key_rooms=key_rooms)
             room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
-                            qa_context=qa_context, opened_by=browser_key)
+                            qa_context=qa_context, opened_by=browser_key, brain=brain)
             lr = LiveRoom(room, self._new_events())
             self.registry.add(lr)
             logs.bind(**room.log_fields())
@@ -243,6 +249,8 @@ class RoomLifecycle:
             log.error("room %s: %s", room.id, room.error, extra={"close_reason": reason_of(room)})
         async with lr.lock:
             room.transition(RoomState.CLOSED, now=self.clock())
+            # enqueued before anything awaits: whoever sees the room closed finds its records too
+            recorded = [hook(lr) for hook in self.on_closed]
             await self._save_locked(lr)
         reason = reason_of(room)
         metrics.ROOMS_CLOSED.labels(reason).inc()
@@ -250,11 +258,9 @@ class RoomLifecycle:
         self.registry.forget(lr)
         log.info("room %s closed (%s)", room.id, reason,
                  extra={"close_reason": reason, "duration_s": round((room.closed_at or self.clock()) - room.created_at, 3)})
-        for hook in self.on_closed:
-            try:
-                await hook(lr)
-            except Exception:  # the room is closed either way; a recorder's failure is only logged
-                log.exception("room %s: a closed hook failed", room.id)
+        for done in recorded:
+            if done is not None:
+                await done  # the writer logs a failed record; it never raises into the room
 
     # -- helpers -------------------------------------------------------------------------------
     def _activate(self, lr: LiveRoom) -> None:
@@ -277,12 +283,3 @@ class RoomLifecycle:
 
     async def _save_locked(self, lr: LiveRoom) -> None:
         await self.store.put(lr.room)
-
-    async def _first_avatar(self) -> str:
-        try:
-            avatars = await self.a2e.streaming_avatars()
-        except A2EError as exc:
-            raise from_a2e(exc) from None
-        if not avatars:
-            raise ValidationFailed("avatar_id is required: A2E lists no streaming avatars")
-        return str(avatars[0]["_id"])

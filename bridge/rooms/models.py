@@ -108,6 +108,7 @@ class Room:
     opened_by: str | None = None  # the browser key (its id) that opened the room; None: a secret key
     opened_at: float | None = None  # when it became open: A2E had minted (and charged) it
     left_at: float | None = None  # when A2E confirmed the leave (and refunded the unused time)
+    brain: str | None = None  # who answers ask: None is A2E's own, else a name from BRIDGE_BRAINS
     version: int = 0  # bumped by the store on every put (optimistic check)
 
     def __post_init__(self) -> None:
@@ -127,6 +128,7 @@ class Room:
         now: float,
         qa_context: str | None = None,
         opened_by: str | None = None,
+        brain: str | None = None,
     ) -> Room:
         return cls(
             id=new_room_id(),
@@ -136,6 +138,7 @@ class Room:
             created_at=now,
             qa_context=qa_context,
             opened_by=opened_by,
+            brain=brain,
         )
 
     # -- state machine ----------------------------------------------------
@@ -210,6 +213,7 @@ class Room:
             "closed_at": _iso(self.closed_at),
             "closed_at_epoch": self.closed_at,
             "qa_context_chars": len(self.qa_context or ""),
+            "brain": self.brain or "a2e",
         }
 
     def to_record(self) -> dict[str, Any]:

@@ -88,6 +88,13 @@ def deliver_channel_event(lr: LiveRoom, event: ChannelEvent, source: Any, *, ori
     lr.event_origin = origin or str(source)
     for room_event in lr.reassembler.feed(event, source=source):
         lr.events.publish(room_frame(room_event, lr.event_origin))
+        if lr.utterances is not None and not isinstance(room_event, Reply):
+            if origin == "browser":
+                lr.utterances.observed = True  # a kiosk forwards the avatar's audio: no more estimates
+            if isinstance(room_event, SpeakingStarted):
+                lr.utterances.speaking_started()
+            else:
+                lr.utterances.speaking_stopped()
 
 
 def forward_rtc_event(lr: LiveRoom, raw: dict[str, Any], *, source: Any) -> None:
@@ -133,11 +140,15 @@ class RoomObserving:
         while room.state is RoomState.OPEN:
             try:
                 sub = await self.observer.observe(target)
+                if lr.utterances is not None:
+                    lr.utterances.observed = True  # from now on the avatar's audio is heard, not estimated
                 try:
                     delay = 0.2
                     async for event in sub:
                         deliver_channel_event(lr, event, self.source)
                 finally:
+                    if lr.utterances is not None:
+                        lr.utterances.observed = False
                     await sub.aclose()
             except ObserverError as exc:
                 log.warning("room %s: %s observer failed: %s", room.id, self.source, exc)

@@ -21,6 +21,7 @@ from .clients import ClientLease, ClientRegistry
 from .events import RoomEvents
 from .models import LIVE_STATES, Room, RoomState
 from .store import RoomStore
+from .utterances import UtteranceTracker
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected wherever behaviour depends on time (tests move it)."""
@@ -38,6 +39,8 @@ class LiveRoom:
     leave_task: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     event_origin: str | None = None  # where the last channel event came from (labels expired replies)
+    utterances: UtteranceTracker | None = None  # given by the relay when the room opens
+    warm_for: str | None = None  # the kiosk profile whose warm pool holds it: not idle while waiting there
 
 
 class RoomRegistry:

@@ -1,54 +1,44 @@
-"""The command relay: speak/ask/flush/QA context for a room, and its ordered, bounded queue.
+"""The command relay: speak/ask/streams/cancel/flush/QA context for a room, into its ordered queue.
 
-Commands reach A2E one at a time, in order: every accepted command gets the next sequence number
-(its position in the room's order) and a future that resolves once A2E accepted it (or fails with
-the reason it did not). :func:`acceptance` turns a submission's futures into its positions, for
-the REST API and the websocket alike. The queue's worker calls the A2E client itself.
+Every speak, ask and stream becomes an utterance (:mod:`.utterances`) and commands in the room's
+queue (:mod:`.queue`), whose worker calls the A2E client itself. A speak is cut at sentences; a
+stream is cut as its text arrives (:mod:`.text`); an ``ask`` goes to the room's brain: A2E's own
+(one ``ask`` command) or a named one, whose answer is a stream (:mod:`.answers`).
+:class:`Submission` carries what the REST API and the websocket answer with.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 from bridge import frames, metrics
 from bridge.a2e.client import A2EClient
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError, A2ENotFound
-from bridge.errors import BridgeError, Flushed, QueueFull, RoomNotOpen, ValidationFailed, from_a2e
+from bridge.errors import BridgeError, Cancelled, Flushed, NotCancellable, NotFound, RoomNotOpen, ValidationFailed, from_a2e
 from bridge.settings import Settings
 
+from .answers import Answering
 from .models import Room, RoomState
+from .queue import Command, CommandKind, CommandQueue, Stream, acceptance
 from .registry import LiveRoom, RoomRegistry
-from .text import split_sentences
+from .text import CHUNK_CHARS, split_sentences
+from .utterances import Utterance, UtteranceTracker
+
+__all__ = ["CHUNK_CHARS", "Command", "CommandKind", "Relay", "Submission", "acceptance", "check_qa_context"]
 
 log = logging.getLogger("bridge.rooms")
 
-CommandKind = Literal["speak", "ask"]
-CHUNK_CHARS = 500  # longest text sent to A2E in one speak; longer text is split at sentences
 
+@dataclass
+class Submission:
+    """A speak or ask in the queue: its utterance, and its positions once A2E accepted it all."""
 
-@dataclass(eq=False)
-class Command:
-    kind: CommandKind
-    text: str
-    seq: int
-    future: asyncio.Future[int] = field(repr=False)
-    origin: str | None = None  # who sent it, as the edge labels it (ws-<n>, rest): for the transcript
-    part: int = 1  # a speak cut at sentences: this piece's number, of `parts`
-    parts: int = 1
-
-
-def _consume(future: asyncio.Future[int]) -> None:
-    """Mark a failure as seen: a caller that went away must not leave 'never retrieved' noise."""
-    if not future.cancelled():
-        future.exception()
+    utterance: Utterance
+    accepted: asyncio.Future[list[int]]
 
 
 def check_qa_context(text: object) -> None:
@@ -72,30 +62,48 @@ class Relay:
     """
 
     def __init__(self, settings: Settings, a2e: A2EClient, registry: RoomRegistry, *,
-                 on_upstream_gone: Callable[[LiveRoom], None]) -> None:
+                 on_upstream_gone: Callable[[LiveRoom], None], answering: Answering | None = None) -> None:
         self.settings = settings
         self.a2e = a2e
         self.registry = registry
         self.on_upstream_gone = on_upstream_gone
+        self.answering = answering or Answering({})
         self.queues: dict[str, CommandQueue] = {}  # room id -> the open room's command queue
         # wired by the app: a command A2E accepted; pending commands dropped by a flush (count, origin)
         self.on_sent: list[Callable[[LiveRoom, Command], None]] = []
         self.on_flushed: list[Callable[[LiveRoom, int, str | None], None]] = []
 
     def open(self, lr: LiveRoom) -> None:
-        """Give a room that just opened its queue (a hook of the room lifecycle)."""
-        self.queues[lr.room.id] = CommandQueue(self.settings.queue_size, lr, self)
+        """Give a room that just opened its queue and utterances (a hook of the room lifecycle)."""
+        lr.utterances = UtteranceTracker(lr.events.publish, seconds_per_char=self.settings.speech_seconds_per_char)
+        self.queues[lr.room.id] = CommandQueue(self.settings.queue_size, lambda command: self.send(lr, command),
+                                               sent=lambda command: self.sent(lr, command))
 
     async def closing(self, lr: LiveRoom, reason: BridgeError) -> None:
         """Refuse the room's new commands and fail its pending ones (a hook of the room lifecycle)."""
+        self.answering.stop_all(lr)
         queue = self.queues.pop(lr.room.id, None)
         if queue is not None:
             await queue.close(reason)
+        if lr.utterances is not None:
+            lr.utterances.close()
 
-    def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None) -> list[Command]:
-        """Queue a command (split into sentences if long); :func:`acceptance` awaits them. ``origin``
-        labels the client that sent it (kept with the command, never looked up)."""
+    def _queue(self, lr: LiveRoom) -> CommandQueue:
         _check_open(lr)
+        queue = self.queues.get(lr.room.id)
+        if queue is None or lr.utterances is None:
+            raise RoomNotOpen(f"room {lr.room.id} is closing")
+        return queue
+
+    # -- speak and ask --------------------------------------------------------------------------
+    def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
+               then: Callable[[asyncio.Future[list[int]]], None] | None = None) -> Submission:
+        """Queue a speak (cut into sentences if long) or an ask (to the room's brain). ``origin``
+        labels the client that sent it (kept with the commands, never looked up); ``then``: see
+        :func:`~.queue.acceptance` (for a brain's answer, a callback of ``accepted``)."""
+        queue = self._queue(lr)
+        tracker = lr.utterances
+        assert tracker is not None
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed("text must be a non-empty string")
         if len(text) > self.settings.max_text_chars:
@@ -103,23 +111,162 @@ class Relay:
                                    details={"limit": self.settings.max_text_chars})
         if kind == "ask" and len(text) > CHUNK_CHARS:
             raise ValidationFailed(f"a question may be at most {CHUNK_CHARS} characters")
+        if kind == "ask" and lr.room.brain:
+            queue.fits(1)  # a full queue refuses the question now, not its answer later
+            parent = tracker.new("ask", text.strip(), ended=False)
+            stream = queue.open_stream(f"brain:{parent.id}", parent, origin=origin)
+            self.answering.start(self, lr, stream, text.strip())
+            self.registry.touch(lr)
+            if then is not None:
+                stream.done.add_done_callback(then)
+            return Submission(parent, stream.done)
         chunks = split_sentences(text, CHUNK_CHARS) if kind == "speak" else [text.strip()]
-        commands = self.queues[lr.room.id].submit(kind, chunks, origin=origin)
+        queue.fits(len(chunks))
+        if len(chunks) == 1:
+            parent = tracker.new(kind, chunks[0])
+            pieces = [(chunks[0], parent)]
+        else:
+            parent = tracker.new(kind, text.strip(), ended=True)
+            pieces = [(chunk, tracker.new(kind, chunk, parent=parent)) for chunk in chunks]
+        commands = queue.submit(kind, pieces, origin=origin)
         self.registry.touch(lr)
-        return commands
+        return Submission(parent, acceptance(commands, then=then))
 
-    def flush(self, lr: LiveRoom, *, origin: str | None = None) -> int:
+    # -- streams --------------------------------------------------------------------------------
+    def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> Stream:
+        """Text for the stream ``key`` (opened by its first delta); complete pieces are queued at once."""
+        queue = self._queue(lr)
+        stream = queue.streams.get(key)
+        if stream is None:
+            assert lr.utterances is not None
+            stream = queue.open_stream(key, lr.utterances.new("stream", ended=False), origin=origin)
+        self.feed(lr, stream, text)
+        if stream.stopped is None and not stream.ended:
+            self._arm_idle(lr, stream)
+        self.registry.touch(lr)
+        return stream
+
+    def stream_end(self, lr: LiveRoom, key: str) -> Stream:
+        """The end of the stream ``key``: its last piece is queued, ``done`` follows."""
+        queue = self._queue(lr)
+        stream = queue.streams.get(key)
+        if stream is None:
+            raise NotFound(f"no open stream {key.partition(':')[2] or key!r}: a stream starts with a speak_delta")
+        if stream.stopped is None:
+            self.feed(lr, stream, "", final=True)
+        queue.end_stream(stream)
+        assert lr.utterances is not None
+        if stream.stopped is None:
+            lr.utterances.end(stream.utterance)
+        self.registry.touch(lr)
+        return stream
+
+    def feed(self, lr: LiveRoom, stream: Stream, text: str, *, final: bool = False) -> list[Utterance]:
+        """Cut ``text`` into the stream; all or nothing (QueueFull leaves the stream as it was)."""
+        if stream.stopped is not None:
+            raise stream.stopped
+        queue, tracker = self._queue(lr), lr.utterances
+        assert tracker is not None
+        texts, rest = stream.segmenter.cut(text, final=final)
+        queue.fits(len(texts))
+        stream.segmenter.commit(texts, rest)
+        if texts:
+            queue.wake()  # first: the worker's A2E call goes out before the events about it
+        pieces = [(t, tracker.new(stream.utterance.kind, t, parent=stream.utterance)) for t in texts]
+        queue.add_pieces(stream, pieces)
+        return [u for _, u in pieces]
+
+    def stream_abort(self, lr: LiveRoom, key: str, reason: str, *, free: bool = True) -> None:
+        """The stream's owner is gone (``free``: its name too) or went idle: its complete pieces are
+        still said, the unfinished rest is not, and it is ``failed``. Kept (not ``free``), later text
+        for it is refused until its ``speak_end``."""
+        queue = self.queues.get(lr.room.id)
+        stream = queue.streams.get(key) if queue is not None else None
+        if queue is None or stream is None:
+            return
+        if stream.stopped is None:
+            unfinished = bool(stream.segmenter.buffer.strip())
+            queue.stop_stream(stream, Cancelled(reason))
+            if lr.utterances is not None:
+                lr.utterances.fail(stream.utterance, reason + ("; its unfinished sentence was dropped" if unfinished else ""))
+        if free:
+            queue.end_stream(stream)
+
+    def _arm_idle(self, lr: LiveRoom, stream: Stream) -> None:
+        if stream.idle is not None:
+            stream.idle.cancel()
+        timeout = self.settings.stream_idle_timeout
+        stream.idle = asyncio.get_running_loop().call_later(
+            timeout, lambda: self.stream_abort(lr, stream.key, f"no speak_delta or speak_end for {timeout:g}s", free=False))
+
+    # -- cancel and flush -----------------------------------------------------------------------
+    def cancel(self, lr: LiveRoom, uid: str) -> list[str]:
+        """Cancel the utterance ``uid``: its queued pieces, and for a stream or a brain's answer the
+        rest of it. The ids cancelled; NotCancellable when A2E has all of it already."""
+        queue, tracker = self._queue(lr), lr.utterances
+        assert tracker is not None
+        target = tracker.get(uid)
+        if target is None:
+            raise NotFound(f"no utterance {uid} in this room")
+        reason = Cancelled(f"utterance {uid} was cancelled")
+        taken = queue.take(lambda c: c.utterance is target or c.utterance.parent is target, reason)
+        stopped = self._stop(lr, queue, target, reason) if not target.terminal else []
+        if not taken and not stopped:
+            raise NotCancellable(f"utterance {uid} is {target.state}: only what A2E does not have yet can be "
+                                 "cancelled (A2E cannot stop a sentence it was given)", details={"state": target.state})
+        cancelled = stopped + [i for c in taken for i in tracker.cancel(c.utterance, "cancelled")]
+        if target.parent is None:
+            cancelled += tracker.cancel(target, "cancelled")
+        self.registry.touch(lr)
+        return list(dict.fromkeys(cancelled))
+
+    def flush(self, lr: LiveRoom, *, origin: str | None = None) -> tuple[int, list[str]]:
+        """Drop every queued command, stop every stream and brain answer; (commands dropped, ids cancelled)."""
         _check_open(lr)
         self.registry.touch(lr)
-        queue = self.queues.get(lr.room.id)
-        flushed = queue.flush() if queue else 0
+        queue, tracker = self.queues.get(lr.room.id), lr.utterances
+        if queue is None or tracker is None:
+            return 0, []
+        flushed, dropped = self._flush(lr, queue, tracker)
         for hook in self.on_flushed:
             hook(lr, flushed, origin)
-        return flushed
+        return flushed, dropped
 
+    def _flush(self, lr: LiveRoom, queue: CommandQueue, tracker: UtteranceTracker) -> tuple[int, list[str]]:
+        reason = Flushed("flushed before it was sent")
+        taken = queue.take(lambda _: True, reason)
+        dropped = self._stop(lr, queue, None, reason)
+        for command in taken:
+            dropped += tracker.cancel(command.utterance, "flushed")
+            if command.utterance.parent is not None:
+                dropped += tracker.cancel(command.utterance.parent, "flushed")
+        return len(taken), list(dict.fromkeys(dropped))
+
+    def _stop(self, lr: LiveRoom, queue: CommandQueue, only: Utterance | None, reason: BridgeError) -> list[str]:
+        """Stop the streams and brain answers (of ``only``, else all): their further text is refused."""
+        tracker = lr.utterances
+        assert tracker is not None
+        stopped: list[str] = []
+        for stream in {*queue.open_streams(), *queue.streams.values()}:
+            if (only is None or stream.utterance is only) and stream.stopped is None:
+                self.answering.stop(lr, stream.utterance)
+                queue.stop_stream(stream, reason)
+                if stream.key.startswith("brain:"):
+                    queue.end_stream(stream)  # nobody will send its end
+                stopped += tracker.cancel(stream.utterance, reason.message)
+        return stopped
+
+    # -- QA context and the worker --------------------------------------------------------------
     async def set_qa_context(self, lr: LiveRoom, text: str) -> Room:
+        """Set the room's QA context on A2E, then in the record. A caller that goes away meanwhile (a
+        closing websocket) does not cut it in half: A2E and the record end up agreeing."""
         check_qa_context(text)
         _check_open(lr)
+        work = asyncio.ensure_future(self._set_qa_context(lr, text))
+        work.add_done_callback(lambda done: None if done.cancelled() else done.exception())  # seen, if abandoned
+        return await asyncio.shield(work)
+
+    async def _set_qa_context(self, lr: LiveRoom, text: str) -> Room:
         try:
             await self.a2e.set_qa_context(lr.room.channel or "", text)
         except A2EError as exc:
@@ -133,20 +280,25 @@ class Relay:
     async def send(self, lr: LiveRoom, command: Command) -> None:
         """The queue's worker: one command to A2E."""
         call = self.a2e.speak if command.kind == "speak" else self.a2e.ask
+        tracker = lr.utterances
         try:
             await call(lr.room.channel or "", command.text)
         except A2EError as exc:
             metrics.COMMANDS.labels(command.kind, type(exc).__name__).inc()
-            raise self._failed(lr, exc) from None
+            failure = self._failed(lr, exc)
+            if tracker is not None:
+                tracker.fail(command.utterance, f"{failure.code.value}: {failure.message}")
+            raise failure from None
         metrics.COMMANDS.labels(command.kind, "ok").inc()
         self.registry.touch(lr)
 
     def sent(self, lr: LiveRoom, command: Command) -> None:
-        """A command A2E accepted, once its future has its result: the room hears of it (the
-        ``command`` event) and the hooks record it. After the result, so that the sender's answer,
-        scheduled by the future, is written before the event reaches the room's audience (the
-        room's hub delivers on a later loop callback, see :mod:`bridge.rooms.events`)."""
-        lr.events.publish(frames.Command(kind=command.kind, seq=command.seq, text=command.text))
+        """A command A2E accepted, told to the room and the hooks once its future has its result: the
+        sender's ack (``then``) goes out first, the room's hub delivers on later loop callbacks."""
+        lr.events.publish(frames.Command(kind=command.kind, seq=command.seq, text=command.text,
+                                         utterance=command.utterance.id))
+        if lr.utterances is not None:
+            lr.utterances.sent(command.utterance, command.seq)
         for hook in self.on_sent:
             hook(lr, command)
 
@@ -155,124 +307,3 @@ class Relay:
             self.on_upstream_gone(lr)  # A2E no longer has the channel: the room is over upstream
             return RoomNotOpen("the avatar room ended upstream", details={"a2e_code": exc.code})
         return from_a2e(exc)
-
-
-def acceptance(commands: list[Command], *,
-               then: Callable[[asyncio.Future[list[int]]], None] | None = None) -> asyncio.Future[list[int]]:
-    """The positions of ``commands`` once A2E accepted them all, or the first failure (in order).
-
-    Done-callbacks rather than a task gathering shielded futures: this is on every speak's path.
-    The commands go on if whoever awaits this goes away. ``then`` is called with the settled future
-    right away, in the callback that settles it (a callback of the future itself would run a loop
-    turn later, after the room's events about the commands): the websocket's ack.
-    """
-    done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-    left = len(commands)
-
-    def settled(_: asyncio.Future[int]) -> None:
-        nonlocal left
-        left -= 1
-        if left or done.done():
-            return
-        for command in commands:
-            failure = (RoomNotOpen("the command was cancelled") if command.future.cancelled()
-                       else command.future.exception())
-            if failure is not None:
-                done.set_exception(failure if isinstance(failure, BridgeError) else BridgeError("internal error"))
-                break
-        else:
-            done.set_result([c.seq for c in commands])
-        if then is not None:
-            then(done)
-
-    for command in commands:
-        command.future.add_done_callback(settled)
-    return done
-
-
-class CommandQueue:
-    """FIFO of commands for one room, sent to A2E by one worker task (:meth:`Relay.send`)."""
-
-    def __init__(self, size: int, lr: LiveRoom, relay: Relay) -> None:
-        self.size = size
-        self._lr = lr
-        self._relay = relay
-        self._pending: deque[Command] = deque()
-        self._ready = asyncio.Event()
-        self._seq = itertools.count(1)
-        self._closed: BridgeError | None = None
-        self.in_flight: Command | None = None
-        self._worker = asyncio.create_task(self._run(), name="room-commands")
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    def submit(self, kind: CommandKind, texts: list[str], *, origin: str | None = None) -> list[Command]:
-        """Queue ``texts`` as consecutive commands, all or none (QueueFull when they don't fit)."""
-        if self._closed is not None:
-            raise self._closed
-        if len(self._pending) + len(texts) > self.size:
-            raise QueueFull(f"the room's queue is full ({self.size} commands pending); retry or flush",
-                            details={"pending": len(self._pending), "size": self.size})
-        loop = asyncio.get_running_loop()
-        commands = [Command(kind, text, next(self._seq), loop.create_future(), origin, part, len(texts))
-                    for part, text in enumerate(texts, 1)]
-        for command in commands:
-            command.future.add_done_callback(_consume)
-            self._pending.append(command)
-        self._ready.set()
-        return commands
-
-    def flush(self) -> int:
-        """Drop every pending command (not the one A2E is handling); return how many."""
-        dropped = 0
-        while self._pending:
-            command = self._pending.popleft()
-            if not command.future.done():
-                command.future.set_exception(Flushed(f"command {command.seq} was flushed before it was sent"))
-            dropped += 1
-        return dropped
-
-    async def close(self, reason: BridgeError | None = None) -> None:
-        """Refuse new commands, fail pending ones, stop the worker (an in-flight call is abandoned)."""
-        self._closed = reason or RoomNotOpen("the room is closed")
-        while self._pending:
-            command = self._pending.popleft()
-            if not command.future.done():
-                command.future.set_exception(self._closed)
-        if self._worker is not asyncio.current_task():
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-
-    async def _run(self) -> None:
-        while True:
-            if not self._pending:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            command = self._pending.popleft()
-            self.in_flight = command
-            try:
-                await self._relay.send(self._lr, command)
-            except asyncio.CancelledError:
-                if not command.future.done():
-                    command.future.set_exception(self._closed or RoomNotOpen("the room is closed"))
-                raise
-            except BridgeError as exc:
-                if not command.future.done():
-                    command.future.set_exception(exc)
-            except Exception as exc:  # a bug must fail the command, not kill the room's worker
-                log.exception("command %s failed unexpectedly", command.seq)
-                if not command.future.done():
-                    command.future.set_exception(BridgeError(f"internal error: {type(exc).__name__}"))
-            else:
-                if not command.future.done():
-                    command.future.set_result(command.seq)
-                try:
-                    self._relay.sent(self._lr, command)
-                except Exception:  # a recorder's bug must not stop the room's worker
-                    log.exception("command %s: announcing it failed", command.seq)
-            finally:
-                self.in_flight = None

@@ -51,7 +51,7 @@ class Sweeper:
                 self._warned.add(room.id)
                 for hook in self.on_expiring:
                     hook(lr, now, leaves_at)
-            if lr.clients == 0 and now - room.last_activity >= self.settings.idle_timeout:
+            if lr.clients == 0 and lr.warm_for is None and now - room.last_activity >= self.settings.idle_timeout:
                 await self.lifecycle.close(lr, CloseReason.IDLE, wait=False)
 
     async def purge(self, now: float | None = None) -> int:

@@ -79,9 +79,10 @@ class UsageLedger:
                 for hook in self.on_spend_threshold:
                     await hook(record.tenant, day_of(day), net, limit)
 
-    async def refunded(self, lr: LiveRoom) -> None:
-        """A room closed (a hook of the room lifecycle): book the refund of its unused time."""
-        await self.writer.submit(lambda: self._refund(lr))
+    def refunded(self, lr: LiveRoom) -> Awaitable[None]:
+        """A room closed (a hook of the room lifecycle): book the refund of its unused time. Enqueued at
+        once, so a reader that saw the room closed and flushed the writer sees the refund."""
+        return self.writer.submit(lambda: self._refund(lr))
 
     async def _refund(self, lr: LiveRoom) -> None:
         room = lr.room

@@ -15,6 +15,8 @@ from typing_extensions import Annotated
 
 from bridge.a2e.client import DEFAULT_BASE_URL
 
+from .brains import BrainConfig, OpenAIBrain, WebhookBrain, check_brain_names  # noqa: F401 (re-exported)
+from .kiosk import KioskProfile, check_kiosk_profiles
 from .values import (  # noqa: F401 (re-exported: callers import them from bridge.settings)
     BROWSER_KEY_PREFIX,
     DEFAULT_AGORA_CONNECT_SRC,
@@ -135,6 +137,10 @@ class Settings(BaseSettings):
     # 24 h outlasts any room (expire_seconds is at most 86,400)
     ticket_max_life: float = Field(86_400.0, gt=0, alias="BRIDGE_TICKET_MAX_LIFE")
     sweep_interval: float = Field(1.0, gt=0, alias="BRIDGE_SWEEP_INTERVAL")
+    # who answers ask besides A2E; a stream with nothing new for this long is over; estimated speech speed
+    brains: dict[str, BrainConfig] = Field(default_factory=dict, alias="BRIDGE_BRAINS")
+    stream_idle_timeout: float = Field(30.0, gt=0, alias="BRIDGE_STREAM_IDLE_TIMEOUT")
+    speech_seconds_per_char: float = Field(0.07, gt=0, alias="BRIDGE_SPEECH_SECONDS_PER_CHAR")
 
     passthrough_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                                 alias="BRIDGE_PASSTHROUGH_TENANTS")
@@ -165,6 +171,7 @@ class Settings(BaseSettings):
     browser_key_max_expire_seconds: int = Field(600, ge=10, alias="BRIDGE_BROWSER_KEY_MAX_EXPIRE_SECONDS")
     browser_key_rooms_per_hour: int = Field(20, ge=1, alias="BRIDGE_BROWSER_KEY_ROOMS_PER_HOUR")
     browser_key_qa_context_chars: int = Field(1000, ge=0, alias="BRIDGE_BROWSER_KEY_QA_CONTEXT_CHARS")
+    kiosk_profiles: dict[str, KioskProfile] = Field(default_factory=dict, alias="BRIDGE_KIOSK_PROFILES")
 
     # connected clients (websocket and SSE together)
     max_clients_per_room: int = Field(50, ge=1, alias="BRIDGE_MAX_CLIENTS_PER_ROOM")
@@ -221,6 +228,11 @@ class Settings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return [str(item) for item in value]  # type: ignore[attr-defined]
 
+    @field_validator("brains")
+    @classmethod
+    def _check_brains(cls, value: dict[str, BrainConfig]) -> dict[str, BrainConfig]:
+        return check_brain_names(value)
+
     @field_validator("agora_sdk_url")
     @classmethod
     def _check_sdk_url(cls, value: str) -> str:
@@ -242,6 +254,11 @@ class Settings(BaseSettings):
             self.max_body_bytes = max(DEFAULT_MAX_BODY_BYTES, largest_honest_body(self.max_text_chars))
         if set(self.api_keys) & set(self.browser_keys):
             raise ValueError("a key is in both BRIDGE_API_KEYS and BRIDGE_BROWSER_KEYS")
+        return self
+
+    @model_validator(mode="after")
+    def _check_kiosk_profiles(self) -> Settings:
+        check_kiosk_profiles(self.kiosk_profiles, tenants=set(self.api_keys.values()), brains=set(self.brains))
         return self
 
     def limits_for(self, tenant: str) -> TenantLimits:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -63,7 +63,10 @@ def _operation_endpoint(row: Endpoint) -> Callable[[Request], Awaitable[Response
             return JSONResponse(error_envelope(401, "invalid token"), status_code=200)
         params: dict[str, Any] = dict(request.query_params)
         if request.method != "GET":
-            raw = await request.body()
+            try:
+                raw = await request.body()
+            except ClientDisconnect:  # the caller went away before it finished sending: nothing to do
+                return Response(status_code=400)
             if raw.strip():
                 try:
                     body = json.loads(raw, parse_constant=_no_constant)
@@ -158,7 +161,7 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     rows = sorted(ENDPOINTS.values(), key=lambda r: (bool(r.path_params), r.path))  # literals before {_id}
     missing = [r.name for r in rows if r.name not in HANDLERS]
     assert not missing, f"simulator has no handler for {missing}"
-    routes: list[Any] = [Route(r.path, _operation_endpoint(r), methods=[r.method], name=r.name) for r in rows]
+    routes: list[Any] = [Route(r.path, _operation_endpoint(r), methods=list(r.methods), name=r.name) for r in rows]
     routes += [
         Route("/_sim/state", control_route(sim_state), methods=["GET"]),
         Route("/_sim/faults", control_route(sim_faults), methods=["GET", "POST", "DELETE"]),
@@ -177,7 +180,7 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     app.state.sim_feed = ChannelFeed(seconds_per_char=config.seconds_per_char)
     app.state.sim.on_expire.append(lambda room: app.state.sim_feed.close(room.channel))
     app.state.sim_faults = FaultTable(seed=fault_seed)
-    by_path: dict[tuple[str, str], str] = {(r.method, r.path): r.name for r in rows}
+    by_path: dict[tuple[str, str], str] = {(method, r.path): r.name for r in rows for method in r.methods}
     app.add_middleware(FaultMiddleware, faults=app.state.sim_faults, by_path=by_path)
     app.add_middleware(RequestCounter, sim=app.state.sim)  # outermost: counts what faults answer too
     return app

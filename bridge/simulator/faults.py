@@ -11,28 +11,38 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.a2e.errors import CODE_CAPACITY_BUSY
 
-from .protocol import error_envelope
+from .protocol import envelope, error_envelope
 from .state import SimState
 
 log = logging.getLogger("bridge.simulator")
 
-FaultKind = Literal["http_500", "http_429", "timeout", "code_1001", "drop_connection"]
+FaultKind = Literal["http_500", "http_429", "timeout", "code_1001", "drop_connection", "swallow", "lost_answer",
+                    "late_answer"]
+AFTER_WORK: frozenset[str] = frozenset({"lost_answer", "late_answer"})  # the call is carried out, then the answer fails
 
 
 class FaultSpec(BaseModel):
     """One rule: requests to ``endpoint`` (a path, an operation name or ``*``) fail with ``kind``
-    with probability ``rate``; ``times`` limits how many requests it hits (None: unlimited)."""
+    with probability ``rate``; ``times`` limits how many requests it hits (None: unlimited).
+    ``swallow`` is the quiet failure: A2E's success envelope (``data: {}``) and nothing done, so an
+    ask or speak gets its ack and the avatar never speaks (no channel events).
+
+    ``timeout``, ``drop_connection``, ``http_*`` and ``code_1001`` strike before the call is carried
+    out; ``lost_answer`` (the connection drops as the answer goes out) and ``late_answer`` (the
+    answer comes ``seconds`` late, or never if the client gave up) strike after it: A2E did the work
+    and its caller cannot tell.
+    """
 
     endpoint: str = Field(min_length=1)
     kind: FaultKind
     rate: float = Field(default=1.0, ge=0.0, le=1.0)
     times: int | None = Field(default=None, ge=1)
     seconds: float = Field(default=30.0, gt=0, le=600,
-                           description="how long a timeout fault stalls; the Retry-After of an http_429")
+                           description="how long a timeout or late_answer fault stalls; the Retry-After of an http_429")
 
 
 @dataclass
@@ -145,11 +155,15 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         log.info("injecting fault %s on %s", fault.kind, path)
+        if fault.kind in AFTER_WORK:
+            return await self._after_work(fault, scope, receive, send)
         if fault.kind == "http_500":
             response: Response = JSONResponse({"code": 500, "msg": "simulated internal error"}, status_code=500)
         elif fault.kind == "http_429":
             response = JSONResponse(error_envelope(429, "too many requests"), status_code=429,
                                     headers={"Retry-After": str(math.ceil(fault.seconds))})
+        elif fault.kind == "swallow":
+            response = JSONResponse(envelope({}))
         elif fault.kind == "code_1001":
             response = JSONResponse(error_envelope(CODE_CAPACITY_BUSY, "hosts are occupied"))
         elif fault.kind == "timeout":
@@ -159,6 +173,21 @@ class FaultMiddleware:
         else:
             return await _drop(send)
         await response(scope, receive, send)
+
+    async def _after_work(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        """Carry the request out, then lose its answer (``lost_answer``) or send it late (``late_answer``)."""
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        if fault.kind == "lost_answer":
+            return await _drop(send)
+        if await _stall(fault.seconds, receive):
+            return  # the client gave up waiting: nobody to answer
+        for message in held:
+            await send(message)
 
     def _operation(self, method: str, path: str) -> str | None:
         exact = self.by_path.get((method, path))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.a2e.errors import CODE_INSUFFICIENT_CREDITS
+
 from . import media  # noqa: F401  (registers the media handlers)
 from .registry import HANDLERS, Params, handles
 from .state import AVATARS, SimError, SimState, object_id
@@ -75,13 +77,20 @@ def remaining_coins(s: SimState, p: Params) -> Any:
     return {"coins": s.coins, "diamonds": s.diamonds}
 
 
+COINS_PER_DIAMOND = 100  # the seed's worked example: {"diamonds": 1} spends 100 coins, which cannot be had back
+
+
 @handles("exchange_diamonds")
 def exchange_diamonds(s: SimState, p: Params) -> Any:
+    """Buy diamonds with coins; too few coins is refused as any short balance is (code 1002)."""
     diamonds = p["diamonds"]
-    if diamonds < 1 or diamonds > s.diamonds:
-        raise SimError(400, f"cannot exchange {diamonds} diamonds; you have {s.diamonds}")
-    s.diamonds -= diamonds
-    s.coins += diamonds * 100
+    if diamonds < 1:
+        raise SimError(400, f"diamonds must be at least 1, not {diamonds}", http_status=400)
+    cost = diamonds * COINS_PER_DIAMOND
+    if cost > s.coins:
+        raise SimError(CODE_INSUFFICIENT_CREDITS, f"insufficient coins: need {cost}, have {s.coins}")
+    s.coins -= cost
+    s.diamonds += diamonds
     return {}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .records import face_swap_task_created, status_row
 from .registry import HANDLERS, Params, handles, page
 from .state import AVATARS, SimError, SimState, object_id
 
@@ -64,8 +65,9 @@ def voice_delete(s: SimState, p: Params) -> Any:
 def video_generate(s: SimState, p: Params) -> Any:
     if p.get("back_id") and p.get("custom_back_id"):
         raise SimError(30005, "back_id and custom_back_id cannot be used together")
-    return s.create_task("video", {k: p[k] for k in ("anchor_id", "anchor_type", "audioSrc", "title") if k in p},
-                         cost=5)
+    kept = ("anchor_id", "anchor_type", "audioSrc", "title", "back_id", "custom_back_id", "color", "web_bg_width",
+            "web_bg_height")
+    return s.create_task("video", {k: p[k] for k in kept if k in p}, cost=5)
 
 
 @handles("video_status")
@@ -194,19 +196,19 @@ def face_swap_preview_add(s: SimState, p: Params) -> Any:
 
 @handles("face_swap_preview_status")
 def face_swap_preview_status(s: SimState, p: Params) -> Any:
-    return [s.task_record(s.task("face_swap_preview", p["_id"]))]
+    # undocumented: the shape of the documented task status (an array of status rows)
+    return [status_row(s.task_record(s.task("face_swap_preview", p["_id"])))]
 
 
 @handles("face_swap_task_add")
 def face_swap_task_add(s: SimState, p: Params) -> Any:
     fields: dict[str, Any] = {k: p[k] for k in ("name", "face_url", "video_url", "cover_url", "model_version") if k in p}
-    return s.create_task("face_swap_task", {**fields, "duration": 6}, cost=5)
+    return face_swap_task_created(s.create_task("face_swap_task", {**fields, "duration": 6}, cost=5))
 
 
 @handles("face_swap_task_status")
 def face_swap_task_status(s: SimState, p: Params) -> Any:
-    keep = ("_id", "current_status", "result_url", "error_code", "faild_message")
-    return [{k: r.get(k) for k in keep} for r in s.tasks_of("face_swap_task", running_only=True)]
+    return [status_row(r) for r in s.tasks_of("face_swap_task", running_only=True)]
 
 
 @handles("face_swap_task_list")

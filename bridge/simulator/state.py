@@ -11,12 +11,15 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import CODE_CAPACITY_BUSY, CODE_INSUFFICIENT_CREDITS
 from bridge.rtc.accesstoken import ROLE_PUBLISHER, build_rtc_token
+
+from .records import LIFECYCLES, SimTask, iso
+
+__all__ = ["AVATARS", "LIFECYCLES", "SimConfig", "SimError", "SimRoom", "SimState", "SimTask", "iso", "object_id"]
 
 
 class SimError(Exception):
@@ -60,10 +63,6 @@ def object_id() -> str:
     return secrets.token_hex(12)
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass
 class SimRoom:
     channel: str
@@ -88,55 +87,6 @@ class SimRoom:
         }
 
 
-# Each task family's states in order; the last is the success state. See the A2E notes.
-LIFECYCLES: dict[str, tuple[str, ...]] = {
-    "video": ("init", "start", "pending", "process", "copy", "success"),
-    "voice": ("sent", "pendding", "processing", "completed"),
-    "avatar": ("pending", "processing", "completed"),
-    "face_swap_preview": ("initialized", "processing", "completed"),
-    "face_swap_task": ("initialized", "processing", "completed"),
-    "dubbing": ("initialized", "processing", "completed"),
-    "image_to_video": ("sent", "pending", "completed"),
-    "caption_removal": ("initialized", "processing", "completed"),
-}
-FAILED_STATE = {"video": "fail"}
-
-
-@dataclass
-class SimTask:
-    kind: str
-    task_id: str
-    created_at: float
-    fields: dict[str, Any]
-    fails: bool
-    deleted: bool = False
-
-    def state(self, now: float, step: float) -> tuple[str, int]:
-        """(status, progress 0..100) at ``now``: one lifecycle state per ``step`` seconds."""
-        states = LIFECYCLES[self.kind]
-        index = int((now - self.created_at) / step) if step > 0 else len(states)
-        last = len(states) - 1
-        if index >= last:
-            return (FAILED_STATE.get(self.kind, "failed") if self.fails else states[last]), 100
-        return states[index], int(100 * index / last)
-
-    def record(self, now: float, step: float) -> dict[str, Any]:
-        status, progress = self.state(now, step)
-        result = f"https://sim.a2e.invalid/results/{self.kind}/{self.task_id}.mp4" if status in (
-            "completed", "success") else ""
-        failed = status in ("failed", "fail")
-        record = {
-            **self.fields, "_id": self.task_id, "createdAt": iso(self.created_at), "updatedAt": iso(now),
-            "current_status": status, "result_url": result, "process": progress,
-            "failed_message": "simulated failure: input asked to fail" if failed else "",
-        }
-        if self.kind == "video":  # the avatar-video family names these differently
-            record.update(status=status, result=result, msg=record["failed_message"])
-        if self.kind == "face_swap_task":
-            record.update(faild_message=record["failed_message"], error_code="1" if failed else "0")
-        return record
-
-
 class SimState:
     """Everything the simulator remembers; all methods are synchronous and fast."""
 
@@ -145,6 +95,7 @@ class SimState:
         self.clock = clock
         self.coins = config.coins
         self.diamonds = 10
+        self.user_id = object_id()  # the account's id, as A2E's records carry it
         self.rooms: dict[str, SimRoom] = {}
         self.tasks: dict[str, SimTask] = {}
         self.assets: dict[str, dict[str, dict[str, Any]]] = {"background": {}, "face_image": {}, "api_token": {}}
@@ -177,7 +128,7 @@ class SimState:
 
     def mint(self, avatar_id: str, expire_seconds: Any) -> dict[str, Any]:
         if not any(a["_id"] == avatar_id for a in AVATARS):
-            raise SimError(400, f"avatar not found: {avatar_id}")
+            raise SimError(400, f"avatar_id: no such avatar: {avatar_id}")
         if expire_seconds is None:
             expire_seconds = self.config.default_expire_seconds
         if isinstance(expire_seconds, bool) or not isinstance(expire_seconds, int):
@@ -241,7 +192,7 @@ class SimState:
             raise SimError(CODE_INSUFFICIENT_CREDITS, f"insufficient coins: need {cost}, have {self.coins}")
         self.coins -= cost
         fails = any(isinstance(v, str) and "fail" in v.lower() for v in fields.values())
-        task = SimTask(kind, object_id(), self.clock(), dict(fields), fails)
+        task = SimTask(kind, object_id(), self.clock(), dict(fields), fails, user_id=self.user_id, coins=cost)
         self.tasks[task.task_id] = task
         return self.task_record(task)
 
@@ -257,10 +208,12 @@ class SimState:
         return task
 
     def tasks_of(self, kind: str, *, running_only: bool = False) -> list[dict[str, Any]]:
-        records = [self.task_record(t) for t in self.tasks.values() if t.kind == kind and not t.deleted]
+        """The records of ``kind``'s tasks, newest first (only those still running, if asked)."""
+        now, step = self.clock(), self.config.task_step_seconds
+        tasks = [t for t in self.tasks.values() if t.kind == kind and not t.deleted]
         if running_only:
-            records = [r for r in records if r["current_status"] not in ("completed", "success", "failed", "fail")]
-        return sorted(records, key=lambda r: r["createdAt"], reverse=True)
+            tasks = [t for t in tasks if t.state(now, step)[0] not in ("completed", "success", "failed", "fail")]
+        return [t.record(now, step) for t in sorted(tasks, key=lambda t: t.created_at, reverse=True)]
 
     def delete_task(self, kind: str, task_id: Any, *, only_settled: bool = False) -> None:
         task = self.task(kind, task_id)
@@ -281,8 +234,10 @@ class SimState:
         return [{"_id": k, **v} for k, v in self.assets[kind].items()]
 
     def delete_asset(self, kind: str, asset_id: Any) -> None:
-        if not isinstance(asset_id, str) or asset_id not in self.assets[kind]:
+        if not isinstance(asset_id, str) or len(asset_id) != 24:
             raise SimError(400, f"invalid _id: {asset_id!r}", http_status=400)
+        if asset_id not in self.assets[kind]:
+            raise SimError(404, f"_id not found: {asset_id}", http_status=404)
         if self.assets[kind][asset_id].get("type") == "default":
             raise SimError(400, "system backgrounds cannot be deleted", http_status=400)
         del self.assets[kind][asset_id]

@@ -1,8 +1,8 @@
 // The kiosk page: pick an avatar, open a room, speak/ask, watch replies and the avatar's state.
 // No framework, no build step: plain DOM on top of the bridge's JS client.
 import { BridgeClient, BridgeError } from "./bridge.mjs";
+import { loadAgora } from "./agora.mjs";
 
-const AGORA_TIMEOUT_MS = 5000;
 const KEY_STORAGE = "a2e-bridge.apiKey";
 const ROOM_STORAGE = "a2e-bridge.roomId";
 const MAX_LOG = 200;
@@ -363,40 +363,6 @@ $("new-room").addEventListener("click", () => {
 
 // -- video (Agora Web SDK, optional) -------------------------------------------------------------
 
-/**
- * The Agora Web SDK this bridge is configured with (BRIDGE_AGORA_SDK_URL / BRIDGE_AGORA_SDK_INTEGRITY),
- * rendered by the server into <html data-agora-sdk… >. Never taken from the page's own URL: a script
- * URL from the query string would run in this origin, next to the API key in sessionStorage.
- */
-function agoraSdk() {
-  const { agoraSdk: src = "", agoraSdkIntegrity: integrity = "" } = document.documentElement.dataset;
-  let url;
-  try { url = new URL(src); } catch { return null; }
-  return url.protocol === "https:" ? { src: url.href, integrity } : null;
-}
-
-/** Load the Agora Web SDK with a dynamic script tag; resolves to AgoraRTC or null (offline is normal). */
-function loadAgora() {
-  if (window.AgoraRTC) return Promise.resolve(window.AgoraRTC);
-  if (params.get("video") === "off") return Promise.resolve(null);
-  const sdk = agoraSdk();
-  if (!sdk) return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const script = document.createElement("script");
-    const done = (value) => { clearTimeout(timer); resolve(value); };
-    const timer = setTimeout(() => { script.remove(); resolve(null); }, AGORA_TIMEOUT_MS);
-    if (sdk.integrity) {
-      script.integrity = sdk.integrity; // the browser refuses the file unless it has this hash
-      script.crossOrigin = "anonymous"; // SRI on a cross-origin script needs a CORS request
-    }
-    script.src = sdk.src;
-    script.async = true;
-    script.onload = () => done(window.AgoraRTC || null);
-    script.onerror = () => { script.remove(); done(null); };
-    document.head.append(script);
-  });
-}
-
 function videoNote(text, state) {
   const note = $("video-note");
   note.textContent = text;
@@ -477,7 +443,7 @@ async function resumeRoom() {
   }
 }
 
-kiosk.agora = loadAgora();
+kiosk.agora = loadAgora({ off: params.get("video") === "off" });
 makeClient();
 document.documentElement.dataset.ready = "loading";
 loadAvatars()

@@ -20,7 +20,7 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -82,13 +82,13 @@ class Notifier:
                                                   "seconds_left": max(0.0, round(leaves_at - now, 3))},
                   room_id=room.id, webhook_id=f"msg_{room.id}_expiring")
 
-    async def closed(self, lr: LiveRoom) -> None:
-        """A room closed (a lifecycle hook, after the ledger booked its refund): ``room.closed`` with
+    def closed(self, lr: LiveRoom) -> Awaitable[None] | None:
+        """A room closed (a lifecycle hook, enqueued behind the ledger's refund): ``room.closed`` with
         its usage, then ``transcript.ready``."""
         room = lr.room
         if not self.wants(room.tenant, "room.closed") and not self.wants(room.tenant, "transcript.ready"):
-            return
-        await self.writer.submit(lambda: self._closed(room))
+            return None
+        return self.writer.submit(lambda: self._closed(room))
 
     async def _closed(self, room: Room) -> None:
         usage = await self.store.get_usage(room.id)

@@ -77,10 +77,14 @@ export class BridgeError extends Error {
  * @typedef {object} Ack  The server's `ack` frame.
  * @property {"ack"} type
  * @property {string|number} id
- * @property {string} kind `speak` | `ask` | `flush` | `set_qa_context`
+ * @property {string} kind `speak` | `ask` | `flush` | `cancel` | `speak_delta` | `speak_end` | `set_qa_context`
  * @property {number} [position] first queue position (speak/ask)
  * @property {number[]} [positions] every queue position (long speech is split at sentences)
+ * @property {string} [utterance] the speak's, ask's or stream's utterance id (cancel it with {@link Room#cancel})
+ * @property {string[]} [utterances] the ids of its pieces, one per position
  * @property {number} [flushed] commands dropped (flush)
+ * @property {string[]} [dropped] every utterance id the flush cancelled
+ * @property {string[]} [cancelled] every utterance id the cancel removed
  * @property {number} [chars] QA context length (set_qa_context)
  */
 
@@ -263,9 +267,13 @@ export class BridgeClient {
 /**
  * One room and its websocket. Commands resolve on the server's `ack` (or `pong`) and reject with a
  * {@link BridgeError} on the server's `error`. Events: the server's frames by `type` (`room`,
- * `command`, `reply`, `speaking_started`, `speaking_stopped`, `room_closed`, and `error` frames that
- * answer no pending command) and the client's own `connected`, `disconnected` `{code, reason,
+ * `command`, `reply`, `utterance` (`{id, seq, kind, state, parent, position?, text?, estimated?,
+ * reason?}`: `queued` → `sent` → `speaking` → `done`, or `cancelled` / `failed`), `queued` (this
+ * client's speak/ask got its utterance ids), `speaking_started`, `speaking_stopped`, `room_closed`,
+ * and `error` frames that answer no pending command, such as a room brain's failure) and the client's own `connected`, `disconnected` `{code, reason,
  * willReconnect}`, `reconnecting` `{attempt, delay}` and `closed` `{code, reason}` (for good).
+ * `ticket` `{ws_ticket, expires_in}` (a renewed ticket, a credential) reaches only listeners of
+ * `ticket`, never `"*"`.
  */
 export class Room {
   /**
@@ -369,8 +377,8 @@ export class Room {
     });
   }
 
-  _emit(event) {
-    for (const key of [event.type, "*"]) {
+  _emit(event, keys = [event.type, "*"]) {
+    for (const key of keys) {
       for (const fn of [...(this._listeners.get(key) || [])]) {
         try {
           fn(event);
@@ -612,7 +620,10 @@ export class Room {
         break;
       case "ticket": // the bridge keeps ticket-authenticated clients holding a valid ticket
         this._ticket = { ticket: frame.ws_ticket, until: Date.now() + 1000 * ((frame.expires_in ?? 60) - 5) };
-        return; // not an application event
+        // not an application event: only `ticket` listeners hear it (a page that keeps a fresh
+        // ticket to rejoin the room after a reload), never "*" (which logs may print)
+        this._emit({ type: "ticket", ws_ticket: frame.ws_ticket, expires_in: frame.expires_in }, ["ticket"]);
+        return;
       default:
         break;
     }
@@ -623,12 +634,12 @@ export class Room {
    * Send a command frame; resolves on its `ack`/`pong`.
    * @param {string} type
    * @param {object} [fields]
+   * @param {string} [id] the frame's id (default: a fresh one; `cancel` uses the utterance's)
    * @returns {Promise<Ack>}
    */
-  command(type, fields = {}) {
+  command(type, fields = {}, id = `c${this._nextId++}`) {
     if (this.status === "closed") return Promise.reject(new BridgeError("closed", "this room handle was closed"));
     if (this.status === "idle") return Promise.reject(new BridgeError("not_connected", "call connect() first"));
-    const id = `c${this._nextId++}`;
     return new Promise((resolve, reject) => {
       const p = { resolve, reject, frame: { type, id, ...fields }, sent: false };
       p.timer = setTimeout(() => {
@@ -676,11 +687,43 @@ export class Room {
   }
 
   /**
-   * Drop the room's pending commands (their promises reject with `flushed`).
-   * @returns {Promise<Ack>} `flushed` counts them
+   * Drop the room's pending commands (their promises reject with `flushed`) and stop its streams
+   * and brain answers.
+   * @returns {Promise<Ack>} `flushed` counts the commands, `dropped` lists every utterance id cancelled
    */
   flush() {
     return this.command("flush");
+  }
+
+  /**
+   * Cancel a queued utterance (a speak, ask, stream, or one piece of it) by its id, from a `queued`
+   * or `utterance` event. A2E cannot stop a sentence it was given: what it has is not cancellable
+   * (rejects with `not_cancellable`).
+   * @param {string} utterance
+   * @returns {Promise<Ack>} `cancelled` lists every utterance id removed
+   */
+  cancel(utterance) {
+    return this.command("cancel", {}, utterance);
+  }
+
+  /**
+   * Add text to a stream (e.g. an LLM's answer as it arrives); each sentence is spoken as soon as it
+   * is complete. Mind the bridge's frame rate limit: send what arrived, not one frame per token.
+   * @param {string} stream a name for the stream on this connection
+   * @param {string} text
+   * @returns {Promise<Ack>} `utterance` is the stream's id
+   */
+  speakDelta(stream, text) {
+    return this.command("speak_delta", { stream, text });
+  }
+
+  /**
+   * End a stream: what is left of it is spoken.
+   * @param {string} stream
+   * @returns {Promise<Ack>} once A2E accepted every piece (`positions`, `utterances`)
+   */
+  speakEnd(stream) {
+    return this.command("speak_end", { stream });
   }
 
   /**

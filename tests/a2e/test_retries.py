@@ -130,6 +130,41 @@ async def test_unsafe_operations_are_tried_once(operation: str, kind: str, share
 
 
 @pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("operation", sorted(ENDPOINTS))
+async def test_work_done_but_the_answer_lost(operation: str, shared: tuple[A2EClient, Attempts],
+                                             retry_log: pytest.LogCaptureFixture) -> None:
+    """A2E carried the call out and the answer never came back (``lost_answer``): a safe operation is
+    sent again and succeeds; any other is carried out once, and its caller learns the outcome is unknown."""
+    client, counter = shared
+    params = await Resolver(client).params(operation)
+    safe = ENDPOINTS[operation].retry_safe
+    counter.start(operation, kind="lost_answer", times=1 if safe else None)  # unlimited: a resend would be lost too
+    if safe:
+        await client.call(operation, params)
+        assert counter.hits() == 1 and counter.handled() == 2 and retries_logged(retry_log) == 1
+    else:
+        with pytest.raises(A2EUnavailable) as info:
+            await client.call(operation, params)
+        assert info.value.outcome_unknown and info.value.request_sent and info.value.status is None
+        assert counter.hits() == 1 and counter.handled() == 1, "carried out once, never resent"
+        assert retries_logged(retry_log) == 0
+    counter.clear()
+
+
+async def test_a_late_answer_is_an_unknown_outcome(sim_factory: Any, retry_log: pytest.LogCaptureFixture) -> None:
+    sim = await sim_factory()
+    counter = Attempts(sim)
+    async with A2EClient("k", sim.url, timeout=0.3, backoff_max=0.01) as client:
+        room = await client.agora_token(AVATAR, 60)
+        counter.start("speak", kind="late_answer", seconds=5)
+        with pytest.raises(A2ETimeout) as info:
+            await client.speak(room["channel"], "said once")
+        assert info.value.outcome_unknown
+        assert [c["text"] for c in sim.state.rooms[room["channel"]].commands] == ["said once"]
+        assert counter.hits() == 1 and retries_logged(retry_log) == 0
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_long_retry_after_is_not_waited_for(shared: tuple[A2EClient, Attempts],
                                                   retry_log: pytest.LogCaptureFixture) -> None:
     """Retry-After longer than one backoff may last: the caller gets the error and its retry_after at once."""

@@ -67,7 +67,7 @@ async def test_task_succeeds_with_result_url(operation: str, module_a2e: A2EClie
     assert final.result_url and final.result_url.startswith("https://")
     assert final.error is None and final.progress == 100
     assert seen[-1] == final and all(s.task_id == task_id for s in seen)
-    progress = [s.progress for s in seen]
+    progress = [s.progress for s in seen if s.progress is not None]  # not every family reports it
     assert progress == sorted(progress), f"progress went back: {progress}"
     assert len(seen) == 1 or not seen[0].done
 

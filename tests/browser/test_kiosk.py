@@ -241,9 +241,23 @@ async def test_client_module_commands_errors_reconnect_and_forwarding(
 
     # ack resolves with the queue position
     ack = await page.evaluate("room.speak('Hello there.')")
-    assert ack == {"type": "ack", "id": ack["id"], "kind": "speak", "position": 1, "positions": [1]}
+    assert ack == {"type": "ack", "id": ack["id"], "kind": "speak", "position": 1, "positions": [1],
+                   "utterance": ack["utterance"], "utterances": [ack["utterance"]]}
     assert (await page.evaluate("room.setQaContext('We open at 9am.')"))["chars"] == len("We open at 9am.")
     assert (await page.evaluate("room.flush()"))["kind"] == "flush"
+    # a stream, then cancel: what A2E has cannot be taken back, and the page hears every utterance
+    streamed = await page.evaluate("""async () => {
+      const delta = await room.speakDelta('s', 'Streamed in the page! And');
+      const end = await room.speakEnd('s');
+      let refused = null;
+      try { await room.cancel(delta.utterance); } catch (e) { refused = e.code; }
+      return { delta, end, refused };
+    }""")
+    assert streamed["end"]["utterance"] == streamed["delta"]["utterance"] and len(streamed["end"]["positions"]) == 2
+    assert streamed["refused"] == "not_cancellable"
+    await poll(lambda: events_of(page, "utterance"))
+    states = {(e["id"], e["state"]) for e in await events_of(page, "utterance")}
+    assert (streamed["delta"]["utterance"], "queued") in states and (ack["utterance"], "sent") in states
     assert (await page.evaluate("room.ping()"))["type"] == "pong"
 
     # errors reject with a BridgeError carrying the server's code

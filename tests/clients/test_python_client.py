@@ -300,3 +300,66 @@ async def test_a_lagging_events_iterator_is_cut_off_alone(bridge: Any) -> None:
         with pytest.raises(EventsOverflow):
             await drain(laggard)  # six commands did not fit in its buffer of four
         assert (await within(room.ping()))["type"] == "pong"  # the room itself is unaffected
+
+
+async def test_a_chatbot_streams_an_llm_answer_token_by_token_into_speech(bridge: Any, llm: Any) -> None:
+    """The chatbot backend of the README: an LLM's streamed answer (the openai package against a local
+    OpenAI-compatible server) goes token by token into ``room.speak_stream``. Before the test lets
+    the last token through, sentence 1 must already be with A2E (the simulator): the overlap."""
+    from openai import AsyncOpenAI
+
+    from tests.fakes.llm import Script
+
+    gate = asyncio.Event()
+    llm.default = Script(["The", " first", " sentence", " is", " here", ".", " Then", " the", " second", " one", "!",
+                          " Last", " words"], token_delay=0.002, gate=gate)
+    channel_commands: list[dict[str, Any]] = []
+    async with BridgeClient(bridge.url) as client, client.room() as room, \
+            AsyncOpenAI(base_url=llm.url + "/v1", api_key="local", max_retries=0) as model:
+        channel_commands = bridge.sim.state.rooms[room.info["channel"]].commands
+        events = room.events()
+
+        async def answer() -> Any:
+            stream = await model.chat.completions.create(model="m", stream=True,
+                                                         messages=[{"role": "user", "content": "Hi"}])
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    if chunk.choices[0].delta.content == " words":
+                        overlap = [c["text"] for c in channel_commands]  # what A2E has before the last token
+                        assert overlap[0] == "The first sentence is here." and "Last words" not in overlap, overlap
+                    yield chunk.choices[0].delta.content
+
+        async def open_gate() -> None:  # the model's last token waits until sentence 1 reached A2E
+            await poll(lambda: [c["text"] for c in channel_commands][:1] == ["The first sentence is here."],
+                       what="sentence 1 with A2E while the stream is still open")
+            gate.set()
+
+        opener = asyncio.create_task(open_gate())
+        ack = await within(room.speak_stream(answer()))
+        await within(opener)
+        assert ack["kind"] == "speak_end" and len(ack["positions"]) == len(ack["utterances"]) == 3
+        assert [c["text"] for c in channel_commands] == ["The first sentence is here.", "Then the second one!",
+                                                         "Last words"]
+        done = await next_of(events, "utterance", id=ack["utterance"], state="done")
+        assert done["kind"] == "stream"
+
+
+async def test_speak_stream_stops_when_the_stream_is_cancelled(bridge: Any) -> None:
+    async with BridgeClient(bridge.url) as client, client.room() as room:
+        events = room.events()
+        cancelled = asyncio.Event()
+
+        async def tokens() -> Any:
+            yield "Unfinished sentence that"
+            first = await next_of(events, "utterance", kind="stream", state="queued")
+            await within(room.cancel(first["id"]))
+            cancelled.set()
+            for _ in range(100):
+                yield " goes on"
+                await asyncio.sleep(0.01)
+
+        with pytest.raises(CommandError) as info:
+            await within(room.speak_stream(tokens(), min_interval=0.0))
+        assert info.value.code == "cancelled" and cancelled.is_set()
+        assert bridge.sim.state.rooms[room.info["channel"]].commands == []
+        assert (await within(room.speak("Still usable.")))["position"] == 1

@@ -64,7 +64,7 @@ async def test_whole_lifecycle(bridge_factory):
     sent = bridge.sim.state.rooms[channel].commands
     assert [(c["kind"], c["text"]) for c in sent] == [("speak", "Hello there."), ("ask", "What is this?")]
     r = await http.post(f"/v1/rooms/{rid}/flush")
-    assert r.status_code == 200 and r.json() == {"flushed": 0}
+    assert r.status_code == 200 and r.json() == {"flushed": 0, "dropped": []}
     r = await http.post(f"/v1/rooms/{rid}/tickets")
     assert r.status_code == 201 and r.json()["ws_ticket"].startswith(rid + ".")
 
@@ -159,11 +159,12 @@ async def test_default_expire_and_avatar(bridge_factory):
     assert abs(upstream.expires_at - room["expires_at_epoch"]) < 1.5
     r = await bridge.http.post("/v1/rooms", json={"avatar_id": "68af59a86eeedd0042ca7e28"})
     assert r.status_code == 201 and r.json()["avatar_id"] == "68af59a86eeedd0042ca7e28"
-    # an avatar A2E does not know: A2E's refusal, and the record says failed (never charged)
+    # an avatar A2E does not offer: refused by name before any record or charge
     r = await bridge.http.post("/v1/rooms", json={"avatar_id": "nope"})
-    assert_error(r, 502, "upstream_error")
+    assert assert_error(r, 404, "not_found")["details"][0]["loc"] == ["avatar_id"]
     states = sorted(x["state"] for x in (await bridge.http.get("/v1/rooms")).json()["rooms"])
-    assert states == ["failed", "open", "open"]
+    assert states == ["open", "open"]
+    assert bridge.sim.state.counters.get("agora_token") == 2
 
 
 async def test_ended_rooms_are_purged_after_the_retention_period(bridge_factory):

@@ -222,7 +222,8 @@ async def test_missing_or_malformed_key(sim_http: httpx.AsyncClient) -> None:
     ("/api/v2/streaming-avatar/ask", "POST", 404),
     ("/", "GET", 404),
     ("/api/v1/streaming-avatar/ask", "GET", 405),
-    ("/api/v1/user/remainingCoins", "POST", 405),
+    ("/api/v1/user/remainingCoins", "PUT", 405),  # GET, and POST as some callers send it
+    ("/api/v1/anchor/character_list", "DELETE", 405),  # POST, and GET as newer documents say
     ("/api/v1/userVoice/0123456789abcdef01234567", "PUT", 405),
     ("/_sim/nope", "GET", 404),
     ("/_sim/state", "POST", 405),

@@ -23,7 +23,7 @@ from bridge.rtc.accesstoken import (
 )
 from bridge.rtc.simulated import feed_url
 from bridge.simulator.state import AVATARS, QA_CONTEXT_LIMIT, SimConfig
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, add_fault, fault_hits
 
 AVATAR = AVATARS[0]["_id"]
 
@@ -245,3 +245,21 @@ async def test_defaults_allow_100_concurrent_one_hour_rooms(sim_factory: Any) ->
         assert all(r["status"] == "left" for r in state["rooms"])
         # each refund rounds down, so at most one coin per room is kept
         assert start - 100 <= state["coins"] < start
+
+
+async def test_swallow_fault_answers_ok_and_the_avatar_stays_silent(sim: Any, a2e: A2EClient) -> None:
+    """``swallow``: A2E's success answer, nothing done: no channel events for the swallowed ask."""
+    room = await a2e.agora_token(AVATAR, 60)
+    channel = room["channel"]
+    await a2e.set_qa_context(channel, "The shop opens at nine.")
+    add_fault(sim, endpoint="ask", kind="swallow", times=1)
+    async with connect(feed_url(sim.url, channel)) as ws:
+        assert await a2e.ask(channel, "When does the shop open?") == {}
+        await a2e.speak(channel, "Hello.")  # the next command plays; the swallowed ask never did
+        kinds = []
+        async with asyncio.timeout(10):
+            while not kinds or kinds[-1] != "audio_stopped":
+                kinds.append(json.loads(await ws.recv())["kind"])
+    assert kinds == ["audio_started", "audio_stopped"]  # a speak: no QA stream-messages
+    assert fault_hits(sim) == [1] and "ask" not in sim.state.counters
+    await a2e.leave(channel)

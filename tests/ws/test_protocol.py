@@ -38,10 +38,23 @@ def test_flush_ping_and_ids() -> None:
     assert parse({"type": "ping", "id": "x" * 128}).id == "x" * 128
 
 
-def test_set_qa_context_accepts_empty_text() -> None:
-    """An empty context clears it; only the length limit (checked by the room manager) applies."""
-    frame = parse({"type": "set_qa_context", "id": 1, "text": ""})
-    assert isinstance(frame, p.SetQaContext) and frame.text == ""
+def test_stream_frames_and_cancel() -> None:
+    delta = parse({"type": "speak_delta", "id": 1, "stream": "answer", "text": ""})  # an empty token is fine
+    assert isinstance(delta, p.SpeakDelta) and (delta.stream, delta.text) == ("answer", "")
+    assert isinstance(parse({"type": "speak_end", "stream": "answer"}), p.SpeakEnd)
+    assert parse({"type": "cancel", "id": "ut_x"}).id == "ut_x"
+    assert refused({"type": "speak_delta", "id": "d", "text": "no stream"}).code == p.ErrorCode.INVALID_FRAME
+    assert refused({"type": "speak_end", "id": "e", "stream": ""}).code == p.ErrorCode.INVALID_FRAME
+    assert refused({"type": "speak_delta", "stream": "s" * 129, "text": "x"}).code == p.ErrorCode.INVALID_FRAME
+    for bad in ({"type": "cancel"}, {"type": "cancel", "id": 5}, {"type": "cancel", "id": ""}):
+        assert refused(bad).code == p.ErrorCode.INVALID_FRAME  # the id is the utterance's: a string
+
+
+def test_set_qa_context_needs_text() -> None:
+    """A2E requires the text (an empty one is refused upstream): refused here, before A2E is called;
+    the length limit is the relay's."""
+    exc = refused({"type": "set_qa_context", "id": 1, "text": ""})
+    assert exc.code == "invalid_frame" and exc.frame_id == 1 and "text" in exc.message
     assert parse({"type": "set_qa_context", "text": "x" * 900}).text == "x" * 900
 
 
@@ -140,6 +153,10 @@ def test_invalid_id(bad_id: object) -> None:
 
 def test_bad_id_is_not_echoed_unless_str_or_int() -> None:
     assert refused({"type": "ping", "id": 1.5}).frame_id is None
+    # an id too long to be one: the error about it has none (an error frame cannot carry it)
+    assert refused({"type": "ping", "id": "x" * 129}).frame_id is None
+    assert refused({"type": "nope", "id": "x" * 129}).frame_id is None
+    assert refused({"type": "speak", "id": "x" * 5000, "text": 1}).frame_id is None
     assert refused({"type": "ping", "id": True}).frame_id is None  # JSON true is not the id 1
     assert refused({"type": "nope", "id": [1]}).frame_id is None
 
@@ -180,4 +197,5 @@ def test_error_round_trip_through_parse() -> None:
 def test_close_codes_are_the_public_contract() -> None:
     assert (p.CloseCode.ROOM_CLOSED, p.CloseCode.SLOW_CONSUMER, p.CloseCode.ROOM_NOT_OPEN,
             p.CloseCode.UNAUTHORIZED, p.CloseCode.NOT_FOUND, p.CloseCode.FLOOD) == (4000, 4008, 4009, 4401, 4404, 4429)
-    assert p.CLIENT_TYPES == ("speak", "ask", "flush", "set_qa_context", "ping", "rtc_event")
+    assert p.CLIENT_TYPES == ("speak", "ask", "flush", "set_qa_context", "ping", "rtc_event", "speak_delta", "speak_end",
+                             "cancel")

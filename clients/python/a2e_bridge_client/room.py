@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import urllib.parse
+from collections.abc import AsyncIterable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.protocol import State
 
+from .backoff import Reconnect
 from .errors import BridgeError, ClientError, CommandError, ConnectionLost, RoomClosed
 from .fanout import EventHub, EventStream
 
@@ -37,12 +39,25 @@ class RoomBackend(Protocol):
     """What a room needs of its :class:`~a2e_bridge_client.BridgeClient` (and nothing more, so this
     module does not import the client module that imports it)."""
 
+    connect_timeout: float
+    reconnect: Reconnect | None
+    event_buffer: int
+
     def auth_headers(self) -> dict[str, str]: ...
     def ws_url(self, room_id: str) -> str: ...
     async def close_room(self, room_id: str) -> dict[str, Any]: ...
     async def new_ticket(self, room_id: str) -> dict[str, Any]: ...
 
 log = logging.getLogger("a2e_bridge_client")
+
+
+async def _aiter(items: AsyncIterable[str] | Iterable[str]) -> Any:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 # Close codes after which reconnecting cannot help (the bridge's CloseCode, bridge/frames.py).
 CLOSE_ROOM_CLOSED = 4000
@@ -209,8 +224,67 @@ class Room:
         return await self._command({"type": "ask", "text": text})
 
     async def flush(self) -> dict[str, Any]:
-        """Drop the room's pending commands; the ack's ``flushed`` says how many."""
+        """Drop the room's pending commands and stop its streams and brain answers; the ack's
+        ``flushed`` says how many commands, ``dropped`` lists every utterance id it cancelled."""
         return await self._command({"type": "flush"})
+
+    async def cancel(self, utterance: str) -> dict[str, Any]:
+        """Cancel a queued utterance (a speak, ask, stream, or one piece of it) by its id (from
+        ``queued``/``utterance`` events or an ack); the ack's ``cancelled`` lists what it removed.
+        :class:`CommandError` ``not_cancellable`` if A2E has all of it already."""
+        frame_id = utterance  # the cancel frame's id is the utterance's: its ack echoes it
+        return await self._command({"type": "cancel"}, frame_id=frame_id)
+
+    async def speak_stream(self, text: AsyncIterable[str] | Iterable[str], *, stream: str | None = None,
+                           min_interval: float = 0.025) -> dict[str, Any]:
+        """Say a text as it is produced (an LLM's answer, token by token): each sentence is spoken as
+        soon as it is complete, while the rest is still coming. Returns the ``speak_end`` ack once A2E
+        accepted every piece (``utterance``, ``positions``, ``utterances``).
+
+        Tokens are sent as ``speak_delta`` frames, at most one per ``min_interval`` seconds (what
+        arrives in between goes in the next one), which keeps a fast model under the bridge's frame
+        rate limit. If the bridge refuses a delta (the stream was cancelled or flushed, the queue is
+        full) the iteration stops and :class:`CommandError` is raised: stop producing the answer.
+        """
+        name = stream or f"stream-{next(self._ids)}"
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[dict[str, Any]]] = []
+        buffered, next_send = "", 0.0
+        sender: asyncio.Task[None] | None = None
+
+        def refused() -> None:
+            for ack in acks:
+                if ack.done() and not ack.cancelled() and (error := ack.exception()) is not None:
+                    raise error
+
+        async def send_buffered() -> None:  # until nothing is left: text never waits for the next token
+            nonlocal buffered, next_send
+            while buffered:
+                await asyncio.sleep(max(0.0, next_send - loop.time()))
+                part, buffered = buffered, ""
+                next_send = loop.time() + min_interval
+                acks.append(await self._send({"type": "speak_delta", "stream": name, "text": part}))
+
+        try:
+            async for token in _aiter(text):
+                refused()
+                buffered += token
+                if sender is None or sender.done():
+                    if sender is not None:
+                        sender.result()
+                    sender = asyncio.create_task(send_buffered())
+            if sender is not None:
+                await sender
+        except BaseException:
+            if sender is not None:
+                sender.cancel()
+            with contextlib.suppress(Exception):
+                await self._send({"type": "speak_end", "stream": name})  # frees the name; its answer is moot
+            raise
+        end = await self._command({"type": "speak_end", "stream": name})
+        for ack in acks:
+            await ack
+        return end
 
     async def set_qa_context(self, text: str) -> dict[str, Any]:
         """Replace the QA context ``ask`` answers from; the ack's ``chars`` is its length."""
@@ -222,18 +296,32 @@ class Room:
 
     def events(self) -> EventStream:
         """A new iterator over every event broadcast to the room from now on (``command``,
-        ``reply``, ``speaking_started``, ``speaking_stopped``, ``room``, ``room_closed``).
+        ``reply``, ``utterance``, ``speaking_started``, ``speaking_stopped``, ``room``, ``room_closed``,
+        ``error`` events of a failed brain), and this client's ``queued`` notices.
 
         Each iterator gets every event. It ends after ``room_closed`` or :meth:`close`, and
         raises the reason if the connection ended otherwise (e.g. :class:`RoomClosed`).
         """
         return self._hub.subscribe()
 
-    async def _command(self, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _command(self, frame: dict[str, Any], *, frame_id: str | None = None) -> dict[str, Any]:
+        frame_id, waiter = await self._post(frame, frame_id)
+        try:
+            return await waiter
+        finally:
+            if self._pending.get(frame_id) is waiter:
+                del self._pending[frame_id]
+
+    async def _send(self, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Send a command frame without waiting: the future resolves with its ack or fails with its error."""
+        return (await self._post(frame, None))[1]
+
+    async def _post(self, frame: dict[str, Any], frame_id: str | None) -> tuple[str, asyncio.Future[dict[str, Any]]]:
         deadline = asyncio.get_running_loop().time() + self.client.connect_timeout
-        frame_id = str(next(self._ids))
+        frame_id = frame_id or str(next(self._ids))
         text = json.dumps({**frame, "id": frame_id}, ensure_ascii=False)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(_retrieve)
         try:
             while True:
                 ready = self._ready
@@ -249,9 +337,10 @@ class Room:
                 await ws.send(text)
             except ConnectionClosed:
                 raise ConnectionLost("the websocket dropped while the command was being sent") from None
-            return await waiter
-        finally:
+            return frame_id, waiter
+        except BaseException:
             self._pending.pop(frame_id, None)
+            raise
 
     async def _connection(self, deadline: float | None = None) -> ClientConnection:
         """The open socket, waiting out a reconnect until ``deadline`` (default: for at most
@@ -392,8 +481,9 @@ class Room:
         if kind in ("ack", "pong", "error"):
             waiter = self._pending.pop(str(frame.get("id")), None) if frame.get("id") is not None else None
             if waiter is None or waiter.done():
-                if kind == "error":
+                if kind == "error":  # one that answers no command of ours: a room event (a brain's failure)
                     log.warning("room %s: bridge error %s: %s", self.id, frame.get("code"), frame.get("message"))
+                    self._hub.publish(frame)
                 return
             if kind == "error":
                 waiter.set_exception(CommandError(str(frame.get("code")), str(frame.get("message")),
