@@ -5,7 +5,8 @@ are not fixtures live in ``tests/helpers.py``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,26 @@ from bridge.a2e.client import A2EClient
 from bridge.simulator.app import create_simulator_app
 from bridge.simulator.state import SimConfig
 from tests.fakes.llm import FakeLLM
-from tests.helpers import Bridge, Sim, bridge_settings, serve, start_bridge
+from tests.helpers import Bridge, RedisServer, Sim, bridge_settings, serve, start_bridge
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests take their own database through ``redis_url``)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A flushed Redis database on the session's server (restarted if a test killed it)."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=5) as s:
+        s.sendall(b"FLUSHALL\r\n")
+        assert s.recv(16).startswith(b"+OK")
+    return redis_server.url
 
 
 @pytest.fixture

@@ -182,6 +182,56 @@ class Child:
                 self.proc.wait(10)
 
 
+class RedisServer:
+    """A real ``redis-server`` (the Debian package) on a free loopback port, in its own directory,
+    without persistence: ``kill()`` and ``restart()`` show what an outage and a restart that lost
+    everything do to the bridge."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+            return False
+
+        poll_sync(answers, timeout=15, interval=0.05, what=f"redis-server on port {self.port}")
+        return self
+
+    def kill(self) -> None:
+        """kill -9: Redis gone at once, its data with it (no persistence)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Start again on the same port, empty."""
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 # -- servers ---------------------------------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def serve(app: Any, **config: Any) -> AsyncIterator[str]:

@@ -26,6 +26,7 @@ from .values import (  # noqa: F401 (re-exported: callers import them from bridg
     check_connect_src,
     check_integrity,
     check_origins,
+    default_instance_id,
     largest_honest_body,
     normalize_origin,
     parse_api_keys,
@@ -101,6 +102,14 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, alias="BRIDGE_PORT")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, alias="BRIDGE_API_KEYS")
     db: str = Field("a2e-bridge.db", alias="BRIDGE_DB")
+    # many instances (README, Deployment): set, the rooms, leases, caps, events and forwarded commands go
+    # through this Redis and BRIDGE_DB is not used
+    redis_url: str | None = Field(None, pattern=r"^rediss?://", alias="BRIDGE_REDIS_URL")
+    # this instance's name in the fleet (leases, forwarded commands); default: host name + pid + random
+    instance_id: str = Field(default_factory=default_instance_id, min_length=1, max_length=128,
+                             pattern=r"^[A-Za-z0-9._:-]+$", alias="BRIDGE_INSTANCE_ID")
+    # how long a room's owner may be silent before another instance takes the room over
+    lease_seconds: float = Field(5.0, ge=0.5, le=300, alias="BRIDGE_LEASE_SECONDS")
     # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
     retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")

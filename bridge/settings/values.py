@@ -3,7 +3,10 @@ CSP sources, origins), kept apart from the settings object that uses them."""
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import socket
 from urllib.parse import urlsplit
 
 from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
@@ -115,3 +118,8 @@ def check_origins(value: str | list[str] | None) -> list[str]:
                              "no wildcard)")
         origins.append(origin)
     return list(dict.fromkeys(origins))
+
+
+def default_instance_id() -> str:
+    """``host-pid-random``: unique per process, readable in logs and in Redis (BRIDGE_INSTANCE_ID)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
