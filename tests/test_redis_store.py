@@ -58,6 +58,7 @@ async def test_two_bridges_share_rooms_and_the_tenant_cap(bridge_factory, redis_
         await poll(lambda: closed_in(store, first["id"]), what="room closed")
         used = await store.usage_seconds("acme", day_start())
         assert 0 < used < 60 and await store.reserved_seconds("acme", day_start()) == pytest.approx(used, abs=0.01)
+        assert not (tmp_path / "missing").exists()  # BRIDGE_DB was never opened
     finally:
         await store.close()
 
@@ -97,10 +98,10 @@ def children(tmp_path: Path) -> Iterator[Callable[..., Child]]:
         child.stop()
 
 
-def serve(children: Callable[..., Child], sim_url: str, redis_url: str) -> tuple[Child, str]:
+def serve(children: Callable[..., Child], sim_url: str, redis_url: str, db: Path) -> tuple[Child, str]:
     port = free_port()
     child = children("serve", "--port", str(port), env={
-        "BRIDGE_REDIS_URL": redis_url, "BRIDGE_DB": "/nonexistent/dir/never.db", "A2E_API_KEY": "x",
+        "BRIDGE_REDIS_URL": redis_url, "BRIDGE_DB": str(db), "A2E_API_KEY": "x",
         "A2E_BASE_URL": sim_url, "BRIDGE_API_KEYS": "acme:k1", "BRIDGE_EVENT_SOURCE": "none",
         "BRIDGE_SWEEP_INTERVAL": "0.2", "BRIDGE_LEAVE_BEFORE_EXPIRY": "10", "BRIDGE_SHUTDOWN_TIMEOUT": "2"})
     url = f"http://127.0.0.1:{port}"
@@ -112,14 +113,15 @@ def serve(children: Callable[..., Child], sim_url: str, redis_url: str) -> tuple
 
 
 @pytest.mark.real_server
-def test_kill_9_then_the_next_bridge_on_the_same_redis_accounts_for_every_room(children, redis_url):
+def test_kill_9_then_the_next_bridge_on_the_same_redis_accounts_for_every_room(children, redis_url, tmp_path):
+    db = tmp_path / "unused" / "bridge.db"  # set, but with BRIDGE_REDIS_URL never opened
     sim_port = free_port()
     children("simulate", "--port", str(sim_port), env={"BRIDGE_LOG_LEVEL": "WARNING"})
     sim_url = f"http://127.0.0.1:{sim_port}"
     wait_http(sim_url + "/_sim/health")
     upstream = lambda: {r["channel"]: r["status"] for r in httpx.get(sim_url + "/_sim/state").json()["rooms"]}  # noqa: E731
 
-    first, url = serve(children, sim_url, redis_url)
+    first, url = serve(children, sim_url, redis_url, db)
     kept = [create_room_sync(url, ACME, expire_seconds=600) for _ in range(2)]
     short = create_room_sync(url, ACME, expire_seconds=11)  # within BRIDGE_LEAVE_BEFORE_EXPIRY at the next start
     ended = create_room_sync(url, ACME, expire_seconds=600)
@@ -128,7 +130,7 @@ def test_kill_9_then_the_next_bridge_on_the_same_redis_accounts_for_every_room(c
     assert first.wait(10) == -signal.SIGKILL
     assert {upstream()[r["channel"]] for r in [*kept, short]} == {"open"}  # the crash left them at A2E
 
-    second, url = serve(children, sim_url, redis_url)
+    second, url = serve(children, sim_url, redis_url, db)
     live = httpx.get(url + "/v1/rooms", params={"state": "live"}, headers=ACME, timeout=5).json()["rooms"]
     assert {r["id"] for r in live if r["state"] == "open"} == {r["id"] for r in kept}, second.output
     spoke = httpx.post(f"{url}/v1/rooms/{kept[0]['id']}/speak", json={"text": "After the crash."}, headers=ACME,
@@ -138,3 +140,4 @@ def test_kill_9_then_the_next_bridge_on_the_same_redis_accounts_for_every_room(c
     second.proc.send_signal(signal.SIGTERM)
     assert second.wait(20) == 0, second.output
     assert set(upstream().values()) == {"left"} and len(upstream()) == 4  # nothing left open, nothing re-minted
+    assert not db.parent.exists()
