@@ -66,7 +66,6 @@ class RoomLifecycle:
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
         # called as the room turns closed; each enqueues its record at once and returns its completion
         self.on_closed: list[Callable[[LiveRoom], Awaitable[None] | None]] = []
-        self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
     # -- life of the process -------------------------------------------------------------------
@@ -143,17 +142,15 @@ class RoomLifecycle:
         if avatar_id:
             await self.avatars.check(avatar_id)  # 404 naming it, before anything is recorded or charged
         avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
-        lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
-        async with lock:  # caps are checked and the record written as one step per tenant
-            live = self.registry.of_tenant(tenant)
-            key_rooms = None if browser_key is None else sum(lr.room.opened_by == browser_key for lr in live)
-            await self.caps.check(tenant, expire, live_rooms=len(live), key_rooms=key_rooms)
-            room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
-                            qa_context=qa_context, opened_by=browser_key, brain=brain)
-            lr = LiveRoom(room, self._new_events())
-            self.registry.add(lr)
-            logs.bind(**room.log_fields())
-            await self._save(lr)
+        room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
+                        qa_context=qa_context, opened_by=browser_key, brain=brain)
+        lr = LiveRoom(room, self._new_events())
+        # the caps are checked and the record written as one step (per tenant here, or atomically in a
+        # store shared by many instances)
+        await self.caps.reservations.reserve(
+            room, browser_key=browser_key, live=lambda: [x.room for x in self.registry.of_tenant(tenant)],
+            admit=lambda: self.registry.add(lr), write=lambda: self._save(lr))
+        logs.bind(**room.log_fields())
         try:
             minted = await self.a2e.agora_token(avatar, expire)
         except A2EError as exc:
