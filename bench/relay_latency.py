@@ -103,6 +103,7 @@ async def run(args: argparse.Namespace) -> int:
             # the flood limit guards against abusive clients; this client is one on purpose
             "BRIDGE_WS_RATE_LIMIT": "1000000", "BRIDGE_WS_RATE_BURST": "1000000",
             "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, args.concurrency)),
+            **dict(kv.split("=", 1) for kv in args.bridge_env),
         })
         compression = "deflate" if bridge_deflate() else "none"  # as the bridge's server config has it
         minimal = spawn(started, workdir, "minimal", [str(HERE / "minimal_relay.py"), "--host", HOST, "--port",
@@ -207,6 +208,8 @@ def main() -> None:
     parser.add_argument("--event-source", default="browser", choices=["browser", "simulator", "none"],
                         help="the bridge's BRIDGE_EVENT_SOURCE (browser: what a bridge on real A2E without the "
                              "Agora SDK does; simulator: it also watches the simulator's channel feed)")
+    parser.add_argument("--bridge-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="one more setting of the bridge (repeatable), e.g. BRIDGE_TRANSCRIPT_BATCH_SECONDS=0")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
