@@ -128,7 +128,7 @@ class CommandQueue:
                  sent: Callable[[Command], None] | None = None) -> None:
         self.size = size
         self._send = send
-        self._sent = sent  # a command A2E accepted, called once its future has its result
+        self._sent = sent  # a command A2E accepted, called after its future's callbacks (the ack) ran
         self._items: deque[Command | Stream] = deque()
         self._ready = asyncio.Event()
         self._seq = itertools.count(1)
@@ -274,9 +274,15 @@ class CommandQueue:
                 if not command.future.done():
                     command.future.set_result(command.seq)
                 if self._sent is not None:
-                    try:
-                        self._sent(command)
-                    except Exception:  # a recorder's bug must not stop the room's worker
-                        log.exception("command %s: announcing it failed", command.seq)
+                    # after the future's callbacks, which set_result just scheduled: the sender's ack
+                    # (acceptance's ``then``) is written before the room hears of the command
+                    asyncio.get_running_loop().call_soon(self._announce, command)
             finally:
                 self.in_flight = None
+
+    def _announce(self, command: Command) -> None:
+        assert self._sent is not None
+        try:
+            self._sent(command)
+        except Exception:  # a recorder's bug must not stop the room's worker
+            log.exception("command %s: announcing it failed", command.seq)
