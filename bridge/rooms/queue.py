@@ -38,8 +38,7 @@ class Command:
     origin: str | None = None  # who sent it, as the edge labels it (ws-<n>, rest): for the transcript
     part: int = 1  # a speak cut at sentences: this piece's number, of `parts`
     parts: int = 1
-    # told as soon as the queue settles the future, in the same callback (see acceptance)
-    on_settled: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    on_settled: list[Callable[[], None]] = field(default_factory=list, repr=False)  # see settle()
 
     def settle(self, failure: BaseException | None = None, *, now: bool = False) -> None:
         """Give the future its result (its position) or ``failure``, once; the hooks are told ``now``
@@ -48,7 +47,10 @@ class Command:
         of what it dropped, an utterance's ``failed`` event before its command's error)."""
         if self.future.done():
             return
-        self.future.set_result(self.seq) if failure is None else self.future.set_exception(failure)
+        if failure is None:
+            self.future.set_result(self.seq)
+        else:
+            self.future.set_exception(failure)
         if now:
             self._tell()
         elif self.on_settled:
@@ -72,10 +74,9 @@ def acceptance(commands: list[Command], *,
                then: Callable[[asyncio.Future[list[int]]], None] | None = None) -> asyncio.Future[list[int]]:
     """The positions of ``commands`` once A2E accepted them all, or the first failure (in order).
 
-    Hooks, not a task gathering shielded futures (this is on every speak's path); the commands go
-    on if whoever awaits this goes away. ``then`` gets the settled future where the queue settles
-    the last command (:meth:`Command.settle`), not a loop turn later as a done-callback would: the
-    websocket's ack, written before the room hears of the command. Never before this returns.
+    Hooks, not a task gathering shielded futures (every speak comes here); the commands go on if whoever
+    awaits this goes away. ``then`` gets the settled future where the queue settles the last command
+    (:meth:`Command.settle`): the websocket's ack, before the room hears of it. Never before this returns.
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[list[int]] = loop.create_future()
