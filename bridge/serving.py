@@ -15,6 +15,7 @@ importable from here too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import signal
@@ -187,12 +188,23 @@ def check_a2e_key(settings: Settings) -> None:
         log.warning("could not check A2E_API_KEY at start (%s); /readyz reports A2E's state", exc)
 
 
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Once started, what start-up made (the app, its libraries: ~60k objects that live as long
+        as the process) is moved out of the garbage collector's way: a full collection then looks at
+        what serving made, not at them (such a pass took 40-120 ms in the middle of a benchmark run)."""
+        await super().startup(sockets)
+        if self.started:
+            gc.collect()
+            gc.freeze()
+
+
 def run(settings: Settings) -> None:
     """Serve the bridge until SIGTERM/SIGINT; raises ConfigurationError for unsafe settings or a
     refused A2E key."""
     app = create_app(settings)
     check_a2e_key(settings)
-    server = uvicorn.Server(server_config(app, settings))
+    server = _Server(server_config(app, settings))
     install_descriptor_exhaustion_filter()
     # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to
     # the previous handler: make that a clean exit so SIGTERM ends with status 0.
