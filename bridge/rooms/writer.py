@@ -75,9 +75,9 @@ class SerialWriter:
     async def _run(self) -> None:
         while True:
             job, done = await self._queue.get()
+            await self._one(job, done)
             if job is _stop:
                 return
-            await self._one(job, done)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -87,9 +87,13 @@ class SerialWriter:
         try:
             yield
         finally:
-            self.submit(_stop)
+            # Wait for the stop marker to be *written*, not for the task to see it: a drain in place
+            # (``flush`` before the task started) may take it from the queue, and the task would wait on.
+            stopped = self.submit(_stop)
             try:
-                await task
+                await asyncio.wait({stopped, task}, return_when=asyncio.FIRST_COMPLETED)
+                task.cancel()  # idle on the queue by now, if not done
+                await asyncio.gather(task, return_exceptions=True)
             finally:
                 self._task = None
             await self._drain_now()
