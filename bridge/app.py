@@ -3,7 +3,8 @@
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
 the brains (``BRIDGE_BRAINS``), the rooms' record writer, the usage ledger, the webhook deliverer, the rooms
-(recovered on the way in, left on the way out), the sweeper and the kiosks' warm rooms.
+(recovered on the way in, left on the way out), with ``BRIDGE_REDIS_URL`` the cluster (rooms owned,
+adopted and handed over among instances), the sweeper and the kiosks' warm rooms.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
+from .cluster import Cluster
 from .errors import BridgeError
 from .http import commands, events, journal, kiosk, openapi, operator, ops, passthrough, rooms, ws
 from .http.auth import DEV_TENANT, Authenticator
@@ -88,7 +90,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
             await stack.enter_async_context(app.state.rooms.usage.running())
             await stack.enter_async_context(app.state.deliverer.running())
-            await stack.enter_async_context(app.state.rooms.lifecycle.running())
+            # many instances (BRIDGE_REDIS_URL): rooms are adopted by the ownership scan, not recovered
+            cluster = Cluster(settings, app.state.rooms) if settings.redis_url else None
+            app.state.cluster = cluster
+            await stack.enter_async_context(app.state.rooms.lifecycle.running(recover=cluster is None))
+            if cluster is not None:  # left first: hands the rooms over, or leaves them as the last instance
+                await stack.enter_async_context(cluster.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             await stack.enter_async_context(app.state.rooms.warm.running())
             yield
@@ -118,6 +125,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
+    app.state.cluster = None  # the Cluster, set in the lifespan when BRIDGE_REDIS_URL is set
     app.state.kiosk_page = ops.render_kiosk_page(settings)
     app.state.kiosk_mode_page = ops.render_kiosk_page(settings, kiosk.PAGE)
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None

@@ -70,7 +70,10 @@ class Connection:
             self.outbox.put(event.data)  # encoded once by the room's hub, for every subscriber
 
     def ended(self) -> None:
-        self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
+        if self.lr.moved:  # another instance serves the room now (bridge/cluster)
+            self.shut(p.CloseCode.RECONNECT, "the room moved to another instance: reconnect")
+        else:
+            self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
 
     # -- out -----------------------------------------------------------------------------------------
     def send(self, frame: p.ServerFrame) -> None:
