@@ -36,6 +36,7 @@ from .rooms import Rooms
 from .rooms.answers import Answering
 from .rooms.brains import build_brains
 from .rooms.clients import ClientRegistry
+from .rooms.handle import LocalHandle, RoomHandles
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .rooms.registry import Clock, RoomRegistry
@@ -241,7 +242,7 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
     warm = WarmPool(settings, lifecycle, registry, default_tenant=DEV_TENANT if settings.dev_mode else None, clock=clock,
                     check_brain=relay.answering.check)
-    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage, warm)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage, warm, RoomHandles(LocalHandle(relay, lifecycle)))
 
 
 def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:

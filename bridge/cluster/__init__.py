@@ -2,8 +2,9 @@
 
 Each live room has one owner, the instance holding its lease (:mod:`.leases`, :mod:`.ownership`); the
 owner alone runs the room's queue, timers and observer. Other instances serve the room's clients
-through a mirror: commands are forwarded to the owner and acknowledged end to end, the owner's events
-reach every instance. SIGTERM with peers alive hands the rooms over instead of leaving them.
+through a mirror (:mod:`.mirrors`): commands are forwarded to the owner and acknowledged end to end
+(:mod:`.forwarding`, :mod:`.inbox`), the owner's events reach every instance. SIGTERM with peers alive
+hands the rooms over instead of leaving them.
 
 Built on the room domain (``bridge.rooms``), which never imports it; wired by the app only when
 ``BRIDGE_REDIS_URL`` is set.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -24,8 +25,12 @@ from bridge.rooms import Rooms
 from bridge.settings import Settings
 
 from . import keys
+from .forwarding import Forwarder
+from .inbox import Inbox
 from .leases import Leases
+from .mirrors import EventsOut, Mirrors
 from .ownership import Ownership
+from .wire import Listener, Publisher
 
 __all__ = ["Cluster"]
 
@@ -41,11 +46,22 @@ class Cluster:
         timeout = max(1.0, settings.lease_seconds)
         self.redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
                                     socket_connect_timeout=timeout)
+        # blocking reads (the inbox) and the subscriber get connections without a read timeout
+        self.blocking = Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=timeout)
         self.leases = Leases(self.redis, self.me, settings.lease_seconds)
         self.ownership = Ownership(self.leases, rooms.lifecycle, next_event_id=self.next_event_id)
+        self.publisher = Publisher(self.redis)
+        self.listener = Listener(self.blocking)
+        self.forwarder = Forwarder(self.redis, self.leases, self.listener, self.me)
+        self.inbox = Inbox(self.blocking, rooms.registry, rooms.handles.local, self.publisher, self.me)
+        self.mirrors = Mirrors(self.redis, self.listener, settings)
         rooms.lifecycle.claim = self.ownership.claim
+        rooms.lifecycle.tap = EventsOut(self.publisher, settings.event_buffer)
+        rooms.registry.mirror_of = self.mirrors.of
+        rooms.handles.remote = self.forwarder
         self.handed_over = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._touched = 0.0
 
     async def next_event_id(self, room_id: str) -> int:
         """Where a new owner goes on with the room's event ids: after the last one its owners logged."""
@@ -61,16 +77,58 @@ class Cluster:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Cluster]:
-        try:
-            await self.leases.heartbeat()
-        except RedisError as exc:
-            self.ownership.renewals.failed(exc)
-        self._tasks.append(asyncio.create_task(self.ownership.run(), name="cluster-ownership"))
+        self.publisher.start()
+        self.listener.start()
+        self._spawn(self._subscribe, "cluster-subscribe")
+        self._spawn(self.ownership.run, "cluster-ownership")
+        self._spawn(self.inbox.run, "cluster-inbox")
+        self._spawn(self._housekeeping, "cluster-housekeeping")
         log.info("instance %s: many instances on Redis (lease %gs)", self.me, self.settings.lease_seconds)
         try:
             yield self
         finally:
             await self.stop()
+
+    def _spawn(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await run()
+            except Exception:
+                log.exception("cluster: %s stopped", name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _subscribe(self) -> None:
+        """This instance's channels (replies, hand-over calls); retried while Redis is down."""
+        while True:
+            try:
+                await self.forwarder.start()
+                await self.listener.subscribe(keys.ADOPT, lambda _: self.ownership.wake.set())
+                await self.leases.heartbeat()
+                return
+            except RedisError as exc:
+                self.listener.outage.failed(exc)
+                await asyncio.sleep(0.5)
+
+    async def _housekeeping(self) -> None:
+        """Fail what waits on owners that died; keep the owners of rooms with clients here from
+        taking them for idle; drop unused mirrors."""
+        period = self.settings.lease_seconds / 3
+        touch_every = min(self.settings.idle_timeout / 4, 15.0)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if self.forwarder.pending:
+                    self.forwarder.owners_gone({self.me, *await self.leases.peers_alive()})
+                used = self.mirrors.sweep()
+                if used and loop.time() - self._touched >= touch_every:
+                    self._touched = loop.time()
+                    for room_id in used:
+                        with contextlib.suppress(RoomMoved):
+                            await self.forwarder.touch(room_id)
+            except RedisError as exc:
+                self.listener.outage.failed(exc)
 
     async def stop(self) -> None:
         """Hand the rooms over to the peers alive, or (the last instance) leave them, as one instance does."""
@@ -82,12 +140,16 @@ class Cluster:
             await self.hand_over()
         else:
             await self.rooms.lifecycle.stop()  # while the leases are still renewed
+        self.mirrors.moved_all()
+        await self.publisher.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.listener.aclose()
         with contextlib.suppress(RedisError):
             await self.leases.depart()
         await self.redis.aclose()
+        await self.blocking.aclose()
 
     async def hand_over(self) -> None:
         """Give every room this instance runs to its peers: no leave, clients told to reconnect."""

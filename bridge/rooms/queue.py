@@ -236,6 +236,13 @@ class CommandQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
 
+    def _announce(self, command: Command) -> None:
+        assert self._sent is not None
+        try:
+            self._sent(command)
+        except Exception:  # a recorder's bug must not stop the room's worker
+            log.exception("command %s: announcing it failed", command.seq)
+
     def _next(self) -> Command | None:
         while self._items:
             head = self._items[0]
@@ -274,9 +281,9 @@ class CommandQueue:
                 if not command.future.done():
                     command.future.set_result(command.seq)
                 if self._sent is not None:
-                    try:
-                        self._sent(command)
-                    except Exception:  # a recorder's bug must not stop the room's worker
-                        log.exception("command %s: announcing it failed", command.seq)
+                    # A loop turn later, behind the callbacks settling the command's acceptance (the
+                    # sender's ack): were the room's hub already due to deliver (events published
+                    # earlier in this turn), the command's event would otherwise overtake the ack.
+                    asyncio.get_running_loop().call_soon(self._announce, command)
             finally:
                 self.in_flight = None

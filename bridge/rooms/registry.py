@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
@@ -57,7 +57,7 @@ class RoomRegistry:
         self.clock = clock
         self.live: dict[str, LiveRoom] = {}
         # many instances: the mirror of a live room another instance owns (set by bridge/cluster)
-        self.mirror_of: Callable[[Room], LiveRoom] | None = None
+        self.mirror_of: Callable[[Room], Awaitable[LiveRoom]] | None = None
         metrics.ROOMS_LIVE.set_function(lambda: len(self.live))
 
     def add(self, lr: LiveRoom) -> None:
@@ -96,7 +96,7 @@ class RoomRegistry:
             raise NotFound(f"no room {room_id}")
         logs.bind(**room.log_fields())
         if lr is None and self.mirror_of is not None and room.state in LIVE_STATES:
-            lr = self.mirror_of(room)
+            lr = await self.mirror_of(room)
         if lr is not None:
             if must_be_open and lr.room.state is not RoomState.OPEN:
                 raise RoomNotOpen(f"room {room_id} is {lr.room.state.value}")
