@@ -281,17 +281,77 @@ class Fleet:
         return dict(httpx.get(f"{self.sim_url}/_sim/state", headers={"Authorization": f"Bearer {self.SIM_KEY}"},
                               timeout=10).json())
 
+    def said(self, channel: str) -> list[str]:
+        """What A2E (the simulator) was told to say on ``channel``, in order."""
+        r = httpx.get(f"{self.sim_url}/_sim/rooms/{channel}/commands",
+                      headers={"Authorization": f"Bearer {self.SIM_KEY}"}, timeout=10)
+        return [c["text"] for c in r.json()["commands"]]
+
     def open_channels(self) -> set[str]:
         """The channels A2E (the simulator) holds open: what it is charging for."""
         return {r["channel"] for r in self.sim_state()["rooms"] if r["status"] == "open"}
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{child.tail(80)}" for name, child in self.instances.items())
+        """The instances' last lines (without the per-call A2E lines), for failure messages."""
+        return "\n".join(f"--- {name} ---\n" + "".join([line for line in child.lines if '"bridge.a2e"' not in line
+                                                         and "bridge.access" not in line][-40:])
+                         for name, child in self.instances.items())
 
     def stop(self) -> None:
         for child in self.instances.values():
             child.stop()
         self.sim.stop()
+
+
+class Balancer:
+    """A plain TCP load balancer on loopback, as deployments put in front of the instances: each
+    connection goes to the next backend in turn that accepts it (one that is down is skipped)."""
+
+    def __init__(self, backends: list[str]) -> None:
+        self.backends = [(httpx.URL(url).host, int(httpx.URL(url).port or 80)) for url in backends]
+        self._turn = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.url = ""
+
+    async def __aenter__(self) -> Balancer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.backends)):
+            host, port = self.backends[self._turn % len(self.backends)]
+            self._turn += 1
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.close()
+                self._writers.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 # -- servers ---------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ class Cluster:
             peers = await self.leases.peers_alive()
         except RedisError:
             peers = []
-        if peers:
+        if self.handed_over or peers:
             await self.hand_over()
         else:
             await self.rooms.lifecycle.stop()  # while the leases are still renewed
@@ -151,18 +151,43 @@ class Cluster:
         await self.redis.aclose()
         await self.blocking.aclose()
 
+    async def hand_over_if_peers(self) -> bool:
+        """SIGTERM (before the server closes its connections): hand over if another instance is alive."""
+        try:
+            peers = await self.leases.peers_alive()
+        except RedisError:
+            return False
+        if peers:
+            await self.hand_over()
+        return bool(peers)
+
     async def hand_over(self) -> None:
-        """Give every room this instance runs to its peers: no leave, clients told to reconnect."""
+        """Give every room this instance runs to its peers, without leaving A2E: what was accepted
+        is carried out first (bounded), then the rooms are released, their clients (and those of this
+        instance's mirrors) told to reconnect (4012), and the peers asked to adopt at once."""
         if self.handed_over:
             return
         self.handed_over = True
         self.ownership.adopting = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained(), min(self.settings.shutdown_timeout, 10.0))
         rooms = list(self.rooms.registry.live.values())
         log.info("handing %d room(s) over to the other instances", len(rooms))
         for lr in rooms:
             await self.rooms.lifecycle.release(lr, RoomMoved("the room moved to another instance; retry"))
+        self.mirrors.moved_all()
+        await self.publisher.flush()  # the last events logged before a new owner reads the last id
         with contextlib.suppress(RedisError):
             for lr in rooms:
                 await self.leases.release(lr.room.id)
             self.ownership.held.clear()
             await self.redis.publish(keys.ADOPT, self.me)
+
+    async def _drained(self) -> None:
+        """Until the rooms' queues are empty and the commands forwarded from here are answered."""
+        queues = self.rooms.relay.queues
+        while True:
+            if not self.forwarder.pending and all(q.pending == 0 and q.in_flight is None and not q.open_streams()
+                                                  for q in queues.values()):
+                return
+            await asyncio.sleep(0.02)

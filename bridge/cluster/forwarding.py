@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bridge.errors import BridgeError, OutcomeUnknown, RoomMoved
-from bridge.rooms.handle import Queued, StreamEnded, Then
+from bridge.rooms.handle import Queued, StreamEnded, Told
 from bridge.rooms.models import CloseReason, Room
 from bridge.rooms.queue import CommandKind
 from bridge.rooms.registry import LiveRoom
@@ -48,6 +48,7 @@ return owner
 
 
 Later = Callable[[list[int] | BridgeError], None]
+First = Callable[["Pending", dict[str, Any]], None]
 
 
 @dataclass(eq=False)
@@ -59,23 +60,22 @@ class Pending:
     first: asyncio.Future[dict[str, Any]]
     later: Later | None = None
     leaves: list[str] = field(default_factory=list)
+    told: First | None = None  # also told of the first answer, as it is read
 
 
-def _outcome(then: Then | None) -> asyncio.Future[list[int]]:
+def _outcome() -> asyncio.Future[list[int]]:
     future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if nobody waits
     return future
 
 
-def _settle(future: asyncio.Future[list[int]], result: list[int] | BridgeError, then: Then | None) -> None:
+def _settle(future: asyncio.Future[list[int]], result: list[int] | BridgeError) -> None:
     if future.done():
         return
     if isinstance(result, BridgeError):
         future.set_exception(result)
     else:
         future.set_result(result)
-    if then is not None:
-        then(future)  # at once: the ack goes out before the room's event about the command
 
 
 class Forwarder:
@@ -105,6 +105,8 @@ class Forwarder:
                     waiting.first.set_exception(error)
                 else:
                     waiting.first.set_result(answer)
+                    if waiting.told is not None:
+                        waiting.told(waiting, answer)
         else:
             self.pending.pop(answer["req"], None)
             if waiting.later is not None:
@@ -122,10 +124,11 @@ class Forwarder:
                 elif waiting.later is not None:
                     waiting.later(failure)
 
-    async def call(self, lr: LiveRoom, op: str, args: dict[str, Any], *, later: Later | None = None) -> Pending:
+    async def call(self, lr: LiveRoom, op: str, args: dict[str, Any], *, later: Later | None = None,
+                   told: First | None = None) -> Pending:
         """Forward ``op``; return once the owner's first answer came (raising its error)."""
         req = secrets.token_hex(8)
-        waiting = Pending("", asyncio.get_running_loop().create_future(), later)
+        waiting = Pending("", asyncio.get_running_loop().create_future(), later, told=told)
         self.pending[req] = waiting
         try:
             waiting.owner = await self._send(lr.room.id, op, args, req)
@@ -155,11 +158,23 @@ class Forwarder:
 
     # -- the handle ----------------------------------------------------------------------------
     async def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
-                     then: Then | None = None) -> Queued:
-        accepted = _outcome(then)
-        waiting = await self.call(lr, "submit", {"kind": kind, "text": text, "origin": self._origin(origin)},
-                                  later=lambda result: _settle(accepted, result, then))
-        return Queued(waiting.first.result()["utterance"], lambda: waiting.leaves, accepted)
+                     queued: Told | None = None, then: Told | None = None) -> Queued:
+        accepted = _outcome()
+        made: list[Queued] = []
+
+        def first(waiting: Pending, answer: dict[str, Any]) -> None:  # as it is read: before the room's events
+            made.append(Queued(answer["utterance"], lambda: waiting.leaves, accepted))
+            if queued is not None:
+                queued(made[0])
+
+        def settled(result: list[int] | BridgeError) -> None:
+            _settle(accepted, result)
+            if then is not None and made:
+                then(made[0])  # at once: the ack goes out before the room's event about the command
+
+        await self.call(lr, "submit", {"kind": kind, "text": text, "origin": self._origin(origin)},
+                        later=settled, told=first)
+        return made[0]
 
     async def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> str:
         first = (await self.call(lr, "stream_delta", {"key": self._key(key), "text": text,
@@ -167,8 +182,8 @@ class Forwarder:
         return str(first["utterance"])
 
     async def stream_end(self, lr: LiveRoom, key: str) -> StreamEnded:
-        done = _outcome(None)
-        waiting = await self.call(lr, "stream_end", {"key": self._key(key)}, later=lambda r: _settle(done, r, None))
+        done = _outcome()
+        waiting = await self.call(lr, "stream_end", {"key": self._key(key)}, later=lambda r: _settle(done, r))
         return StreamEnded(str(waiting.first.result()["utterance"]), done, lambda: list(waiting.leaves))
 
     async def stream_abort(self, lr: LiveRoom, key: str, reason: str) -> None:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bridge.errors import BridgeError, RoomMoved
-from bridge.rooms.handle import LocalHandle
+from bridge.rooms.handle import LocalHandle, Queued
 from bridge.rooms.models import TERMINAL_STATES, CloseReason
 from bridge.rooms.registry import LiveRoom, RoomRegistry
 
@@ -109,16 +109,13 @@ class Inbox:
     async def _op(self, lr: LiveRoom, fields: dict[str, Any], op: str, args: dict[str, Any]) -> None:
         local = self.local
         if op == "submit":
-            leaves: list[Any] = []
-
-            def accepted(done: asyncio.Future[list[int]]) -> None:
-                if (exc := done.exception()) is not None:
+            def accepted(q: Queued) -> None:
+                if (exc := q.accepted.exception()) is not None:
                     self.failed(fields, "later", exc)
                 else:
-                    self.reply(fields, "later", {"positions": done.result(), "leaves": leaves[0]()})
+                    self.reply(fields, "later", {"positions": q.accepted.result(), "leaves": q.leaves()})
 
             sub = await local.submit(lr, args["kind"], args["text"], origin=args["origin"], then=accepted)
-            leaves.append(sub.leaves)
             self.first(fields, {"utterance": sub.utterance, "leaves": sub.leaves()})
         elif op == "stream_delta":
             uid = await local.stream_delta(lr, args["key"], args["text"], origin=args["origin"])

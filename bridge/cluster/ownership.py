@@ -68,6 +68,8 @@ class Ownership:
 
     async def claim(self, room: Room) -> None:
         """Take a new room's lease before its record is written (a hook of the lifecycle)."""
+        if not self.adopting:
+            raise UpstreamBusy("this instance is handing its rooms over (stopping): retry", headers={"Retry-After": "1"})
         try:
             taken = await self.leases.take(room.id)
         except RedisError as exc:

@@ -27,6 +27,7 @@ from .ownership import Outage
 log = logging.getLogger("bridge.cluster")
 
 Handler = Callable[[str], None]
+FLUSH_SECONDS = 2.0
 
 
 class Publisher:
@@ -59,12 +60,17 @@ class Publisher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cluster-publisher")
 
+    async def flush(self) -> None:
+        """Until what is queued now is written (at most ``FLUSH_SECONDS``)."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(), FLUSH_SECONDS)
+
     async def aclose(self) -> None:
         """Write what is queued (briefly), then stop."""
         if self._task is None:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained(), 2)
+        await self.flush()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

@@ -184,14 +184,14 @@ class Connection:
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            # answered from the acceptance itself (``then``), not from a callback of its future: the
-            # ack is written before the room's events about the command (see Relay.sent). ``then``
-            # never runs before ``submit`` returned (A2E has not been called yet).
-            sub = await room.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}",
-                                    then=lambda done: self._answer(frame, done, lambda seqs: p.Ack(
-                                        id=frame.id, kind=frame.type, position=seqs[0], positions=seqs,
-                                        utterance=sub.utterance, utterances=sub.leaves())))
-            self.send(p.Queued(id=frame.id, kind=frame.type, utterance=sub.utterance, utterances=sub.leaves()))
+            # ``queued`` and the ack are written as the room tells them (not from a callback of a
+            # future, which runs a loop turn later): before the room's events about the command
+            kind = frame.type
+            await room.submit(self.lr, kind, frame.text, origin=f"ws-{self.id}", queued=lambda q: self.send(
+                p.Queued(id=frame.id, kind=kind, utterance=q.utterance, utterances=q.leaves())),
+                then=lambda q: self._answer(frame, q.accepted, lambda seqs: p.Ack(
+                    id=frame.id, kind=kind, position=seqs[0], positions=seqs, utterance=q.utterance,
+                    utterances=q.leaves())))
         elif isinstance(frame, p.SpeakDelta):
             uid = await room.stream_delta(self.lr, self.stream_key(frame.stream), frame.text, origin=f"ws-{self.id}")
             self.send(p.StreamAck(id=frame.id, kind="speak_delta", stream=frame.stream, utterance=uid))

@@ -22,8 +22,6 @@ from .registry import LiveRoom
 from .relay import Relay
 from .utterances import Utterance
 
-Then = Callable[[asyncio.Future[list[int]]], None]
-
 
 @dataclass(slots=True)
 class Queued:
@@ -33,6 +31,9 @@ class Queued:
     utterance: str
     leaves: Callable[[], list[str]]
     accepted: asyncio.Future[list[int]]
+
+
+Told = Callable[[Queued], None]
 
 
 @dataclass(slots=True)
@@ -57,11 +58,12 @@ def describe(u: Utterance) -> dict[str, Any]:
 
 
 class RoomHandle(Protocol):
-    """What a room does for its clients. ``then`` of :meth:`submit` is called with ``accepted`` as
-    soon as it is done, before the room's events about the command go out."""
+    """What a room does for its clients. :meth:`submit` tells ``queued`` as soon as the command is
+    queued and ``then`` as soon as ``accepted`` is done, each before the room's events about the
+    command go out (the sender's ``queued`` and ack come first, wherever the room runs)."""
 
     async def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
-                     then: Then | None = None) -> Queued: ...
+                     queued: Told | None = None, then: Told | None = None) -> Queued: ...
 
     async def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> str: ...
 
@@ -89,10 +91,14 @@ class LocalHandle:
         self.relay, self.lifecycle = relay, lifecycle
 
     async def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
-                     then: Then | None = None) -> Queued:
-        sub = self.relay.submit(lr, kind, text, origin=origin, then=then)
+                     queued: Told | None = None, then: Told | None = None) -> Queued:
+        told: list[Queued] = []  # A2E answers after this returns: ``then`` always finds it
+        sub = self.relay.submit(lr, kind, text, origin=origin, then=None if then is None else lambda _: then(told[0]))
         utterance = sub.utterance
-        return Queued(utterance.id, lambda: utterance.leaves, sub.accepted)
+        told.append(Queued(utterance.id, lambda: utterance.leaves, sub.accepted))
+        if queued is not None:
+            queued(told[0])
+        return told[0]
 
     async def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> str:
         return self.relay.stream_delta(lr, key, text, origin=origin).utterance.id

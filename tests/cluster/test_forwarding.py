@@ -71,7 +71,8 @@ def test_clients_on_three_instances_see_the_same_ordered_acks_and_events(fleet: 
             acks = [f for f in frames if f["type"] == "ack"]
             assert [a["id"] for a in acks] == [f"{name}{t}" for t in range(3)]  # each sender's order holds
             for ack in acks:
-                queued = next(f for f in frames if f["type"] == "queued" and f["id"] == ack["id"])
+                queued = next((f for f in frames if f["type"] == "queued" and f["id"] == ack["id"]), None)
+                assert queued is not None, (name, [(f["type"], f.get("id")) for f in frames])
                 said = next(i for i, f in enumerate(frames) if f["type"] == "command"
                             and f["utterance"] == ack["utterance"])
                 assert frames.index(queued) < frames.index(ack) < said  # queued, ack, then the event
