@@ -190,7 +190,7 @@ async def a2e_client(settings: Settings, injected: A2EClient | None,
 
 @contextlib.asynccontextmanager
 async def room_store(settings: Settings) -> AsyncIterator[RoomStore]:
-    store = open_store(settings.db)
+    store = open_store(settings.redis_url or settings.db)  # Redis: the registry every instance shares
     await store.open()
     try:
         yield store

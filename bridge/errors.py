@@ -20,7 +20,8 @@
      ├── OutcomeUnknown         504 outcome_unknown (sent to A2E, no answer: maybe carried out, not resent)
      ├── BrainFailed            502 brain_error (the room's brain failed or sent something unreadable)
      ├── BrainTimeout           504 brain_timeout (the room's brain was too slow)
-     └── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
+     ├── TooManyConnections     503 too_many_connections (past BRIDGE_MAX_CONNECTIONS)
+     └── StoreUnavailable       503 store_unavailable (the shared room store, Redis, cannot be reached), Retry-After
 
 HTTP answers them as ``{"error": {"code": ..., "message": ...}}``; the websocket relay sends them
 as ``error`` frames with the same code and message (both built in :mod:`bridge.frames`, whose
@@ -136,6 +137,15 @@ class BrainTimeout(BridgeError):
 
 class TooManyConnections(BridgeError):
     status, code = 503, ErrorCode.TOO_MANY_CONNECTIONS
+
+
+class StoreUnavailable(BridgeError):
+    """The room store cannot answer (Redis down or restarting): nothing was changed, retry shortly."""
+
+    status, code = 503, ErrorCode.STORE_UNAVAILABLE
+
+    def __init__(self, message: str = "the room store (Redis) cannot be reached; retry shortly") -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 RETRY_AFTER_BUSY = 10

@@ -20,7 +20,7 @@ ALLOWED = {
     "settings": {"a2e"},
     "errors": {"a2e", "frames"},
     "rooms": {"a2e", "errors", "frames", "logs", "metrics", "rtc", "settings"},
-    "store": {"rooms"},
+    "store": {"errors", "rooms"},  # errors: StoreUnavailable when Redis cannot be reached
     "simulator": {"a2e", "frames", "rtc", "settings"},
     "webhooks": {"frames", "logs", "metrics", "rooms", "settings"},
     "cluster": {"errors", "frames", "logs", "metrics", "rooms", "settings", "store"},

@@ -69,12 +69,6 @@ class Cluster:
         fields = last[0][1] if last else None
         return int(fields["id"]) + 1 if fields else 1
 
-    async def ping(self) -> bool:
-        try:
-            return bool(await self.redis.ping())
-        except RedisError:
-            return False
-
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Cluster]:
         self.publisher.start()

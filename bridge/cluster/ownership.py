@@ -14,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from bridge.errors import RoomMoved, UpstreamBusy
+from bridge.errors import RoomMoved, StoreUnavailable, UpstreamBusy
 from bridge.rooms.lifecycle import RoomLifecycle
 from bridge.rooms.models import LIVE_STATES, Room
 
 from .leases import Leases
 
 log = logging.getLogger("bridge.cluster")
+
+CLAIM_SECONDS = 120.0  # longer than any creation takes (its A2E calls time out before)
 
 
 class Outage:
@@ -59,6 +62,8 @@ class Ownership:
         self.next_event_id = next_event_id
         self.held: set[str] = set()  # rooms whose lease this instance holds
         self.adopting_now: set[str] = set()  # held, not yet in the registry
+        # rooms being created here (lease taken, record not yet written or refused): renewed meanwhile
+        self.claiming: dict[str, float] = {}
         self.adopting = True  # False once handing over: a departing instance takes no rooms
         self.renewals = Outage("leases")
         self.scans = Outage("ownership scan")
@@ -74,11 +79,12 @@ class Ownership:
             taken = await self.leases.take(room.id)
         except RedisError as exc:
             self.renewals.failed(exc)
-            raise UpstreamBusy("the bridge's shared registry (Redis) is unreachable: no new rooms for now",
-                               headers={"Retry-After": "5"}) from None
+            raise StoreUnavailable("the bridge's shared registry (Redis) cannot be reached: no new rooms for now; "
+                                   "retry shortly") from None
         if not taken:  # ids are random: only a bug gets here
             raise UpstreamBusy(f"room id {room.id} is taken; retry")
         self.held.add(room.id)
+        self.claiming[room.id] = time.monotonic()
 
     # -- the loops -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -91,7 +97,7 @@ class Ownership:
         while True:
             try:
                 await step()
-            except RedisError as exc:
+            except (RedisError, StoreUnavailable) as exc:
                 outage.failed(exc)
             except Exception:  # a bug costs one round, not the instance's ownership
                 log.exception("cluster: %s failed", outage.what)
@@ -106,12 +112,16 @@ class Ownership:
         """Heartbeat, renew what this instance runs, fence what another instance took, and give
         back the leases of rooms that ended here."""
         await self.leases.heartbeat()
-        owned = list(self.registry.live)
+        now = time.monotonic()
+        for room_id, since in list(self.claiming.items()):  # created (now live here), or refused long ago
+            if room_id in self.registry.live or now - since > CLAIM_SECONDS:
+                del self.claiming[room_id]
+        owned = [*self.registry.live, *self.claiming]
         lost = await self.leases.renew(owned)
         if self.renewals.ok():
             await self.reregister(owned)
         self.held = (self.held | set(owned)) - set(lost)
-        for room_id in self.held - set(self.registry.live) - self.adopting_now:
+        for room_id in self.held - set(self.registry.live) - self.adopting_now - set(self.claiming):
             self.held.discard(room_id)
             await self.leases.release(room_id)
         for room_id in lost:
@@ -126,7 +136,6 @@ class Ownership:
         for room_id in owned:
             lr = self.registry.live.get(room_id)
             if lr is not None and await self.store.get(room_id) is None:
-                lr.room.version = 0
                 await self.store.put(lr.room)
                 log.warning("room %s: its record was gone from the store; written again", room_id)
 

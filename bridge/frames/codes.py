@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     NO_AVATAR_HOST = "no_avatar_host"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    STORE_UNAVAILABLE = "store_unavailable"  # the room store (Redis) cannot be reached: retry shortly
     INTERNAL_ERROR = "internal_error"
     OUTCOME_UNKNOWN = "outcome_unknown"  # sent to A2E, no answer: it may or may not have been carried out
     # frames the websocket cannot act on (the connection stays open)

@@ -1,20 +1,29 @@
 """Spend caps: what a tenant may reserve before A2E is asked to mint (and charge for) a room, and the
-stricter caps of each browser key (rooms at once, longest room, rooms per hour, QA context length)."""
+stricter caps of each browser key (rooms at once, longest room, rooms per hour, QA context length).
+
+A new room takes its place under the caps through :class:`Reservations`: checked and written as one
+step. One process does that with a lock per tenant (:class:`LocalReservations`); a store shared by many
+instances (Redis) does it in one atomic call (:class:`AtomicCaps`, :class:`StoreReservations`), so two
+instances racing for a tenant's last slot cannot both win.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
 
 from bridge.a2e.client import A2EClient
 from bridge.a2e.errors import A2EError
 from bridge.errors import CapExceeded, Forbidden, ValidationFailed
+from bridge.rooms.models import Room
 from bridge.rooms.store import RoomStore
-from bridge.settings import Settings
+from bridge.settings import Settings, TenantLimits
 
 log = logging.getLogger("bridge.rooms")
 
@@ -100,6 +109,8 @@ class SpendCaps:
         self.a2e = a2e
         self.creation_rate = CreationRate(settings)
         self.browser_hourly = BrowserKeyHourly(settings, clock=clock)
+        self.reservations: Reservations = (StoreReservations(self, store) if isinstance(store, AtomicCaps)
+                                           else LocalReservations(self))
 
     def room_lifetime(self, tenant: str, requested: int | None, *, browser_key: str | None = None) -> int:
         """The ``expire_seconds`` a new room gets: the request or the default, within the caps (a
@@ -121,25 +132,37 @@ class SpendCaps:
                                    f"{s.leave_before_expiry:g} s before they expire", details={"min": minimum})
         return expire
 
+    def limits(self, tenant: str) -> TenantLimits:
+        caps = self.settings.limits_for(tenant)
+        assert caps.max_rooms_per_tenant is not None and caps.room_minutes_per_day is not None
+        assert caps.browser_key_max_rooms is not None
+        return caps
+
+    def check_key_rooms(self, tenant: str, key_rooms: int | None) -> None:
+        """``key_rooms``: the live rooms of the browser key asking, if one is."""
+        most = self.limits(tenant).browser_key_max_rooms
+        if key_rooms is not None and most is not None and key_rooms >= most:
+            raise CapExceeded("browser_key_rooms", f"this browser key has {key_rooms} live rooms; the cap is {most}")
+
     async def check(self, tenant: str, expire: int, *, live_rooms: int, key_rooms: int | None = None) -> None:
         """Refuse (429, naming the cap) a room ``tenant`` may not open now; ``key_rooms``: the live
         rooms of the browser key asking, if one is."""
-        s = self.settings
-        caps = s.limits_for(tenant)
+        caps = self.limits(tenant)
         assert caps.max_rooms_per_tenant is not None and caps.room_minutes_per_day is not None
-        assert caps.browser_key_max_rooms is not None
-        if key_rooms is not None and key_rooms >= caps.browser_key_max_rooms:
-            raise CapExceeded("browser_key_rooms",
-                              f"this browser key has {key_rooms} live rooms; the cap is {caps.browser_key_max_rooms}")
+        self.check_key_rooms(tenant, key_rooms)
         if live_rooms >= caps.max_rooms_per_tenant:
             raise CapExceeded("concurrent_rooms",
                               f"tenant has {live_rooms} live rooms; the cap is {caps.max_rooms_per_tenant}")
-        day_start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        used = await self.store.usage_seconds(tenant, day_start)
+        used = await self.store.usage_seconds(tenant, day_start())
         if (used + expire) / 60 > caps.room_minutes_per_day:
             raise CapExceeded("room_minutes_per_day",
                               f"tenant used {used / 60:.1f} of {caps.room_minutes_per_day:g} room-minutes today; "
                               f"this room would reserve {expire / 60:.1f} more")
+        await self.check_balance(expire)
+
+    async def check_balance(self, expire: int) -> None:
+        """Refuse a room the A2E account cannot pay for (when ``coins_per_minute`` is known)."""
+        s = self.settings
         if s.coins_per_minute > 0:
             needed = math.ceil(expire * s.coins_per_minute / 60)
             try:
@@ -149,3 +172,72 @@ class SpendCaps:
                 return
             if isinstance(coins, (int, float)) and coins < needed:
                 raise CapExceeded("balance", f"the A2E account has {coins} coins; this room needs about {needed}")
+
+
+def day_start() -> float:
+    """Today's UTC midnight: the room-minutes cap counts from there."""
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+@runtime_checkable
+class AtomicCaps(Protocol):
+    """A store shared by many instances that checks a tenant's caps and inserts its room in one step."""
+
+    async def insert_within_caps(self, room: Room, *, max_rooms: int, max_room_seconds_today: float,
+                                 day_start: float) -> str | None:
+        """Insert ``room`` (new, live) unless that passes a cap; then write nothing and name the cap."""
+        ...
+
+
+class Reservations(Protocol):
+    async def reserve(self, room: Room, *, browser_key: str | None, live: Callable[[], list[Room]],
+                      admit: Callable[[], None], write: Callable[[], Awaitable[None]]) -> None:
+        """Write the new ``room`` under its tenant's caps, or refuse it (429 naming the cap) with
+        nothing written. ``live``: the tenant's live rooms in this process; ``admit``: makes the
+        room known to this process; ``write``: puts it in the store."""
+        ...
+
+
+class LocalReservations:
+    """One process: a lock per tenant makes the count of its live rooms, the check and the write one step."""
+
+    def __init__(self, caps: SpendCaps) -> None:
+        self.caps = caps
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def reserve(self, room: Room, *, browser_key: str | None, live: Callable[[], list[Room]],
+                      admit: Callable[[], None], write: Callable[[], Awaitable[None]]) -> None:
+        async with self._locks.setdefault(room.tenant, asyncio.Lock()):
+            rooms = live()
+            key_rooms = None if browser_key is None else sum(r.opened_by == browser_key for r in rooms)
+            await self.caps.check(room.tenant, room.expire_seconds, live_rooms=len(rooms), key_rooms=key_rooms)
+            admit()  # counted by the next creation as soon as the lock is released
+            await write()
+
+
+class StoreReservations:
+    """Many instances: the store counts the tenant's live rooms and the day's reserved seconds and
+    inserts the room in one atomic call. The browser key's own rooms are counted in this process and
+    the balance is asked of A2E before that call (neither can be made atomic with it)."""
+
+    def __init__(self, caps: SpendCaps, store: AtomicCaps) -> None:
+        self.caps = caps
+        self.store = store
+
+    async def reserve(self, room: Room, *, browser_key: str | None, live: Callable[[], list[Room]],
+                      admit: Callable[[], None], write: Callable[[], Awaitable[None]]) -> None:
+        limits = self.caps.limits(room.tenant)
+        assert limits.max_rooms_per_tenant is not None and limits.room_minutes_per_day is not None
+        if browser_key is not None:
+            self.caps.check_key_rooms(room.tenant, sum(r.opened_by == browser_key for r in live()))
+        await self.caps.check_balance(room.expire_seconds)
+        refused = await self.store.insert_within_caps(
+            room, max_rooms=limits.max_rooms_per_tenant, max_room_seconds_today=limits.room_minutes_per_day * 60,
+            day_start=day_start())
+        if refused == "concurrent_rooms":
+            raise CapExceeded(refused, f"tenant has {limits.max_rooms_per_tenant} live rooms across the fleet; "
+                                       f"the cap is {limits.max_rooms_per_tenant}")
+        if refused is not None:
+            raise CapExceeded(refused, f"tenant's room-minutes today would pass {limits.room_minutes_per_day:g} "
+                                       f"with this room's {room.expire_seconds / 60:.1f} more")
+        admit()

@@ -65,7 +65,6 @@ class RoomLifecycle:
         # many instances: take the new room's lease before its record is written (bridge/cluster)
         self.claim: Callable[[Room], Awaitable[None]] | None = None
         self.tap: Callable[[str, Event], None] | None = None  # given (room id, event) for every room here
-        self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
     # -- life of the process -------------------------------------------------------------------
@@ -163,19 +162,17 @@ class RoomLifecycle:
         if avatar_id:
             await self.avatars.check(avatar_id)  # 404 naming it, before anything is recorded or charged
         avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
-        lock = self._tenant_locks.setdefault(tenant, asyncio.Lock())
-        async with lock:  # caps are checked and the record written as one step per tenant
-            live = self.registry.of_tenant(tenant)
-            key_rooms = None if browser_key is None else sum(lr.room.opened_by == browser_key for lr in live)
-            await self.caps.check(tenant, expire, live_rooms=len(live), key_rooms=key_rooms)
-            room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
-                            qa_context=qa_context, opened_by=browser_key, brain=brain)
-            if self.claim is not None:
-                await self.claim(room)  # no record of a room another instance could adopt meanwhile
-            lr = LiveRoom(room, self._new_events(room.id))
-            self.registry.add(lr)
-            logs.bind(**room.log_fields())
-            await self._save(lr)
+        room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
+                        qa_context=qa_context, opened_by=browser_key, brain=brain)
+        if self.claim is not None:
+            await self.claim(room)  # its lease before its record: no other instance adopts it meanwhile
+        lr = LiveRoom(room, self._new_events(room.id))
+        # the caps are checked and the record written as one step (per tenant here, or atomically in a
+        # store shared by many instances)
+        await self.caps.reservations.reserve(
+            room, browser_key=browser_key, live=lambda: [x.room for x in self.registry.of_tenant(tenant)],
+            admit=lambda: self.registry.add(lr), write=lambda: self._save(lr))
+        logs.bind(**room.log_fields())
         try:
             minted = await self.a2e.agora_token(avatar, expire)
         except A2EError as exc:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from bridge.rooms.store import RoomStore, StaleRoomError
 from bridge.store.memory import MemoryRoomStore
+from bridge.store.redis import RedisRoomStore
 from bridge.store.sqlite import SqliteRoomStore
 
-__all__ = ["MemoryRoomStore", "RoomStore", "SqliteRoomStore", "StaleRoomError", "open_store"]
+__all__ = ["MemoryRoomStore", "RedisRoomStore", "RoomStore", "SqliteRoomStore", "StaleRoomError", "open_store"]
 
 
 def open_store(url: str) -> RoomStore:
@@ -18,7 +19,7 @@ def open_store(url: str) -> RoomStore:
 
     - ``memory://`` or ``:memory:``: in-process, lost on restart
     - ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a plain path: SQLite
-    - ``redis://``/``rediss://``: reserved, not implemented yet (ValueError)
+    - ``redis://host:port/db`` or ``rediss://`` (TLS): Redis, shared by the instances of a fleet
     """
     url = url.strip()
     if not url:
@@ -31,7 +32,7 @@ def open_store(url: str) -> RoomStore:
             raise ValueError(f"{url!r}: give a file path (use memory:// for an in-memory store)")
         return SqliteRoomStore(path)
     if url.startswith(("redis://", "rediss://")):
-        raise ValueError("the Redis room store is not implemented yet; use sqlite:///path")
+        return RedisRoomStore(url)
     if "://" in url:
         raise ValueError(f"unsupported room store URL {url!r}")
     return SqliteRoomStore(url)

@@ -6,20 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import pytest
-
 from bridge.rooms.journal import Delivery, TranscriptEntry, UsageRecord
 from bridge.rooms.models import CloseReason, Room, RoomState
-from bridge.store import MemoryRoomStore, SqliteRoomStore
+from bridge.store import SqliteRoomStore
 from bridge.store.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request, tmp_path):
-    s = MemoryRoomStore() if request.param == "memory" else SqliteRoomStore(tmp_path / "rooms.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def entry(room_id: str, text: str, kind: str = "speak", **kw) -> TranscriptEntry:

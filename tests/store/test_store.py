@@ -9,6 +9,7 @@ import pytest
 from bridge.rooms.models import CloseReason, Room, RoomState
 from bridge.store import (
     MemoryRoomStore,
+    RedisRoomStore,
     RoomStore,
     SqliteRoomStore,
     StaleRoomError,
@@ -18,13 +19,6 @@ from bridge.store.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
 
 S = RoomState
 
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request, tmp_path):
-    s = MemoryRoomStore() if request.param == "memory" else SqliteRoomStore(tmp_path / "rooms.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def room(
@@ -53,6 +47,7 @@ def closed(created_at: float, closed_at: float, **kw) -> Room:
 def test_protocol(tmp_path):
     assert isinstance(MemoryRoomStore(), RoomStore)
     assert isinstance(SqliteRoomStore(tmp_path / "x.db"), RoomStore)
+    assert isinstance(RedisRoomStore("redis://127.0.0.1:1/0"), RoomStore)
 
 
 async def test_put_get_round_trip(store):
@@ -331,11 +326,14 @@ def test_open_store_sqlite(tmp_path):
     assert isinstance(plain, SqliteRoomStore) and plain.path == tmp_path / "b.db"
 
 
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://user:secret@h:6380/2"])
+def test_open_store_redis(url):
+    assert isinstance(open_store(url), RedisRoomStore)
+
+
 @pytest.mark.parametrize(
     "url,match",
     [
-        ("redis://localhost:6379/0", "Redis"),
-        ("rediss://h/0", "Redis"),
         ("postgres://x", "unsupported"),
         ("", "empty"),
         ("sqlite:///", "file path"),
