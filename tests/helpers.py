@@ -249,7 +249,8 @@ class Fleet:
         self.env = {"A2E_API_KEY": self.SIM_KEY, "A2E_BASE_URL": self.sim_url, "BRIDGE_API_KEYS": "acme:key-acme",
                     "BRIDGE_REDIS_URL": redis_url, "BRIDGE_LEASE_SECONDS": str(lease),
                     "BRIDGE_DB": str(workdir / "rooms.db"), "BRIDGE_EVENT_SOURCE": "simulator",
-                    "BRIDGE_MAX_ROOMS_PER_TENANT": "200", "BRIDGE_ROOM_CREATE_RATE": "1000", **env}
+                    "BRIDGE_MAX_ROOMS_PER_TENANT": "200", "BRIDGE_ROOM_CREATE_RATE": "1000",
+                    "BRIDGE_ROOM_CREATE_BURST": "200", **env}
         self.instances: dict[str, Child] = {}
         self.urls: dict[str, str] = {}
         wait_http(f"{self.sim_url}/_sim/health")
