@@ -248,7 +248,7 @@ class Fleet:
                          env={"BRIDGE_LOG_LEVEL": "WARNING"})
         self.env = {"A2E_API_KEY": self.SIM_KEY, "A2E_BASE_URL": self.sim_url, "BRIDGE_API_KEYS": "acme:key-acme",
                     "BRIDGE_REDIS_URL": redis_url, "BRIDGE_LEASE_SECONDS": str(lease),
-                    "BRIDGE_DB": str(workdir / "rooms.db"), "BRIDGE_EVENT_SOURCE": "simulator",
+                    "BRIDGE_EVENT_SOURCE": "simulator",
                     "BRIDGE_MAX_ROOMS_PER_TENANT": "200", "BRIDGE_ROOM_CREATE_RATE": "1000",
                     "BRIDGE_ROOM_CREATE_BURST": "200", **env}
         self.instances: dict[str, Child] = {}
