@@ -299,8 +299,11 @@ class Fleet:
                          for name, child in self.instances.items())
 
     def stop(self) -> None:
+        """At the end of a test: killed outright (a graceful stop would hand rooms over, one by one)."""
         for child in self.instances.values():
-            child.stop()
+            if child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait(10)
         self.sim.stop()
 
 
