@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from bridge.errors import RoomMoved, StoreUnavailable, UpstreamBusy
 from bridge.rooms.lifecycle import RoomLifecycle
 from bridge.rooms.models import LIVE_STATES, Room
+from bridge.store.redis import RedisRoomStore
 
 from .leases import Leases
 
@@ -143,11 +144,17 @@ class Ownership:
         """Adopt every live room that has no owner."""
         if not self.adopting:
             return
-        orphans = [r for r in await self.store.list_live() if r.id not in self.registry.live]
+        orphans = [i for i in await self.live_ids() if i not in self.registry.live]
         self.scans.ok()
-        for room, owner in zip(orphans, await self.leases.owners([r.id for r in orphans]), strict=True):
-            if owner is None and self.adopting and await self.leases.take(room.id):
-                await self.adopt(room.id)
+        for room_id, owner in zip(orphans, await self.leases.owners(orphans), strict=True):
+            if owner is None and self.adopting and await self.leases.take(room_id):
+                await self.adopt(room_id)
+
+    async def live_ids(self) -> list[str]:
+        """The ids of every live room: the Redis store's live set (ids only, one call), else the store's list."""
+        if isinstance(self.store, RedisRoomStore):
+            return [str(i) for i in await self.leases.redis.smembers(self.store.keys.live)]
+        return [r.id for r in await self.store.list_live()]
 
     async def adopt(self, room_id: str) -> None:
         self.held.add(room_id)
