@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ log = logging.getLogger("bridge.cluster")
 
 INBOX_MAXLEN = 10_000
 FIRST_ANSWER_TIMEOUT = 30.0  # an owner alive but silent (its inbox lost): give up on the command
+ANSWER_MAX_WAIT = 300.0  # nor wait for A2E's acceptance longer than this
 # the owner of the room, then the command in its inbox: one step, so a command never goes to an old owner
 FORWARD = """
 local owner = redis.call('GET', KEYS[1])
@@ -61,6 +63,7 @@ class Pending:
     later: Later | None = None
     leaves: list[str] = field(default_factory=list)
     told: First | None = None  # also told of the first answer, as it is read
+    since: float = field(default_factory=time.monotonic)
 
 
 def _outcome() -> asyncio.Future[list[int]]:
@@ -113,9 +116,11 @@ class Forwarder:
                 waiting.later(error if error is not None else list(answer["positions"]))
 
     def owners_gone(self, alive: set[str]) -> None:
-        """Fail what waits on owners that stopped (their heartbeat ran out)."""
+        """Fail what waits on owners that stopped (their heartbeat ran out), or waits far too long
+        (its answer lost, e.g. with a Redis restarted meanwhile)."""
+        too_old = time.monotonic() - ANSWER_MAX_WAIT
         for req, waiting in list(self.pending.items()):
-            if waiting.owner and waiting.owner not in alive:
+            if (waiting.owner and waiting.owner not in alive) or waiting.since < too_old:
                 self.pending.pop(req, None)
                 failure = OutcomeUnknown("the instance running the room went away before confirming the command; "
                                          "it may or may not have been carried out")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import redis
 
-from tests.helpers import ACME, Fleet, create_room_sync, poll_sync
+from tests.cluster.test_forwarding import open_room_ws
+from tests.helpers import ACME, Fleet, create_room_sync, of_type, poll_sync, send, until
 
 
 def owners(client: redis.Redis, room_ids: list[str]) -> list[str | None]:
@@ -44,3 +47,32 @@ def test_kill_9_of_the_owner_of_30_rooms(fleet: Fleet, shared_redis: redis.Redis
         r = httpx.post(f"{fleet.urls[via]}/v1/rooms/{room['id']}/speak", json={"text": "Still here."},
                        headers=ACME, timeout=10)
         assert r.status_code == 200, r.text
+
+
+def test_a_forwarded_command_whose_owner_dies_fails_and_is_never_acked(fleet: Fleet, shared_redis: redis.Redis) -> None:
+    """The owner dies with a forwarded speak in A2E's hands: the sender gets ``outcome_unknown`` (it may
+    or may not have been said), never an ack; once the room is taken over, the next speak is acked."""
+    fleet.start("a", "b")
+    room = create_room_sync(fleet.urls["a"], ACME)
+    stall = httpx.post(f"{fleet.sim_url}/_sim/faults", json={"endpoint": "speak", "kind": "timeout", "seconds": 30,
+                                                             "times": 1},
+                       headers={"Authorization": f"Bearer {fleet.SIM_KEY}"}, timeout=10)
+    assert stall.status_code == 201, stall.text
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with await open_room_ws(fleet, "b", room["id"]) as ws:
+            await send(ws, {"type": "speak", "id": "lost", "text": "Into the void."})
+            await until(ws, of_type("queued", id="lost"))
+            await asyncio.to_thread(fleet.kill, "a")
+            failed = await until(ws, lambda f: f.get("id") == "lost" and f["type"] in ("ack", "error"),
+                                 timeout=fleet.lease * 3 + 5)
+            await asyncio.to_thread(poll_sync, lambda: shared_redis.get(f"a2eb:lease:{room['id']}") == "b",
+                                    timeout=fleet.lease + 5)
+            await send(ws, {"type": "speak", "id": "next", "text": "Still here."})
+            acked = await until(ws, lambda f: f.get("id") == "next" and f["type"] in ("ack", "error"), timeout=10)
+            return failed, acked
+
+    failed, acked = asyncio.run(scenario())
+    assert failed["type"] == "error" and failed["code"] == "outcome_unknown", failed
+    assert acked["type"] == "ack", acked
+    assert fleet.open_channels() == {room["channel"]}
