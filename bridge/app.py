@@ -232,7 +232,7 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     lifecycle = RoomLifecycle(settings, client, store, registry, clock=clock)
     relay = Relay(settings, client, registry, on_upstream_gone=lifecycle.upstream_gone, answering=answering)
     writer = SerialWriter("journal")  # one order for everything recorded about rooms
-    transcripts = Transcripts(store, writer, clock=clock)
+    transcripts = Transcripts(store, writer, clock=clock, batch_seconds=settings.transcript_batch_seconds)
     usage = UsageLedger(settings, store, writer, client, clock=clock)
     lifecycle.on_open.extend([relay.open, observing.start, transcripts.watch, usage.charged])
     lifecycle.on_closing.append(relay.closing)

@@ -135,3 +135,52 @@ async def test_entries_recorded_while_a_write_waits_are_written_in_one_go() -> N
     transcripts.record(lr, "ask", "and then?")
     assert [e.text for e in await transcripts.read("rm_1")][-1] == "and then?"
     assert calls == [3, 1]
+
+
+async def test_a_batched_write_keeps_its_place_and_its_bound() -> None:
+    """BRIDGE_TRANSCRIPT_BATCH_SECONDS: lines wait up to the window to share one transaction, but
+    anything written after them (a room's close, its webhooks), a reader's flush or the shutdown
+    writes them first, at once; alone, they are written when the window ends."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from bridge.rooms.transcript import Transcripts
+    from bridge.rooms.writer import SerialWriter
+    from bridge.store.memory import MemoryRoomStore
+
+    store = MemoryRoomStore()
+    calls: list[int] = []
+    real_add = store.add_transcript
+
+    async def add(entries: list[Any]) -> None:
+        calls.append(len(entries))
+        await real_add(entries)
+
+    store.add_transcript = add  # type: ignore[method-assign]
+    lr: Any = SimpleNamespace(room=SimpleNamespace(id="rm_1"))
+    writer = SerialWriter("test")
+    async with writer.running():
+        held = Transcripts(store, writer, clock=lambda: 1.0, batch_seconds=60)
+        for n in range(3):
+            held.record(lr, "speak", f"line {n}")
+        seen: list[str] = []
+
+        async def after_them() -> None:  # what the room's close does: it reads the transcript
+            seen.extend(e.text for e in await store.transcript("rm_1"))
+
+        await asyncio.wait_for(writer.submit(after_them), 5)  # not the 60 s window
+        assert seen == ["line 0", "line 1", "line 2"] and calls == [3]
+        held.record(lr, "ask", "read me")
+        assert [e.text for e in await asyncio.wait_for(held.read("rm_1"), 5)][-1] == "read me"
+        held.record(lr, "ask", "at shutdown")
+    assert [e.text for e in await store.transcript("rm_1")][-1] == "at shutdown" and calls == [3, 1, 1]
+
+    async with writer.running():
+        timed = Transcripts(store, writer, clock=lambda: 1.0, batch_seconds=0.05)
+        timed.record(lr, "speak", "on its own")
+        timed.record(lr, "speak", "with it")
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(calls) < 4:  # nothing else is written: the window's end writes them
+            assert asyncio.get_running_loop().time() < deadline, "the batch was never written"
+            await asyncio.sleep(0.01)
+        assert calls == [3, 1, 1, 2]

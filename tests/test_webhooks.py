@@ -5,12 +5,15 @@ events (``room.expiring``, ``spend.threshold``), and a room that never waits for
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bridge.simulator.feed import answer_for
+from bridge.store import MemoryRoomStore
+from bridge.webhooks import Deliverer
 from tests.helpers import (
     ACME,
     GLOBEX,
@@ -19,6 +22,7 @@ from tests.helpers import (
     FakeClock,
     Receiver,
     assert_error,
+    bridge_settings,
     create_room,
     poll,
     wait_observed,
@@ -152,3 +156,17 @@ async def test_a_slow_receiver_never_slows_a_room(bridge_factory: Any, receiver:
     await poll(timed_out, what="an attempt timed out")
     listed = (await bridge.http.get("/v1/webhooks/deliveries")).json()["deliveries"]
     assert {d["event"] for d in listed} == {"room.opened", "room.closed"}  # only the events it asked for
+
+
+async def test_the_deliverer_stops_when_woken_as_it_is_cancelled(tmp_path: Any) -> None:
+    """A wake-up (a room closing enqueues its webhook) that lands as the app shuts down must not keep
+    the deliverer looping: on Python 3.11 ``asyncio.wait_for`` swallowed that cancel and a shutdown
+    hung for good (seen in CI)."""
+    settings = bridge_settings(tmp_path, webhooks={"acme": {"url": "http://127.0.0.1:9/hook", "secret": WEBHOOK_SECRET}})
+    deliverer = Deliverer(settings, MemoryRoomStore())
+    async with asyncio.timeout(10):  # a hang fails here instead of at the suite's timeout
+        for _ in range(20):
+            async with deliverer.running():
+                for _ in range(3):
+                    await asyncio.sleep(0)  # the deliverer reads the outbox, then waits for a wake-up
+                deliverer.wake()  # then running() cancels it before it has run again

@@ -45,23 +45,19 @@ CHINA_BASE_URL = "https://video.a2e.com.cn"
 log = logging.getLogger("bridge.a2e")
 
 
-def _should_retry(row: Endpoint, backoff_max: float) -> retry_if_exception:
+def _retryable(row: Endpoint, backoff_max: float, exc: BaseException) -> bool:
     """Retry transient failures of safe operations, and anything that never reached A2E.
 
     A rate limit whose Retry-After is longer than one backoff may wait is not retried: the caller
     gets the A2ERateLimited (with ``retry_after``) at once rather than after hammering A2E.
     """
-
-    def predicate(exc: BaseException) -> bool:
-        if not isinstance(exc, A2EError) or isinstance(exc, A2EInvalidInput):
-            return False
-        if not exc.request_sent:
-            return True
-        if isinstance(exc, A2ERateLimited) and exc.retry_after is not None and exc.retry_after > backoff_max:
-            return False
-        return row.retry_safe and isinstance(exc, (A2EUnavailable, A2ERateLimited))
-
-    return retry_if_exception(predicate)
+    if not isinstance(exc, A2EError) or isinstance(exc, A2EInvalidInput):
+        return False
+    if not exc.request_sent:
+        return True
+    if isinstance(exc, A2ERateLimited) and exc.retry_after is not None and exc.retry_after > backoff_max:
+        return False
+    return row.retry_safe and isinstance(exc, (A2EUnavailable, A2ERateLimited))
 
 
 def _wait(backoff_max: float) -> Callable[[RetryCallState], float]:
@@ -167,32 +163,50 @@ class A2EClient:
         if row.deprecated:
             log.warning("A2E operation %s is deprecated upstream", operation)
         request = self._prepare(row, {**(params or {}), **fields})
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=_wait(self.backoff_max),
-            retry=_should_retry(row, self.backoff_max),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
         started = time.perf_counter()
-        outcome, failure, seen = "ok", None, {}
+        outcome, failure = "ok", None
+        seen: dict[str, Any] = {}
         unanswered = False  # an earlier attempt was sent and got no answer: it may have been carried out
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal unanswered
+            try:
+                status, envelope = await self._send(row, request)
+            except A2ENotFound:
+                if unanswered and row.deletes:
+                    # the unanswered attempt deleted it: that is the outcome the caller asked for
+                    log.info("A2E %s: the unanswered attempt was carried out (the record is gone)", row.name)
+                    return {"code": 0, "data": {}, "trace_id": None}
+                raise
+            except A2EError as exc:
+                unanswered = unanswered or exc.outcome_unknown
+                raise
+            seen.update(status=status, code=envelope.get("code"), trace_id=envelope.get("trace_id"))
+            return envelope
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    try:
-                        status, envelope = await self._send(row, request)
-                    except A2ENotFound:
-                        if unanswered and row.deletes:
-                            # the unanswered attempt deleted it: that is the outcome the caller asked for
-                            log.info("A2E %s: the unanswered attempt was carried out (the record is gone)", row.name)
-                            return {"code": 0, "data": {}, "trace_id": None}
-                        raise
-                    except A2EError as exc:
-                        unanswered = unanswered or exc.outcome_unknown
-                        raise
-                    seen = {"status": status, "code": envelope.get("code"), "trace_id": envelope.get("trace_id")}
-                    return envelope
+            # The first attempt without the retry machinery (building and stepping it cost about as
+            # much as the rest of a call's own work); tenacity takes over from its failure, which it
+            # sees as its own first attempt's: same waits, same log lines, same number of attempts.
+            try:
+                return await attempt()
+            except A2EError as exc:
+                first: A2EError | None = exc
+                if self.max_attempts <= 1 or not _retryable(row, self.backoff_max, exc):
+                    raise
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.max_attempts),
+                wait=_wait(self.backoff_max),
+                retry=retry_if_exception(lambda e: _retryable(row, self.backoff_max, e)),
+                before_sleep=self._log_retry,
+                reraise=True,
+            )
+            async for tried in retrying:
+                with tried:
+                    if first is not None:
+                        failed, first = first, None
+                        raise failed
+                    return await attempt()
         except A2EError as exc:
             outcome, failure = type(exc).__name__, exc
             seen = {"status": exc.status, "code": exc.code, "trace_id": exc.trace_id}
@@ -202,10 +216,11 @@ class A2EClient:
             if self.on_call is not None:
                 self.on_call(operation, outcome, seconds)
             # Standard logging only (this package stands alone); the operator's log setup adds the context.
-            what = f"failed: {failure} ({outcome})" if failure is not None else outcome
-            log.info("A2E %s %s in %.0f ms", operation, what, seconds * 1000,
-                     extra={"operation": operation, "outcome": outcome, "latency_ms": round(seconds * 1000, 1),
-                            **{k: v for k, v in seen.items() if isinstance(v, (str, int))}})
+            if log.isEnabledFor(logging.INFO):
+                what = f"failed: {failure} ({outcome})" if failure is not None else outcome
+                log.info("A2E %s %s in %.0f ms", operation, what, seconds * 1000,
+                         extra={"operation": operation, "outcome": outcome, "latency_ms": round(seconds * 1000, 1),
+                                **{k: v for k, v in seen.items() if isinstance(v, (str, int))}})
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

@@ -5,6 +5,7 @@ client's error tree. Nothing else in ``bridge.a2e`` imports httpx.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,6 @@ class Transport:
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 15.0, http: HttpPool | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._base = httpx.URL(self.base_url)
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -46,6 +46,7 @@ class Transport:
         self._headers = {"Accept": "application/json"}
         if api_key.strip():  # "Bearer " alone is an illegal header: send none, and A2E answers 401
             self._headers["Authorization"] = f"Bearer {api_key.strip()}"
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def __repr__(self) -> str:  # the key must not leak through a repr in a log line
         return f"Transport(base_url={self.base_url!r})"
@@ -58,23 +59,14 @@ class Transport:
                 query: dict[str, Any] | None = None, json_body: bytes | None = None) -> Prepared:
         """The request for ``path``, refused (:class:`A2EInvalidInput`, nothing sent) unless its final
         URL is the base URL plus a path that ``allowed`` (the row's template) matches in full."""
-        headers = dict(self._headers)
-        if json_body is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            request = self._http.build_request(method, self.base_url + path, params=query, content=json_body,
-                                               headers=headers)
+        checked = _checked_url(self.base_url, path, allowed)
+        if isinstance(checked, str):
+            raise A2EInvalidInput(checked, operation=operation)
+        try:  # the query does not change what was checked (origin, path, fragment)
+            return self._http.build_request(method, checked, params=query, content=json_body,
+                                            headers=self._headers if json_body is None else self._json_headers)
         except httpx.InvalidURL as exc:
             raise A2EInvalidInput(f"cannot make a URL: {exc}", operation=operation) from None
-        url = request.url
-        prefix = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
-        raw_path = url.raw_path.split(b"?", 1)[0]
-        same_origin = (url.scheme, url.host, url.port) == (self._base.scheme, self._base.host, self._base.port)
-        fits = raw_path.startswith(prefix) and allowed.fullmatch(raw_path[len(prefix):].decode("ascii"))
-        if not (same_origin and fits) or url.fragment:
-            raise A2EInvalidInput(f"refusing to send to {raw_path.decode('ascii', 'replace')!r}: "
-                                  f"not a path of {allowed.pattern}", operation=operation)
-        return request
 
     async def send(self, operation: str, request: Prepared) -> Reply:
         """Send; transport failures become :class:`A2EUnavailable`/:class:`A2ETimeout`, with
@@ -95,6 +87,25 @@ class Transport:
         except ValueError:
             body = None
         return Reply(response.status_code, body, _retry_after(response))
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_url(base_url: str, path: str, allowed: re.Pattern[str]) -> httpx.URL | str:
+    """The URL of ``path`` under ``base_url`` if it is exactly that (same origin, a path ``allowed``
+    matches in full, no fragment), else why not. Cached: parsing and checking a URL cost more than
+    the rest of a call's preparation, and most calls go to the same few paths."""
+    base = httpx.URL(base_url)
+    try:
+        url = httpx.URL(base_url + path)
+    except httpx.InvalidURL as exc:
+        return f"cannot make a URL: {exc}"
+    prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+    raw_path = url.raw_path.split(b"?", 1)[0]
+    same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+    fits = raw_path.startswith(prefix) and allowed.fullmatch(raw_path[len(prefix):].decode("ascii"))
+    if not (same_origin and fits) or url.fragment:
+        return f"refusing to send to {raw_path.decode('ascii', 'replace')!r}: not a path of {allowed.pattern}"
+    return url
 
 
 def _retry_after(response: httpx.Response) -> float | None:

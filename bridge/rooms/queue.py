@@ -38,6 +38,30 @@ class Command:
     origin: str | None = None  # who sent it, as the edge labels it (ws-<n>, rest): for the transcript
     part: int = 1  # a speak cut at sentences: this piece's number, of `parts`
     parts: int = 1
+    on_settled: list[Callable[[], None]] = field(default_factory=list, repr=False)  # see settle()
+
+    def settle(self, failure: BaseException | None = None, *, now: bool = False) -> None:
+        """Give the future its result (its position) or ``failure``, once; the hooks are told ``now``
+        (a command A2E accepted: the sender's ack goes out in this very callback) or on the next
+        loop callback, as a future's done-callbacks would be (a flush's ack goes before the errors
+        of what it dropped, an utterance's ``failed`` event before its command's error)."""
+        if self.future.done():
+            return
+        if failure is None:
+            self.future.set_result(self.seq)
+        else:
+            self.future.set_exception(failure)
+        if now:
+            self._tell()
+        elif self.on_settled:
+            asyncio.get_running_loop().call_soon(self._tell)
+
+    def _tell(self) -> None:
+        for hook in self.on_settled:
+            try:
+                hook()
+            except Exception:  # one answer's bug must not stop the room's worker
+                log.exception("command %s: a settle hook failed", self.seq)
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -50,16 +74,15 @@ def acceptance(commands: list[Command], *,
                then: Callable[[asyncio.Future[list[int]]], None] | None = None) -> asyncio.Future[list[int]]:
     """The positions of ``commands`` once A2E accepted them all, or the first failure (in order).
 
-    Done-callbacks rather than a task gathering shielded futures: this is on every speak's path.
-    The commands go on if whoever awaits this goes away. ``then`` is called with the settled future
-    in the callback that settles it (a callback of the future itself would run a loop turn later,
-    after the room's events about the commands): the websocket's ack. Never before this returns.
+    Hooks, not a task gathering shielded futures (every speak comes here); the commands go on if whoever
+    awaits this goes away. ``then`` gets the settled future where the queue settles the last command
+    (:meth:`Command.settle`): the websocket's ack, before the room hears of it. Never before this returns.
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[list[int]] = loop.create_future()
     left = len(commands)
 
-    def settled(_: asyncio.Future[int]) -> None:
+    def settled() -> None:
         nonlocal left
         left -= 1
         if left or done.done():
@@ -80,7 +103,7 @@ def acceptance(commands: list[Command], *,
         if then is not None:
             loop.call_soon(then, done)
     for command in commands:
-        command.future.add_done_callback(settled)
+        command.on_settled.append(settled)
     return done
 
 
@@ -128,7 +151,7 @@ class CommandQueue:
                  sent: Callable[[Command], None] | None = None) -> None:
         self.size = size
         self._send = send
-        self._sent = sent  # a command A2E accepted, called once its future has its result
+        self._sent = sent  # a command A2E accepted, called once it is settled (after the sender's ack)
         self._items: deque[Command | Stream] = deque()
         self._ready = asyncio.Event()
         self._seq = itertools.count(1)
@@ -217,8 +240,7 @@ class CommandQueue:
                 self._items.remove(item)
                 taken.append(item)
         for command in taken:
-            if not command.future.done():
-                command.future.set_exception(reason)
+            command.settle(reason)
         return taken
 
     def open_streams(self) -> list[Stream]:
@@ -235,13 +257,6 @@ class CommandQueue:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-
-    def _announce(self, command: Command) -> None:
-        assert self._sent is not None
-        try:
-            self._sent(command)
-        except Exception:  # a recorder's bug must not stop the room's worker
-            log.exception("command %s: announcing it failed", command.seq)
 
     def _next(self) -> Command | None:
         while self._items:
@@ -267,23 +282,19 @@ class CommandQueue:
             try:
                 await self._send(command)
             except asyncio.CancelledError:
-                if not command.future.done():
-                    command.future.set_exception(self._closed or RoomNotOpen("the room is closed"))
+                command.settle(self._closed or RoomNotOpen("the room is closed"))
                 raise
             except BridgeError as exc:
-                if not command.future.done():
-                    command.future.set_exception(exc)
+                command.settle(exc)
             except Exception as exc:  # a bug must fail the command, not kill the room's worker
                 log.exception("command %s failed unexpectedly", command.seq)
-                if not command.future.done():
-                    command.future.set_exception(BridgeError(f"internal error: {type(exc).__name__}"))
+                command.settle(BridgeError(f"internal error: {type(exc).__name__}"))
             else:
-                if not command.future.done():
-                    command.future.set_result(command.seq)
-                if self._sent is not None:
-                    # A loop turn later, behind the callbacks settling the command's acceptance (the
-                    # sender's ack): were the room's hub already due to deliver (events published
-                    # earlier in this turn), the command's event would otherwise overtake the ack.
-                    asyncio.get_running_loop().call_soon(self._announce, command)
+                command.settle(now=True)  # the sender's ack (acceptance's ``then``) is written here
+                if self._sent is not None:  # then the room hears of it (its events go out after the ack)
+                    try:
+                        self._sent(command)
+                    except Exception:  # a recorder's bug must not stop the room's worker
+                        log.exception("command %s: announcing it failed", command.seq)
             finally:
                 self.in_flight = None

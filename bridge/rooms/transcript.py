@@ -20,10 +20,11 @@ from .writer import SerialWriter
 
 
 class Transcripts:
-    def __init__(self, store: RoomStore, writer: SerialWriter, *, clock: Clock) -> None:
+    def __init__(self, store: RoomStore, writer: SerialWriter, *, clock: Clock, batch_seconds: float = 0.0) -> None:
         self.store = store
         self.writer = writer
         self.clock = clock
+        self.batch_seconds = batch_seconds  # BRIDGE_TRANSCRIPT_BATCH_SECONDS
         self._pending: list[TranscriptEntry] = []  # recorded, in the writer's queue, not yet written
 
     # -- hooks --------------------------------------------------------------------------------
@@ -50,11 +51,13 @@ class Transcripts:
         """Write an entry down, in the background (brains and cancels by utterance record theirs here).
 
         Entries recorded while a write waits its turn join it: one store transaction (one fsync)
-        for all of them, not one per command, which under load cost more than the command itself."""
+        for all of them, not one per command, which cost more CPU than the rest of a speak. The write
+        waits up to ``batch_seconds`` for others to join (a crash may lose that much of the log;
+        anything written through the writer after it, a room's close included, still comes after it)."""
         entry = TranscriptEntry(room_id=lr.room.id, kind=kind, text=text, at=self.clock(), **fields)  # type: ignore[arg-type]
         self._pending.append(entry)
         if len(self._pending) == 1:
-            self.writer.submit(self._write_pending)
+            self.writer.submit(self._write_pending, within=self.batch_seconds)
 
     async def _write_pending(self) -> None:
         entries, self._pending = self._pending, []

@@ -57,6 +57,8 @@ class Utterance:
 
 def speech_weight(text: str) -> int:
     """Characters as time to say them: a wide (CJK) character takes about three narrow ones."""
+    if text.isascii():  # no wide character: skip the per-character lookup (every speak comes here)
+        return len(text)
     return sum(3 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 

@@ -102,8 +102,9 @@ class WarmPool:
                 await self.fill()
             except Exception:  # the pool must outlive any one bad pass
                 log.exception("warm room pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.sweep_interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see bridge/webhooks/deliverer.py
+                async with asyncio.timeout(self.settings.sweep_interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     @contextlib.asynccontextmanager

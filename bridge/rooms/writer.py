@@ -3,7 +3,9 @@
 Room hooks are synchronous (an event published, a command sent) and must never wait for the disk;
 what they record goes through one :class:`SerialWriter`, whose order is the order things happened in
 (a reply's webhook is enqueued before its room's ``room.closed``). Readers ``flush()`` first so they
-see everything recorded before they asked.
+see everything recorded before they asked. A job may also wait a little to be written together with
+others (``submit(job, within=...)``: the transcript's lines, one transaction and one fsync for many)
+without losing its place: anything submitted after it, a flush included, queues it first.
 """
 
 from __future__ import annotations
@@ -23,13 +25,32 @@ class SerialWriter:
         self.name = name
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._held: list[tuple[Job, asyncio.Future[None]]] = []  # submitted ``within`` a delay, not queued yet
+        self._timer: asyncio.TimerHandle | None = None
 
-    def submit(self, job: Job) -> asyncio.Future[None]:
+    def submit(self, job: Job, *, within: float = 0.0) -> asyncio.Future[None]:
         """Run ``job`` after every job submitted before it; the future is done once it ran (a failing
-        job is logged, never raised into a room)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        job is logged, never raised into a room). ``within``: it may wait up to that many seconds
+        before it is queued, unless another job is submitted first (which queues it, in its place)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if within > 0:
+            self._held.append((job, done))
+            if self._timer is None:
+                self._timer = loop.call_later(within, self._release)
+            return done
+        self._release()
         self._queue.put_nowait((job, done))
         return done
+
+    def _release(self) -> None:
+        """Queue the held jobs now, in the order they were submitted."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        held, self._held = self._held, []
+        for item in held:
+            self._queue.put_nowait(item)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is written."""
@@ -39,6 +60,7 @@ class SerialWriter:
         await asyncio.shield(self.submit(_nothing))
 
     async def _drain_now(self) -> None:
+        self._release()
         while not self._queue.empty():
             await self._one(*self._queue.get_nowait())
 

@@ -184,8 +184,9 @@ class AgoraSubscription(QueueSubscription):
                 await _run(self._conn.disconnect)
                 # release only after on_disconnected (agora.md 2); a failed join may never send it
                 wait = min(self._observer.close_timeout, 1.0) if self._failed else self._observer.close_timeout
-                try:
-                    await asyncio.wait_for(self._disconnected.wait(), wait)
+                try:  # not wait_for: see bridge/webhooks/deliverer.py
+                    async with asyncio.timeout(wait):
+                        await self._disconnected.wait()
                 except TimeoutError:
                     log.log(logging.DEBUG if self._failed else logging.WARNING,
                             "agora on_disconnected not seen within %ss; releasing anyway", wait)

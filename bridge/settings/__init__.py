@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(5.0, ge=0.5, le=300, alias="BRIDGE_LEASE_SECONDS")
     # ended rooms are kept this long (at least a day: the room-minutes cap counts today's rooms)
     retention_days: float = Field(30.0, ge=1, alias="BRIDGE_RETENTION_DAYS")
+    # a transcript line waits up to this long to be written with others (one fsync for many)
+    transcript_batch_seconds: float = Field(0.05, ge=0, le=5, alias="BRIDGE_TRANSCRIPT_BATCH_SECONDS")
     log_level: str = Field("INFO", alias="BRIDGE_LOG_LEVEL")
     # unset: json when stderr is not a terminal, text on a terminal (bridge.logs.log_format)
     log_format: Literal["json", "text"] | None = Field(None, alias="BRIDGE_LOG_FORMAT")

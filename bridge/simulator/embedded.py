@@ -182,8 +182,9 @@ class EmbeddedServer(uvicorn.Server):
         counter = 0
         while not await self.on_tick(counter):
             counter = (counter + 1) % 864_000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.1)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see bridge/webhooks/deliverer.py
+                async with asyncio.timeout(0.1):
+                    await self._wake.wait()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:

@@ -118,8 +118,11 @@ class Deliverer:
             next_at = await self.store.next_attempt_at()
             now = self.clock()
             wait = IDLE_POLL if next_at is None or next_at <= now else min(IDLE_POLL, next_at - now)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
+            # event is set (gh-86296), and this task, cancelled at shutdown, would loop on forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _run_forever(self, http: httpx.AsyncClient) -> None:
         while True:

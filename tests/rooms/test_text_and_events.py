@@ -60,3 +60,11 @@ async def test_end_delivers_what_is_queued_then_stops() -> None:
     items = [item async for item in sub]
     assert [i.type for i in items] == ["room_closed"]
     assert await asyncio.wait_for(hub.subscribe().get(), 1) is None
+
+
+def test_speech_weight_counts_wide_characters_three_times() -> None:
+    from bridge.rooms.utterances import speech_weight
+
+    assert speech_weight("Welcome, visitor number 5.") == 26  # ASCII: its length
+    assert speech_weight("你好 ok") == 9 and speech_weight("Ａb") == 4  # wide and full-width: 3 each
+    assert speech_weight("café") == 4 and speech_weight("") == 0  # not ASCII, still narrow
