@@ -3,7 +3,8 @@
 Side effects happen in the lifespan, each in a small async context manager, entered in this order
 and left in reverse: the embedded simulator, the A2E client, the room store, the channel observers,
 the brains (``BRIDGE_BRAINS``), the rooms' record writer, the usage ledger, the webhook deliverer, the rooms
-(recovered on the way in, left on the way out), the sweeper and the kiosks' warm rooms.
+(recovered on the way in, left on the way out), with ``BRIDGE_REDIS_URL`` the cluster (rooms owned,
+adopted and handed over among instances), the sweeper and the kiosks' warm rooms.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
 
 from .a2e.client import A2EClient
+from .cluster import Cluster
 from .errors import BridgeError
 from .http import commands, events, journal, kiosk, openapi, operator, ops, passthrough, rooms, ws
 from .http.auth import DEV_TENANT, Authenticator
@@ -34,6 +36,7 @@ from .rooms import Rooms
 from .rooms.answers import Answering
 from .rooms.brains import build_brains
 from .rooms.clients import ClientRegistry
+from .rooms.handle import LocalHandle, RoomHandles
 from .rooms.lifecycle import RoomLifecycle
 from .rooms.observing import RoomObserving, choose_source, make_observer
 from .rooms.registry import Clock, RoomRegistry
@@ -88,7 +91,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
             await stack.enter_async_context(app.state.rooms.transcripts.writer.running())
             await stack.enter_async_context(app.state.rooms.usage.running())
             await stack.enter_async_context(app.state.deliverer.running())
-            await stack.enter_async_context(app.state.rooms.lifecycle.running())
+            # many instances (BRIDGE_REDIS_URL): rooms are adopted by the ownership scan, not recovered
+            cluster = Cluster(settings, app.state.rooms) if settings.redis_url else None
+            app.state.cluster = cluster
+            await stack.enter_async_context(app.state.rooms.lifecycle.running(recover=cluster is None))
+            if cluster is not None:  # left first: hands the rooms over, or leaves them as the last instance
+                await stack.enter_async_context(cluster.running())
             await stack.enter_async_context(app.state.rooms.sweeper.running())
             await stack.enter_async_context(app.state.rooms.warm.running())
             yield
@@ -118,6 +126,7 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
+    app.state.cluster = None  # the Cluster, set in the lifespan when BRIDGE_REDIS_URL is set
     app.state.kiosk_page = ops.render_kiosk_page(settings)
     app.state.kiosk_mode_page = ops.render_kiosk_page(settings, kiosk.PAGE)
     app.state.simulator = simulator  # the embedded EmbeddedSimulator, or None
@@ -233,7 +242,7 @@ def room_domain(settings: Settings, client: A2EClient, store: RoomStore, observi
     sweeper = Sweeper(settings, registry, lifecycle, store, clock=clock)
     warm = WarmPool(settings, lifecycle, registry, default_tenant=DEV_TENANT if settings.dev_mode else None, clock=clock,
                     check_brain=relay.answering.check)
-    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage, warm)
+    return Rooms(registry, lifecycle, relay, sweeper, transcripts, usage, warm, RoomHandles(LocalHandle(relay, lifecycle)))
 
 
 def webhooks(settings: Settings, rooms: Rooms, store: RoomStore) -> Deliverer:

@@ -8,6 +8,7 @@
      │    └── OriginNotAllowed  403 origin_not_allowed (a browser page on an origin not listed)
      ├── NotFound               404 not_found (also for another tenant's room)
      ├── RoomNotOpen            409 room_not_open
+     ├── RoomMoved              503 room_moved (many instances: the room changed owner; not carried out, retry)
      ├── Flushed                409 flushed (a pending command dropped by flush)
      ├── Cancelled              409 cancelled (a queued utterance or a stream cancelled by a client)
      ├── NotCancellable         409 not_cancellable (A2E has it already)
@@ -77,6 +78,13 @@ class NotFound(BridgeError):
 
 class RoomNotOpen(BridgeError):
     status, code = 409, ErrorCode.ROOM_NOT_OPEN
+
+
+class RoomMoved(BridgeError):
+    """Many instances: the room's owner changed (or could not be reached) before the command was
+    acknowledged; it was not carried out. Retry (after reconnecting)."""
+
+    status, code = 503, ErrorCode.ROOM_MOVED
 
 
 class Flushed(BridgeError):

@@ -188,7 +188,16 @@ def check_a2e_key(settings: Settings) -> None:
         log.warning("could not check A2E_API_KEY at start (%s); /readyz reports A2E's state", exc)
 
 
-class _Server(uvicorn.Server):
+class BridgeServer(uvicorn.Server):
+    """uvicorn's server, with two additions: the objects of start-up frozen out of the garbage
+    collector's way once started, and, with many instances, the rooms handed over to the other
+    instances on SIGTERM before uvicorn closes the connections (its own websocket close, 1012,
+    would come first and tell clients nothing about where to go)."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self.bridge_app = app
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Once started, what start-up made (the app, its libraries: ~60k objects that live as long
         as the process) is moved out of the garbage collector's way: a full collection then looks at
@@ -198,13 +207,21 @@ class _Server(uvicorn.Server):
             gc.collect()
             gc.freeze()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cluster = getattr(self.bridge_app.state, "cluster", None)
+        if cluster is not None:
+            for server in self.servers:
+                server.close()  # no new connections while the rooms are handed over
+            await cluster.hand_over_if_peers()
+        await super().shutdown(sockets)
+
 
 def run(settings: Settings) -> None:
     """Serve the bridge until SIGTERM/SIGINT; raises ConfigurationError for unsafe settings or a
     refused A2E key."""
     app = create_app(settings)
     check_a2e_key(settings)
-    server = _Server(server_config(app, settings))
+    server = BridgeServer(server_config(app, settings), app)
     install_descriptor_exhaustion_filter()
     # uvicorn shuts down gracefully (rooms are left in the lifespan), then re-raises the signal to
     # the previous handler: make that a clean exit so SIGTERM ends with status 0.

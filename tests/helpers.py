@@ -19,6 +19,7 @@ import inspect
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -230,6 +231,131 @@ class RedisServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Fleet:
+    """Many instances as they are deployed: one ``a2e-bridge simulate`` standing in for A2E and
+    ``a2e-bridge serve`` processes (named, each its own ``BRIDGE_INSTANCE_ID``) sharing one Redis,
+    with a short lease. Clients use tenant acme's key (``ACME``)."""
+
+    SIM_KEY = "sk_fleet_sim"
+
+    def __init__(self, workdir: Path, redis_url: str, *, lease: float = 1.0, **env: str) -> None:
+        self.workdir, self.redis_url, self.lease = workdir, redis_url, lease
+        port = free_port()
+        self.sim_url = f"http://127.0.0.1:{port}"
+        self.sim = Child("simulate", "--port", str(port), "--api-key", self.SIM_KEY, cwd=ROOT,
+                         env={"BRIDGE_LOG_LEVEL": "WARNING"})
+        self.env = {"A2E_API_KEY": self.SIM_KEY, "A2E_BASE_URL": self.sim_url, "BRIDGE_API_KEYS": "acme:key-acme",
+                    "BRIDGE_REDIS_URL": redis_url, "BRIDGE_LEASE_SECONDS": str(lease),
+                    "BRIDGE_EVENT_SOURCE": "simulator",
+                    "BRIDGE_MAX_ROOMS_PER_TENANT": "200", "BRIDGE_ROOM_CREATE_RATE": "1000",
+                    "BRIDGE_ROOM_CREATE_BURST": "200", **env}
+        self.instances: dict[str, Child] = {}
+        self.urls: dict[str, str] = {}
+        wait_http(f"{self.sim_url}/_sim/health")
+
+    def start(self, *names: str) -> None:
+        """Start the instances ``names`` (again, on the port each had) and wait until each answers."""
+        for name in names:
+            port = self.urls[name].rsplit(":", 1)[1] if name in self.urls else str(free_port())
+            self.urls[name] = f"http://127.0.0.1:{port}"
+            self.instances[name] = Child("serve", env={**self.env, "BRIDGE_INSTANCE_ID": name, "BRIDGE_PORT": port},
+                                         cwd=ROOT)
+        for name in names:
+            try:
+                wait_http(f"{self.urls[name]}/healthz")
+            except TimeoutError:
+                raise AssertionError(f"{name} did not start:\n{self.instances[name].tail()}") from None
+
+    def kill(self, name: str) -> None:
+        """kill -9: no shutdown at all."""
+        self.instances[name].proc.kill()
+        self.instances[name].proc.wait(10)
+
+    def terminate(self, name: str, timeout: float = 30) -> int:
+        """SIGTERM, and its exit status."""
+        self.instances[name].signal(signal.SIGTERM)
+        return self.instances[name].wait(timeout)
+
+    def sim_state(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.sim_url}/_sim/state", headers={"Authorization": f"Bearer {self.SIM_KEY}"},
+                              timeout=10).json())
+
+    def said(self, channel: str) -> list[str]:
+        """What A2E (the simulator) was told to say on ``channel``, in order."""
+        r = httpx.get(f"{self.sim_url}/_sim/rooms/{channel}/commands",
+                      headers={"Authorization": f"Bearer {self.SIM_KEY}"}, timeout=10)
+        return [c["text"] for c in r.json()["commands"]]
+
+    def open_channels(self) -> set[str]:
+        """The channels A2E (the simulator) holds open: what it is charging for."""
+        return {r["channel"] for r in self.sim_state()["rooms"] if r["status"] == "open"}
+
+    def logs(self) -> str:
+        """The instances' last lines (without the per-call A2E lines), for failure messages."""
+        return "\n".join(f"--- {name} ---\n" + "".join([line for line in child.lines if '"bridge.a2e"' not in line
+                                                         and "bridge.access" not in line][-40:])
+                         for name, child in self.instances.items())
+
+    def stop(self) -> None:
+        """At the end of a test: killed outright (a graceful stop would hand rooms over, one by one)."""
+        for child in self.instances.values():
+            if child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait(10)
+        self.sim.stop()
+
+
+class Balancer:
+    """A plain TCP load balancer on loopback, as deployments put in front of the instances: each
+    connection goes to the next backend in turn that accepts it (one that is down is skipped)."""
+
+    def __init__(self, backends: list[str]) -> None:
+        self.backends = [(httpx.URL(url).host, int(httpx.URL(url).port or 80)) for url in backends]
+        self._turn = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.url = ""
+
+    async def __aenter__(self) -> Balancer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.backends)):
+            host, port = self.backends[self._turn % len(self.backends)]
+            self._turn += 1
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.close()
+                self._writers.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 # -- servers ---------------------------------------------------------------------------------------

@@ -55,11 +55,12 @@ def python_handled_types() -> set[str]:
 
 def test_the_clients_close_codes_are_the_servers() -> None:
     server = {code.name: code.value for code in CloseCode}
-    assert server == {"ROOM_CLOSED": 4000, "SLOW_CONSUMER": 4008, "ROOM_NOT_OPEN": 4009, "UNAUTHORIZED": 4401,
-                      "NOT_FOUND": 4404, "FLOOD": 4429}
+    assert server == {"ROOM_CLOSED": 4000, "SLOW_CONSUMER": 4008, "ROOM_NOT_OPEN": 4009, "RECONNECT": 4012,
+                      "UNAUTHORIZED": 4401, "NOT_FOUND": 4404, "FLOOD": 4429}
     assert js_close_codes() == server
     python = python_close_codes()
     assert python and python.items() <= server.items()  # the Python client names those it acts on
+    assert python["RECONNECT"] == 4012  # ... reconnecting at once on it (a hand-over)
 
 
 def test_the_clients_handle_only_frames_the_server_sends() -> None:

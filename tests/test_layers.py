@@ -23,6 +23,7 @@ ALLOWED = {
     "store": {"errors", "rooms"},  # errors: StoreUnavailable when Redis cannot be reached
     "simulator": {"a2e", "frames", "rtc", "settings"},
     "webhooks": {"frames", "logs", "metrics", "rooms", "settings"},
+    "cluster": {"errors", "frames", "logs", "metrics", "rooms", "settings", "store"},
     "http": {"a2e", "errors", "frames", "logs", "metrics", "rooms", "settings", "webhooks"},
 }
 

@@ -11,6 +11,7 @@ class CloseCode(IntEnum):
     ROOM_CLOSED = 4000  # the room ended; a room_closed frame came first
     SLOW_CONSUMER = 4008  # the client did not read its events; its buffer overflowed
     ROOM_NOT_OPEN = 4009  # the room exists but is no longer open
+    RECONNECT = 4012  # this instance stops serving the room (hand-over, lost lease): reconnect at once
     UNAUTHORIZED = 4401  # missing/bad key, bad or expired ticket
     NOT_FOUND = 4404  # no such room for this tenant
     FLOOD = 4429  # more frames than the rate limit allows
@@ -29,6 +30,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"  # any other HTTP error of the routing layer
     ROOM_NOT_OPEN = "room_not_open"
+    ROOM_MOVED = "room_moved"  # another instance serves the room now, or none could be reached: retry
     FLUSHED = "flushed"
     CANCELLED = "cancelled"  # a queued utterance (or a stream) cancelled by a client
     NOT_CANCELLABLE = "not_cancellable"  # already sent to A2E: it cannot be taken back

@@ -6,6 +6,7 @@ handler's ``@operation`` is what ``/openapi.json`` says of it (:mod:`bridge.http
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import secrets
 from typing import Any
@@ -17,7 +18,6 @@ from starlette.routing import BaseRoute, Route
 from bridge.errors import BadRequest, BrainFailed, NotFound
 from bridge.rooms.queue import CommandKind
 from bridge.rooms.registry import LiveRoom
-from bridge.rooms.utterances import Utterance
 from bridge.settings import Settings
 
 from .models import CancelResult, CommandAccepted, FlushResult, StreamAccepted, UtteranceView, command_body, parse_body
@@ -47,13 +47,13 @@ async def run_command(request: Request, kind: CommandKind) -> Response:
     body: Any = await parse_body(request, command_body(kind, settings.max_text_chars))
     lr = await open_room(request)
     # Answer once A2E accepted every chunk; the queue keeps going if this client goes away.
-    submission = rooms_of(request).relay.submit(lr, kind, body.text, origin="rest")
+    submission = await rooms_of(request).handle(lr).submit(lr, kind, body.text, origin="rest")
     seqs = await submission.accepted
     if not seqs:  # an ask whose brain said nothing speakable (the answers module refuses an empty answer)
         raise BrainFailed("the brain's answer had nothing to say")
     return answer(CommandAccepted, {"status": "accepted", "kind": kind, "position": seqs[0], "positions": seqs,
-                                    "chunks": len(seqs), "utterance": submission.utterance.id,
-                                    "utterances": submission.utterance.leaves})
+                                    "chunks": len(seqs), "utterance": submission.utterance,
+                                    "utterances": submission.leaves()})
 
 
 @operation(summary="Make the avatar say a text (queued in order; long text is split at sentences); answers once "
@@ -77,39 +77,33 @@ async def ask(request: Request) -> Response:
                        "complete, the rest at the end. Answers once A2E accepted every sentence.")
 async def speak_stream(request: Request) -> Response:
     lr = await open_room(request)
-    relay = rooms_of(request).relay
+    room = rooms_of(request).handle(lr)
     key = f"http:{secrets.token_hex(8)}"
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        relay.stream_delta(lr, key, "", origin="rest")
+        await room.stream_delta(lr, key, "", origin="rest")
         async for chunk in request.stream():
             if text := decoder.decode(chunk):
-                relay.stream_delta(lr, key, text)
-        relay.stream_delta(lr, key, decoder.decode(b"", final=True))
-        stream = relay.stream_end(lr, key)
+                await room.stream_delta(lr, key, text)
+        await room.stream_delta(lr, key, decoder.decode(b"", final=True))
+        stream = await room.stream_end(lr, key)
     except UnicodeDecodeError:
-        relay.stream_abort(lr, key, "the body is not UTF-8")
+        await room.stream_abort(lr, key, "the body is not UTF-8")
         raise BadRequest("the body must be UTF-8 text") from None
     except BaseException:  # too large, the client went away, the queue is full: the rest is not said
-        relay.stream_abort(lr, key, "the request ended before its body did")
+        await asyncio.shield(room.stream_abort(lr, key, "the request ended before its body did"))
         raise
     seqs = await stream.done
-    return answer(StreamAccepted, {"status": "accepted", "kind": "speak", "utterance": stream.utterance.id,
-                                   "positions": seqs, "utterances": stream.utterance.leaves, "chunks": len(seqs)})
+    return answer(StreamAccepted, {"status": "accepted", "kind": "speak", "utterance": stream.utterance,
+                                   "positions": seqs, "utterances": stream.leaves, "chunks": len(seqs)})
 
 
 @operation(summary="Drop the room's pending commands, stop its streams and brain answers", answer=FlushResult,
            errors={409: ""})
 async def flush(request: Request) -> Response:
     lr = await open_room(request)
-    flushed, dropped = rooms_of(request).relay.flush(lr, origin="rest")
+    flushed, dropped = await rooms_of(request).handle(lr).flush(lr, origin="rest")
     return answer(FlushResult, {"flushed": flushed, "dropped": dropped})
-
-
-def describe(u: Utterance) -> dict[str, Any]:
-    return {"id": u.id, "seq": u.seq, "kind": u.kind, "state": u.state, "parent": u.parent.id if u.parent else None,
-            "position": u.position, "text": u.text, "estimated": u.estimated, "reason": u.reason,
-            "pieces": [p.id for p in u.pieces]}
 
 
 @operation(summary="One utterance of the room (the room's last 1,000 finished ones are kept)", answer=UtteranceView,
@@ -117,10 +111,10 @@ def describe(u: Utterance) -> dict[str, Any]:
 async def get_utterance(request: Request) -> Response:
     lr = await open_room(request)
     uid = request.path_params["uid"]
-    u = lr.utterances.get(uid) if lr.utterances is not None else None
-    if u is None:
+    found = await rooms_of(request).handle(lr).utterance(lr, uid)
+    if found is None:
         raise NotFound(f"no utterance {uid} in this room")
-    return answer(UtteranceView, describe(u))
+    return answer(UtteranceView, found)
 
 
 @operation(summary="Cancel a queued utterance (a speak, ask, stream or one piece of it); A2E cannot stop what it "
@@ -128,7 +122,8 @@ async def get_utterance(request: Request) -> Response:
            errors={404: "also: no such utterance", 409: "also `not_cancellable`: A2E has all of it already"})
 async def cancel_utterance(request: Request) -> Response:
     lr = await open_room(request)
-    return answer(CancelResult, {"cancelled": rooms_of(request).relay.cancel(lr, request.path_params["uid"])})
+    cancelled = await rooms_of(request).handle(lr).cancel(lr, request.path_params["uid"])
+    return answer(CancelResult, {"cancelled": cancelled})
 
 
 routes: list[BaseRoute] = [

@@ -131,8 +131,8 @@ async def delete_room(request: Request) -> Response:
     who = caller(request)
     found = await find_room(request, who)
     if isinstance(found, LiveRoom):
-        await rooms_of(request).lifecycle.close(found, CloseReason.CLIENT)
-    return answer(RoomView, room_view(request, room_of(found)))  # a room that has ended already: as it is
+        found = await rooms_of(request).handle(found).close(found, CloseReason.CLIENT)
+    return answer(RoomView, room_view(request, found))  # a room that has ended already: as it is
 
 
 @operation(summary="A fresh short-lived websocket ticket for an open room (for browsers reconnecting)",
@@ -153,8 +153,8 @@ async def put_qa_context(request: Request) -> Response:
     if who.browser:
         check_browser_qa_context(request.app.state.settings, who.tenant, body.text)
     lr = await find_open_room(request, who)
-    room = await rooms_of(request).relay.set_qa_context(lr, body.text)
-    return answer(QaContextView, {"text": room.qa_context, "chars": len(room.qa_context or "")})
+    text = await rooms_of(request).handle(lr).set_qa_context(lr, body.text)
+    return answer(QaContextView, {"text": text, "chars": len(text)})
 
 
 @operation(summary="The room's QA context, as the bridge last set it", answer=QaContextView)

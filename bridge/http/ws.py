@@ -28,7 +28,6 @@ from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
 from bridge.rooms.caps import check_browser_qa_context
 from bridge.rooms.events import Event
-from bridge.rooms.observing import forward_rtc_event
 from bridge.rooms.registry import LiveRoom
 from bridge.settings import Settings
 
@@ -70,7 +69,10 @@ class Connection:
             self.outbox.put(event.data)  # encoded once by the room's hub, for every subscriber
 
     def ended(self) -> None:
-        self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
+        if self.lr.moved:  # another instance serves the room now (bridge/cluster)
+            self.shut(p.CloseCode.RECONNECT, "the room moved to another instance: reconnect")
+        else:
+            self.shut(p.CloseCode.ROOM_CLOSED, "room closed")
 
     # -- out -----------------------------------------------------------------------------------------
     def send(self, frame: p.ServerFrame) -> None:
@@ -178,40 +180,41 @@ class Connection:
             self._main = None
 
     async def handle(self, frame: p.ClientFrame) -> None:
-        relay = self.rooms.relay
+        room = self.rooms.handle(self.lr)  # in place for a room run here, forwarded for a mirror
         if isinstance(frame, p.Ping):
             self.send(p.Pong(id=frame.id))
         elif isinstance(frame, (p.Speak, p.Ask)):
-            # answered from the acceptance itself (``then``), not from a callback of its future: the
-            # ack is written before the room's events about the command (see Relay.sent)
-            sub = relay.submit(self.lr, frame.type, frame.text, origin=f"ws-{self.id}",
-                               then=lambda done: self._answer(frame, done, lambda seqs: p.Ack(
-                                   id=frame.id, kind=frame.type, position=seqs[0], positions=seqs,
-                                   utterance=sub.utterance.id, utterances=sub.utterance.leaves)))
-            self.send(p.Queued(id=frame.id, kind=frame.type, utterance=sub.utterance.id, utterances=sub.utterance.leaves))
+            # ``queued`` and the ack are written as the room tells them (not from a callback of a
+            # future, which runs a loop turn later): before the room's events about the command
+            kind = frame.type
+            await room.submit(self.lr, kind, frame.text, origin=f"ws-{self.id}", queued=lambda q: self.send(
+                p.Queued(id=frame.id, kind=kind, utterance=q.utterance, utterances=q.leaves())),
+                then=lambda q: self._answer(frame, q.accepted, lambda seqs: p.Ack(
+                    id=frame.id, kind=kind, position=seqs[0], positions=seqs, utterance=q.utterance,
+                    utterances=q.leaves())))
         elif isinstance(frame, p.SpeakDelta):
-            stream = relay.stream_delta(self.lr, self.stream_key(frame.stream), frame.text, origin=f"ws-{self.id}")
-            self.send(p.StreamAck(id=frame.id, kind="speak_delta", stream=frame.stream, utterance=stream.utterance.id))
+            uid = await room.stream_delta(self.lr, self.stream_key(frame.stream), frame.text, origin=f"ws-{self.id}")
+            self.send(p.StreamAck(id=frame.id, kind="speak_delta", stream=frame.stream, utterance=uid))
         elif isinstance(frame, p.SpeakEnd):
-            stream = relay.stream_end(self.lr, self.stream_key(frame.stream, end=True))
-            stream.done.add_done_callback(lambda done: self._answer(frame, done, lambda seqs: p.StreamAck(
-                id=frame.id, kind="speak_end", stream=frame.stream, utterance=stream.utterance.id, positions=seqs,
-                utterances=[u.id for u in stream.utterance.pieces])))
+            end = await room.stream_end(self.lr, self.stream_key(frame.stream, end=True))
+            end.done.add_done_callback(lambda done: self._answer(frame, done, lambda seqs: p.StreamAck(
+                id=frame.id, kind="speak_end", stream=frame.stream, utterance=end.utterance, positions=seqs,
+                utterances=end.pieces())))
         elif isinstance(frame, p.Cancel):
-            self.send(p.CancelAck(id=frame.id, cancelled=relay.cancel(self.lr, frame.id)))
+            self.send(p.CancelAck(id=frame.id, cancelled=await room.cancel(self.lr, frame.id)))
         elif isinstance(frame, p.Flush):
-            flushed, dropped = relay.flush(self.lr, origin=f"ws-{self.id}")
+            flushed, dropped = await room.flush(self.lr, origin=f"ws-{self.id}")
             self.send(p.FlushAck(id=frame.id, flushed=flushed, dropped=dropped))
         elif isinstance(frame, p.SetQaContext):
             if self.caller.browser:
                 check_browser_qa_context(self.ws.app.state.settings, self.caller.tenant, frame.text)
-            updated = await relay.set_qa_context(self.lr, frame.text)
-            self.send(p.QaContextAck(id=frame.id, chars=len(updated.qa_context or "")))
+            text = await room.set_qa_context(self.lr, frame.text)
+            self.send(p.QaContextAck(id=frame.id, chars=len(text)))
         elif isinstance(frame, p.RtcEvent):
             if not self.caller.forward:
                 raise Forbidden("this connection may not forward channel events: connect with a key, or with a "
                                 "ticket minted with forward_events")
-            forward_rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
+            await room.rtc_event(self.lr, frame.event, source=f"ws-{self.id}")
 
     def stream_key(self, name: str, *, end: bool = False) -> str:
         """Stream names are per connection; the connection remembers its open ones (to end them with it)."""
@@ -294,7 +297,8 @@ async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     finally:
         conn.finish()
         for key in conn.streams:  # its unfinished sentences can never be finished now
-            rooms.relay.stream_abort(lr, key, "the websocket closed before speak_end")
+            with contextlib.suppress(BridgeError):  # (a mirror's owner may be gone: nothing left to stop)
+                await rooms.handle(lr).stream_abort(lr, key, "the websocket closed before speak_end")
         lease.release()  # whatever ended the connection: its slots are given back once
         WS_CONNECTIONS.dec()
         if conn.close_code is not None and not conn.outbox.close_sent:

@@ -6,7 +6,8 @@ recover, close, leave), ``relay`` (speak, ask, streams, cancel, flush), ``queue`
 ask), ``sweeper`` (idle, expiry, purge), ``events`` (fan-out), ``observing`` (channel events),
 ``warm`` (kiosk rooms opened ahead of visitors), ``caps``, ``transcript`` and
 ``usage`` (what operators read, ``journal`` its records, written through ``writer``) and ``store``
-(the port ``bridge/store/`` implements). :class:`Rooms` is how the transports reach them, wired once by the app.
+(the port ``bridge/store/`` implements); ``handle`` is the one seam the edges go through (in place, or
+forwarded to another instance). :class:`Rooms` is how the transports reach them, wired once by the app.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from bridge.rooms.models import (
 )
 
 if TYPE_CHECKING:
+    from bridge.rooms.handle import RoomHandle, RoomHandles
     from bridge.rooms.lifecycle import RoomLifecycle
-    from bridge.rooms.registry import RoomRegistry
+    from bridge.rooms.registry import LiveRoom, RoomRegistry
     from bridge.rooms.relay import Relay
     from bridge.rooms.sweeper import Sweeper
     from bridge.rooms.transcript import Transcripts
@@ -60,3 +62,8 @@ class Rooms:
     transcripts: Transcripts
     usage: UsageLedger
     warm: WarmPool
+    handles: RoomHandles
+
+    def handle(self, lr: LiveRoom) -> RoomHandle:
+        """What the edges call for a room they looked up (see :mod:`bridge.rooms.handle`)."""
+        return self.handles.of(lr)

@@ -105,8 +105,10 @@ _END = object()  # in the delivery backlog: the room's events are over
 class RoomEvents:
     """Publish/subscribe for one room."""
 
-    def __init__(self, history: int = 256, subscriber_buffer: int = 256) -> None:
-        self._ids = itertools.count(1)
+    def __init__(self, history: int = 256, subscriber_buffer: int = 256, *, first_id: int = 1) -> None:
+        # ``first_id``: a room that changes owner (bridge/cluster) goes on from its last id, so that
+        # ``Last-Event-ID`` resumes across instances
+        self._ids = itertools.count(first_id)
         self.history: deque[Event] = deque(maxlen=history)
         # insertion-ordered set; a sink is told of the events published while it is in here
         self._subscribers: dict[Sink, None] = {}
@@ -114,6 +116,8 @@ class RoomEvents:
         self.ended = False
         # called with every published frame, synchronously (the transcript, webhooks): never cut off
         self.listeners: list[Callable[[ServerFrame], None]] = []
+        # given every published event as encoded (bridge/cluster: to the room's other instances)
+        self.tap: Callable[[Event], None] | None = None
         # what is still to be delivered: an event (or the end) and the sinks it goes to, from `done` on
         self._backlog: deque[tuple[Event | object, list[Sink]]] = deque()
         self._done = 0
@@ -134,8 +138,18 @@ class RoomEvents:
                 listener(frame)
             except Exception:  # a recorder's bug must not cost the room its events
                 log.exception("room event listener failed")
+        if self.tap is not None:
+            self.tap(event)
         self._enqueue(event)
         return event.id
+
+    def replay(self, event: Event) -> None:
+        """An event another instance published (a mirror of a room owned there): kept and delivered as
+        it is, with its id; one seen already (by id) is dropped."""
+        if self.history and event.id <= self.history[-1].id:
+            return
+        self.history.append(event)
+        self._enqueue(event)
 
     def attach(self, sink: Sink) -> None:
         """Deliver the events published from now on to ``sink`` (until :meth:`detach`)."""

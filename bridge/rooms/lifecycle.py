@@ -10,31 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
-
 from bridge import frames, logs, metrics
 from bridge.a2e.client import A2EClient
-from bridge.a2e.errors import A2EError, A2ENotFound
+from bridge.a2e.errors import A2EError
 from bridge.errors import BridgeError, RoomNotOpen, from_a2e
 from bridge.settings import Settings
 
 from .avatars import AvatarCatalogue
 from .caps import SpendCaps, check_browser_qa_context
-from .events import RoomEvents
+from .events import Event, RoomEvents
+from .leaving import leave_upstream, reason_of
 from .models import CloseReason, Room, RoomState
 from .registry import Clock, LiveRoom, RoomRegistry
 from .relay import check_qa_context
 from .store import RoomStore
 
 log = logging.getLogger("bridge.rooms")
-
-
-def reason_of(room: Room) -> str:
-    return room.close_reason.value if room.close_reason else "client"
 
 
 def _epoch_seconds(value: Any, fallback: float) -> float:
@@ -66,13 +62,18 @@ class RoomLifecycle:
         self.on_closing: list[Callable[[LiveRoom, BridgeError], Awaitable[None]]] = []
         # called as the room turns closed; each enqueues its record at once and returns its completion
         self.on_closed: list[Callable[[LiveRoom], Awaitable[None] | None]] = []
+        # many instances: take the new room's lease before its record is written (bridge/cluster)
+        self.claim: Callable[[Room], Awaitable[None]] | None = None
+        self.tap: Callable[[str, Event], None] | None = None  # given (room id, event) for every room here
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget closes, kept from the GC
 
     # -- life of the process -------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Recover what the last process left; on the way out, leave every room."""
-        await self.recover()
+    async def running(self, *, recover: bool = True) -> AsyncIterator[None]:
+        """Recover what the last process left (not with many instances: their ownership scan adopts
+        rooms, see bridge/cluster); on the way out, leave every room (still held)."""
+        if recover:
+            await self.recover()
         try:
             yield
         finally:
@@ -95,33 +96,52 @@ class RoomLifecycle:
 
     async def recover(self) -> None:
         """Reconcile what the store says was live when the last process ended."""
-        now = self.clock()
         for room in await self.store.list_live():
-            lr = LiveRoom(room, self._new_events())
-            if not room.channel:
-                # Crashed between writing the record and A2E's answer: no channel to leave.
-                room.error = "bridge stopped while minting; A2E channel unknown"
-                if room.state is RoomState.CREATING:
-                    room.transition(RoomState.FAILED, reason=CloseReason.RECOVERY, now=now)
-                else:  # closing before the mint answered (CLOSING -> FAILED is not a transition)
-                    room.transition(RoomState.CLOSED, reason=CloseReason.RECOVERY, now=now)
-                await self.store.put(room)
-                log.warning("room %s was being minted when the bridge stopped; marked %s", room.id,
-                            room.state.value, extra=room.log_fields())
-                continue
-            self.registry.add(lr)
+            await self.adopt(room)
+
+    async def adopt(self, room: Room, *, first_event_id: int = 1) -> LiveRoom | None:
+        """Take charge of a room left live by a process that ended (this one's last run, or another
+        instance that died): resume it (open, not near its expiry) or leave it. The live room, if
+        resumed; ``first_event_id`` continues the room's event ids."""
+        now = self.clock()
+        lr = LiveRoom(room, self._new_events(room.id, first_event_id))
+        if not room.channel:
+            # Crashed between writing the record and A2E's answer: no channel to leave.
+            room.error = "bridge stopped while minting; A2E channel unknown"
             if room.state is RoomState.CREATING:
-                room.transition(RoomState.OPEN, now=now)
-            expires = room.expires_at or room.reserved_until
-            if room.state is RoomState.OPEN and expires - self.settings.leave_before_expiry > now:
-                room.last_activity = now
-                await self._save(lr)
-                self._activate(lr)
-                log.info("resumed room %s (channel %s)", room.id, room.channel, extra=room.log_fields())
-            else:
-                log.info("leaving room %s left over from the last run (%s)", room.id, room.state.value,
-                         extra=room.log_fields())
-                await self.close(lr, CloseReason.RECOVERY, wait=False)
+                room.transition(RoomState.FAILED, reason=CloseReason.RECOVERY, now=now)
+            else:  # closing before the mint answered (CLOSING -> FAILED is not a transition)
+                room.transition(RoomState.CLOSED, reason=CloseReason.RECOVERY, now=now)
+            await self.store.put(room)
+            log.warning("room %s was being minted when the bridge stopped; marked %s", room.id,
+                        room.state.value, extra=room.log_fields())
+            return None
+        self.registry.add(lr)
+        if room.state is RoomState.CREATING:
+            room.transition(RoomState.OPEN, now=now)
+        expires = room.expires_at or room.reserved_until
+        if room.state is RoomState.OPEN and expires - self.settings.leave_before_expiry > now:
+            room.last_activity = now
+            await self._save(lr)
+            self._activate(lr)
+            log.info("resumed room %s (channel %s)", room.id, room.channel, extra=room.log_fields())
+            return lr
+        log.info("leaving room %s left over from the last run (%s)", room.id, room.state.value,
+                 extra=room.log_fields())
+        await self.close(lr, CloseReason.RECOVERY, wait=False)
+        return None
+
+    async def release(self, lr: LiveRoom, refusal: BridgeError) -> None:
+        """Stop this process's work for a room another instance owns from now on (bridge/cluster: a
+        lost lease, a hand-over): nothing is left at A2E; pending commands fail with ``refusal``,
+        clients are told to reconnect (the room ``moved``)."""
+        lr.moved = True
+        for closing in self.on_closing:
+            await closing(lr, refusal)
+        for task in [lr.leave_task, *lr.tasks]:
+            if task is not None:
+                task.cancel()
+        self.registry.forget(lr)
 
     # -- rooms ---------------------------------------------------------------------------------
     async def create(self, tenant: str, *, avatar_id: str | None, expire_seconds: int | None,
@@ -144,7 +164,9 @@ class RoomLifecycle:
         avatar = avatar_id or s.default_avatar_id or await self.avatars.first()
         room = Room.new(tenant=tenant, avatar_id=avatar, expire_seconds=expire, now=self.clock(),
                         qa_context=qa_context, opened_by=browser_key, brain=brain)
-        lr = LiveRoom(room, self._new_events())
+        if self.claim is not None:
+            await self.claim(room)  # its lease before its record: no other instance adopts it meanwhile
+        lr = LiveRoom(room, self._new_events(room.id))
         # the caps are checked and the record written as one step (per tenant here, or atomically in a
         # store shared by many instances)
         await self.caps.reservations.reserve(
@@ -226,24 +248,7 @@ class RoomLifecycle:
     async def _leave(self, lr: LiveRoom) -> None:
         room = lr.room
         logs.start_context(**room.log_fields())  # this task's own context: its A2E calls name the room
-        deadline = (room.expires_at or room.reserved_until) + 60
-        try:
-            async for attempt in AsyncRetrying(
-                wait=wait_random_exponential(multiplier=0.2, max=15),
-                retry=retry_if_exception_type(A2EError),
-                stop=lambda state: self.clock() > deadline,
-                reraise=True,
-            ):
-                with attempt:
-                    try:
-                        await self.a2e.leave(room.channel or "")
-                        room.left_at = self.clock()
-                    except A2ENotFound:
-                        pass  # A2E no longer knows the channel: nothing is being charged
-        except A2EError as exc:
-            room.error = f"leave never confirmed, room has expired upstream: {exc}"
-            metrics.LEAVES_UNCONFIRMED.inc()
-            log.error("room %s: %s", room.id, room.error, extra={"close_reason": reason_of(room)})
+        await leave_upstream(self.a2e, room, self.clock)
         async with lr.lock:
             room.transition(RoomState.CLOSED, now=self.clock())
             # enqueued before anything awaits: whoever sees the room closed finds its records too
@@ -271,8 +276,12 @@ class RoomLifecycle:
         finally:
             logs.reset(token)
 
-    def _new_events(self) -> RoomEvents:
-        return RoomEvents(history=self.settings.event_buffer, subscriber_buffer=self.settings.ws_send_buffer)
+    def _new_events(self, room_id: str, first_id: int = 1) -> RoomEvents:
+        events = RoomEvents(history=self.settings.event_buffer, subscriber_buffer=self.settings.ws_send_buffer,
+                            first_id=first_id)
+        if self.tap is not None:
+            events.tap = functools.partial(self.tap, room_id)
+        return events
 
     async def _save(self, lr: LiveRoom) -> None:
         async with lr.lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
@@ -41,6 +41,11 @@ class LiveRoom:
     event_origin: str | None = None  # where the last channel event came from (labels expired replies)
     utterances: UtteranceTracker | None = None  # given by the relay when the room opens
     warm_for: str | None = None  # the kiosk profile whose warm pool holds it: not idle while waiting there
+    # Many instances (bridge/cluster): a mirror is a room another instance owns, seen here for this
+    # instance's clients (its events come from the owner, its commands go there); a room that moved
+    # was owned here and is owned elsewhere now: its clients are told to reconnect.
+    mirror: bool = False
+    moved: bool = False
 
 
 class RoomRegistry:
@@ -51,6 +56,8 @@ class RoomRegistry:
         self.clients = clients
         self.clock = clock
         self.live: dict[str, LiveRoom] = {}
+        # many instances: the mirror of a live room another instance owns (set by bridge/cluster)
+        self.mirror_of: Callable[[Room], Awaitable[LiveRoom]] | None = None
         metrics.ROOMS_LIVE.set_function(lambda: len(self.live))
 
     def add(self, lr: LiveRoom) -> None:
@@ -75,7 +82,8 @@ class RoomRegistry:
     async def lookup(self, tenant: str | None, room_id: str, *, must_be_open: bool = False,
                      opened_by: str | None = None) -> LiveRoom | Room:
         """The room ``room_id`` of ``tenant`` (None: of any tenant, for the operator): the live room if
-        this process holds it, else the stored record. With ``opened_by`` (a browser key's id), only a
+        this process holds it (or, with many instances, a mirror of a live room another owns), else the
+        stored record. With ``opened_by`` (a browser key's id), only a
         room that key opened. What is logged from here on in this task names the room.
 
         Raises:
@@ -87,6 +95,8 @@ class RoomRegistry:
         if room is None or tenant not in (None, room.tenant) or (opened_by is not None and room.opened_by != opened_by):
             raise NotFound(f"no room {room_id}")
         logs.bind(**room.log_fields())
+        if lr is None and self.mirror_of is not None and room.state in LIVE_STATES:
+            lr = await self.mirror_of(room)
         if lr is not None:
             if must_be_open and lr.room.state is not RoomState.OPEN:
                 raise RoomNotOpen(f"room {room_id} is {lr.room.state.value}")

@@ -151,6 +151,14 @@ async def sim_faults(request: Request) -> Response:
     return JSONResponse({"faults": faults.describe()}, status_code=201)
 
 
+async def sim_commands(request: Request) -> Response:
+    """What a channel was told to say, in order (what a test compares with the acks it got)."""
+    room = request.app.state.sim.rooms.get(request.path_params["channel"])
+    if room is None:
+        return JSONResponse({"error": {"code": "not_found", "message": "no such channel"}}, status_code=404)
+    return JSONResponse({"commands": room.commands})
+
+
 async def sim_health(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
@@ -165,6 +173,7 @@ def create_simulator_app(config: SimConfig | None = None, *, fault_seed: int | N
     routes += [
         Route("/_sim/state", control_route(sim_state), methods=["GET"]),
         Route("/_sim/faults", control_route(sim_faults), methods=["GET", "POST", "DELETE"]),
+        Route("/_sim/rooms/{channel}/commands", control_route(sim_commands), methods=["GET"]),
         Route("/_sim/health", sim_health, methods=["GET"]),  # open: a liveness probe that tells nothing
         WebSocketRoute("/_sim/rtc/{channel}", control_route(feed_websocket)),
     ]

@@ -17,6 +17,7 @@ export const CloseCodes = Object.freeze({
   ROOM_CLOSED: 4000,
   SLOW_CONSUMER: 4008,
   ROOM_NOT_OPEN: 4009,
+  RECONNECT: 4012, // the bridge instance stops serving the room (a deploy): reconnect at once
   UNAUTHORIZED: 4401,
   NOT_FOUND: 4404,
   FLOOD: 4429,
@@ -516,7 +517,9 @@ export class Room {
         return;
       }
       const cap = Math.min(o.maxDelay, o.initialDelay * o.factor ** (this._attempt - 1));
-      const delay = Math.round(cap / 2 + Math.random() * cap / 2); // "equal jitter"
+      // "equal jitter"; told to reconnect (another instance serves the room now): the first try at once
+      const delay = lastCode === CloseCodes.RECONNECT && this._attempt === 1 ? 0
+        : Math.round(cap / 2 + Math.random() * cap / 2);
       this._emit({ type: "reconnecting", attempt: this._attempt, delay });
       await sleep(delay, this._abort.signal);
       if (this.status !== "reconnecting") return;

@@ -363,6 +363,23 @@ async def test_client_module_reconnects_after_a_server_side_drop(
     await bridge.http.delete(f"/v1/rooms/{info['id']}")
 
 
+async def test_client_module_reconnects_at_once_when_told_to_4012(bridge: Any, open_page: Callable[..., Any]) -> None:
+    """A hand-over (many instances) closes with 4012: the first reconnect goes at once, whatever the backoff."""
+    from bridge.frames import CloseCode
+
+    page = await open_page(bridge, "/healthz")
+    info = await page.evaluate(SETUP, [None, {"initialDelay": 60000, "maxDelay": 60000}])
+    await poll(lambda: bridge.rooms.registry.live[info["id"]].events.subscriber_count == 1, what="the page attached")
+    (conn,) = bridge.rooms.registry.live[info["id"]].events.subscribers()
+    conn.shut(CloseCode.RECONNECT, "the room moved to another instance: reconnect")
+    await page.wait_for_function("() => window.events.filter((e) => e.type === 'connected').length === 2",
+                                 timeout=3000)
+    assert (await events_of(page, "disconnected"))[0]["code"] == 4012
+    assert [e["delay"] for e in await events_of(page, "reconnecting")] == [0]
+    assert (await page.evaluate("room.speak('Right back.')"))["kind"] == "speak"
+    await bridge.http.delete(f"/v1/rooms/{info['id']}")
+
+
 async def test_client_module_does_not_reconnect_once_the_room_is_closed(
         bridge: Any, open_page: Callable[..., Any]) -> None:
     page = await open_page(bridge, "/healthz")

@@ -363,3 +363,17 @@ async def test_speak_stream_stops_when_the_stream_is_cancelled(bridge: Any) -> N
         assert info.value.code == "cancelled" and cancelled.is_set()
         assert bridge.sim.state.rooms[room.info["channel"]].commands == []
         assert (await within(room.speak("Still usable.")))["position"] == 1
+
+
+async def test_told_to_reconnect_4012_it_reconnects_at_once(bridge: Any) -> None:
+    """A hand-over (many instances) closes with 4012: the client comes back at once, not after its backoff."""
+    from bridge.frames import CloseCode
+
+    slow = Reconnect(initial_delay=60, max_delay=60)  # a drop would wait up to a minute
+    async with BridgeClient(bridge.url, reconnect=slow, connect_timeout=5) as client, client.room() as room:
+        old_ws = room._ws
+        await poll(lambda: bridge.rooms.registry.live[room.id].events.subscriber_count == 1, TIMEOUT)
+        (conn,) = bridge.rooms.registry.live[room.id].events.subscribers()
+        conn.shut(CloseCode.RECONNECT, "the room moved to another instance: reconnect")
+        await poll(lambda: room._ws is not old_ws and room.state is ConnectionState.OPEN, 3)
+        assert (await within(room.speak("Right back."), timeout=3))["kind"] == "speak"

@@ -62,6 +62,7 @@ async def _aiter(items: AsyncIterable[str] | Iterable[str]) -> Any:
 # Close codes after which reconnecting cannot help (the bridge's CloseCode, bridge/frames.py).
 CLOSE_ROOM_CLOSED = 4000
 CLOSE_ROOM_NOT_OPEN = 4009
+CLOSE_RECONNECT = 4012  # the bridge instance stops serving the room (a deploy): another serves it, reconnect at once
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 FINAL_CLOSE_CODES = frozenset({CLOSE_ROOM_CLOSED, CLOSE_ROOM_NOT_OPEN, CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND})
@@ -425,7 +426,7 @@ class Room:
                     delays = policy.delays()  # that was a healthy connection: start the backoff over
                 log.info("room %s: websocket dropped (%s %s), reconnecting", self.id, code, why)
                 self._state = ConnectionState.RECONNECTING
-                ws = await self._reconnect(delays, policy.give_up_after)
+                ws = await self._reconnect(delays, policy.give_up_after, at_once=code == CLOSE_RECONNECT)
                 if self._closing:
                     await ws.close()
                     return
@@ -439,11 +440,15 @@ class Room:
         finally:
             self._finish(reason, clean=clean)
 
-    async def _reconnect(self, delays: Any, give_up_after: float | None) -> ClientConnection:
+    async def _reconnect(self, delays: Any, give_up_after: float | None, *, at_once: bool = False) -> ClientConnection:
+        """``at_once``: the first attempt without a delay (told to reconnect: 4012)."""
         loop = asyncio.get_running_loop()
         deadline = None if give_up_after is None else loop.time() + give_up_after
         while True:
-            await asyncio.sleep(next(delays))
+            if at_once:
+                at_once = False
+            else:
+                await asyncio.sleep(next(delays))
             try:
                 return await self._open_socket()
             except RoomClosed:
