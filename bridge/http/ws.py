@@ -17,13 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bridge import frames as p
-from bridge.errors import BridgeError, CapExceeded, Forbidden, NotFound, OriginNotAllowed, RoomNotOpen, Unauthorized
+from bridge.errors import BridgeError, Forbidden, Unauthorized
 from bridge.metrics import WS_CONNECTIONS
 from bridge.rooms import Rooms
 from bridge.rooms.caps import check_browser_qa_context
@@ -34,6 +33,7 @@ from bridge.settings import Settings
 from .auth import Authenticator, Caller
 from .limits import TokenBucket
 from .outbox import SEND_ERRORS, Outbox
+from .ws_admission import admit
 
 log = logging.getLogger("bridge.ws")
 
@@ -248,42 +248,10 @@ async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     the connection's frames are written with the server's ``send``, see :class:`Outbox`)."""
     ws = WebSocket(scope, receive, send)
     rooms: Rooms = ws.app.state.rooms
-    room_id = ws.path_params["room_id"]
-    auth: Authenticator = ws.app.state.auth
-    refusal: Unauthorized | None = None
-    try:
-        # through a connection object of its own: the headers and query it parses are dropped once
-        # the caller is known, not kept with the socket for as long as it is open
-        caller = auth.authenticate_room(HTTPConnection(scope))
-    except OriginNotAllowed:
-        # A page on an origin that may not: the handshake itself is refused, so it never gets a
-        # socket. Closing before accept makes the server answer HTTP 403 (without a body: uvicorn's
-        # denial-response path logs a spurious error when the app returns after it).
-        await ws.close()
+    admitted = await admit(ws, rooms)
+    if admitted is None:
         return
-    except Unauthorized as exc:
-        refusal = exc
-    # Accepted before the other refusals, so that they can carry their close code and reason.
-    await ws.accept()
-    try:
-        if refusal is not None:
-            raise refusal
-        lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True, opened_by=caller.browser_key)
-        # checked (and counted) before any work for this client: a refused one never touches the room
-        lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
-    except Unauthorized as exc:
-        await ws.close(p.CloseCode.UNAUTHORIZED, exc.message)
-        return
-    except NotFound as exc:
-        await ws.close(p.CloseCode.NOT_FOUND, exc.message)
-        return
-    except RoomNotOpen as exc:
-        await ws.close(p.CloseCode.ROOM_NOT_OPEN, exc.message)
-        return
-    except CapExceeded as exc:
-        limit = rooms.registry.clients.limits[exc.cap]
-        await ws.close(p.CloseCode.CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {limit})")
-        return
+    caller, lr, lease = admitted
     conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller)
     WS_CONNECTIONS.inc()
     try:
