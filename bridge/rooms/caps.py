@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
 from bridge.a2e.client import A2EClient
+from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError
 from bridge.errors import CapExceeded, Forbidden, ValidationFailed
 from bridge.rooms.models import Room
@@ -88,6 +89,14 @@ class BrowserKeyHourly:
             exc.headers["Retry-After"] = str(wait)
             raise exc
         opened.append(now)
+
+
+def check_qa_context(text: object) -> None:
+    if not isinstance(text, str):
+        raise ValidationFailed("qa_context must be a string")
+    if len(text) > QA_CONTEXT_LIMIT:
+        raise ValidationFailed(f"QA context is {len(text)} characters; A2E accepts at most {QA_CONTEXT_LIMIT}",
+                               details={"limit": QA_CONTEXT_LIMIT, "length": len(text)})
 
 
 def check_browser_qa_context(settings: Settings, tenant: str, text: str | None) -> None:

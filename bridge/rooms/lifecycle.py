@@ -22,12 +22,11 @@ from bridge.errors import BridgeError, RoomNotOpen, from_a2e
 from bridge.settings import Settings
 
 from .avatars import AvatarCatalogue
-from .caps import SpendCaps, check_browser_qa_context
+from .caps import SpendCaps, check_browser_qa_context, check_qa_context
 from .events import Event, RoomEvents
 from .leaving import leave_upstream, reason_of
 from .models import CloseReason, Room, RoomState
 from .registry import Clock, LiveRoom, RoomRegistry
-from .relay import check_qa_context
 from .store import RoomStore
 
 log = logging.getLogger("bridge.rooms")

@@ -10,18 +10,17 @@ stream is cut as its text arrives (:mod:`.text`); an ``ask`` goes to the room's 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge import frames, metrics
 from bridge.a2e.client import A2EClient
-from bridge.a2e.endpoints import QA_CONTEXT_LIMIT
 from bridge.a2e.errors import A2EError, A2ENotFound
 from bridge.errors import BridgeError, Cancelled, Flushed, NotCancellable, NotFound, RoomNotOpen, ValidationFailed, from_a2e
 from bridge.settings import Settings
 
 from .answers import Answering
+from .caps import check_qa_context
 from .models import Room, RoomState
 from .queue import Command, CommandKind, CommandQueue, Stream, acceptance
 from .registry import LiveRoom, RoomRegistry
@@ -30,23 +29,12 @@ from .utterances import Utterance, UtteranceTracker
 
 __all__ = ["CHUNK_CHARS", "Command", "CommandKind", "Relay", "Submission", "acceptance", "check_qa_context"]
 
-log = logging.getLogger("bridge.rooms")
-
-
 @dataclass
 class Submission:
     """A speak or ask in the queue: its utterance, and its positions once A2E accepted it all."""
 
     utterance: Utterance
     accepted: asyncio.Future[list[int]]
-
-
-def check_qa_context(text: object) -> None:
-    if not isinstance(text, str):
-        raise ValidationFailed("qa_context must be a string")
-    if len(text) > QA_CONTEXT_LIMIT:
-        raise ValidationFailed(f"QA context is {len(text)} characters; A2E accepts at most {QA_CONTEXT_LIMIT}",
-                               details={"limit": QA_CONTEXT_LIMIT, "length": len(text)})
 
 
 def _check_open(lr: LiveRoom) -> None:
