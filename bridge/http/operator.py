@@ -18,21 +18,30 @@ from .ops import STATIC_DIR
 
 
 @operation(summary="The live rooms as an operator watches them (state, age, clients, queue depth); a tenant's own, "
-                   "or all", answer=LiveRooms, tag="operators")
+                   "or all; with many instances, the whole fleet's, each with the instance running it",
+           answer=LiveRooms, tag="operators")
 async def live_rooms(request: Request) -> Response:
     who = viewer(request)
     rooms = rooms_of(request)
     now = rooms.registry.clock()
+    here = {lr.room.id: lr for lr in rooms.registry.live.values() if not lr.mirror}  # the rooms this process runs
+    live = [lr.room for lr in here.values()]
+    cluster, me = request.app.state.cluster, None
+    if cluster is not None:  # many instances: every live room of the fleet, each with the instance running it
+        live = [here[r.id].room if r.id in here else r for r in await rooms.registry.store.list_live()]
+        me = cluster.me
+    visible = sorted((r for r in live if who.tenant in (None, r.tenant)), key=lambda r: r.created_at, reverse=True)
+    owners = await cluster.leases.owners([r.id for r in visible]) if cluster is not None else [None] * len(visible)
     listed = []
-    for lr in sorted(rooms.registry.live.values(), key=lambda lr: lr.room.created_at, reverse=True):
-        room = lr.room
-        if who.tenant not in (None, room.tenant):
-            continue
-        queue = rooms.relay.queues.get(room.id)
+    for room, owner in zip(visible, owners, strict=True):
+        lr, queue = here.get(room.id), rooms.relay.queues.get(room.id)
         depth = (queue.pending + (queue.in_flight is not None)) if queue is not None else 0
         listed.append({"id": room.id, "tenant": room.tenant, "state": room.state.value, "channel": room.channel,
-                       "age_seconds": round(max(0.0, now - room.created_at), 1), "clients": lr.clients,
-                       "queue_depth": depth, "expires_at": iso(room.expires_at) if room.expires_at else None})
+                       "age_seconds": round(max(0.0, now - room.created_at), 1),
+                       # what only the instance running the room knows: null for another's
+                       "clients": lr.clients if lr is not None else None, "queue_depth": depth if lr is not None else None,
+                       "instance": me if lr is not None else owner,
+                       "expires_at": iso(room.expires_at) if room.expires_at else None})
     return answer(LiveRooms, {"rooms": listed, "operator": who.is_operator, "now": iso(now)})
 
 

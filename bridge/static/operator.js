@@ -53,6 +53,8 @@ function age(seconds) {
 // -- live rooms ---------------------------------------------------------------------------------
 async function refreshRooms() {
   const { rooms, operator: isOperator } = await api("/v1/operator/rooms");
+  // null: another instance of the fleet runs the room, and only it knows its clients and queue
+  const known = (value) => (value === null || value === undefined ? "—" : String(value));
   $("who").textContent = isOperator ? "operator: every tenant" : "one tenant's rooms";
   $("room-count").textContent = `(${rooms.length})`;
   $("rooms-empty").hidden = rooms.length > 0;
@@ -61,8 +63,9 @@ async function refreshRooms() {
     const row = el("tr", { class: "pick", "data-testid": "room-row", "data-room-id": room.id, tabindex: "0",
                             "aria-selected": String(room.id === operator.room) });
     row.append(el("td", {}, room.id), el("td", {}, room.tenant), el("td", { class: `state-${room.state}` }, room.state),
-               el("td", {}, age(room.age_seconds)), el("td", { "data-testid": "room-clients" }, String(room.clients)),
-               el("td", { "data-testid": "room-queue" }, String(room.queue_depth)));
+               el("td", {}, age(room.age_seconds)), el("td", { "data-testid": "room-clients" }, known(room.clients)),
+               el("td", { "data-testid": "room-queue" }, known(room.queue_depth)));
+    if (room.instance) row.title = `run by instance ${room.instance}`;
     row.addEventListener("click", () => follow(room.id));
     row.addEventListener("keydown", (e) => { if (e.key === "Enter") follow(room.id); });
     return row;

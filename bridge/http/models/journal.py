@@ -167,8 +167,9 @@ class LiveRoomView(Answer):
     state: str
     channel: str | None
     age_seconds: float
-    clients: int
-    queue_depth: int
+    clients: int | None  # null: another instance runs the room (many instances)
+    queue_depth: int | None
+    instance: str | None = None  # BRIDGE_INSTANCE_ID of the instance running it (many instances)
     expires_at: str | None
 
 
