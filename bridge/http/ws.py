@@ -45,11 +45,13 @@ class Connection:
     """One client of a room. It is the room's event sink (:class:`bridge.rooms.events.Sink`): events
     and answers go to the socket through its :class:`Outbox` as they come, without a task."""
 
-    __slots__ = ("ws", "lr", "rooms", "caller", "id", "outbox", "max_frame", "bucket", "close_code",
+    __slots__ = ("ws", "lr", "rooms", "caller", "wanted", "id", "outbox", "max_frame", "bucket", "close_code",
                  "close_reason", "finished", "interrupted", "streams", "_main", "_timer", "_renewal")
 
-    def __init__(self, ws: WebSocket, send: Send, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
+    def __init__(self, ws: WebSocket, send: Send, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller,
+                 wanted: frozenset[str] | None = None) -> None:
         self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
+        self.wanted = wanted  # the room events it takes (?events=, see rooms.events.event_filter); None: all
         self.id = next(_connection_ids)
         self.outbox = Outbox(ws, send, s.ws_send_buffer, on_overflow=self._overflow, on_lost=self._lost)
         self.max_frame = s.ws_max_frame_bytes
@@ -65,6 +67,8 @@ class Connection:
 
     # -- as the room's event sink ------------------------------------------------------------------
     def deliver(self, event: Event) -> None:
+        if self.wanted is not None and event.type not in self.wanted:
+            return
         if self.close_code is None and not self.finished:  # send_text, inlined: once per client per event
             self.outbox.put(event.data)  # encoded once by the room's hub, for every subscriber
 
@@ -251,8 +255,8 @@ async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     admitted = await admit(ws, rooms)
     if admitted is None:
         return
-    caller, lr, lease = admitted
-    conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller)
+    caller, lr, lease, wanted = admitted
+    conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller, wanted)
     WS_CONNECTIONS.inc()
     try:
         lr.events.attach(conn)
