@@ -10,6 +10,11 @@ to the ack with the same id.
 
     python bench/relay_latency.py                     # 30 warm-up + 300 measured rounds, 1 room each
     python bench/relay_latency.py --concurrency 8     # 8 rooms per relay, 8 speaks in flight per round
+    python bench/relay_latency.py --events command    # + the bridge again, its sockets on ?events=command
+
+With ``--events``, a third relay runs in the same rounds: more rooms on the same bridge, whose
+sockets ask for only those room events (``?events=``): the sender then reads its own answers
+(``queued``, ``ack``) and the listed events, not the four ``utterance`` frames of each speak.
 
 Exit status: 0 when every speak was acked (whatever the ratio), 1 on any error or timeout.
 """
@@ -102,7 +107,7 @@ async def run(args: argparse.Namespace) -> int:
             "BRIDGE_EVENT_SOURCE": args.event_source,
             # the flood limit guards against abusive clients; this client is one on purpose
             "BRIDGE_WS_RATE_LIMIT": "1000000", "BRIDGE_WS_RATE_BURST": "1000000",
-            "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, args.concurrency)),
+            "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, 2 * args.concurrency)),
             **dict(kv.split("=", 1) for kv in args.bridge_env),
         })
         compression = "deflate" if bridge_deflate() else "none"  # as the bridge's server config has it
@@ -114,6 +119,8 @@ async def run(args: argparse.Namespace) -> int:
         await wait_ready(minimal, port=minimal_port)
 
         relays = [Relay("bridge"), Relay("minimal")]
+        if args.events is not None:
+            relays.append(Relay("filtered"))
         auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             for _ in range(args.concurrency):
@@ -123,6 +130,13 @@ async def run(args: argparse.Namespace) -> int:
                                    additional_headers=auth, max_size=2**22)
                 assert json.loads(await ws.recv())["type"] == "room"
                 relays[0].conns.append(ws)
+                if args.events is not None:  # a room of its own, so that the two never share a queue
+                    other = await http.post(bridge_url + "/v1/rooms", json={"expire_seconds": 3600}, headers=auth)
+                    other.raise_for_status()
+                    ws = await connect(f"ws://{HOST}:{bridge_port}/v1/rooms/{other.json()['id']}/ws?events="
+                                       f"{args.events}", additional_headers=auth, max_size=2**22)
+                    assert json.loads(await ws.recv())["type"] == "room"
+                    relays[2].conns.append(ws)
                 minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
                                          json={"avatar_id": room.json()["avatar_id"],
                                                "expire_seconds": 3600},
@@ -140,7 +154,8 @@ async def run(args: argparse.Namespace) -> int:
                     cpu_before = {c.name: cpu_seconds(c.proc.pid) for c in started}
                     if args.py_spy:
                         profilers = start_profilers(args.py_spy, [bridge, minimal])
-                order = relays if round_no % 2 == 0 else relays[::-1]
+                first = round_no % len(relays)  # each relay goes first in turn
+                order = relays[first:] + relays[:first]
                 for relay in order:
                     batch = []
                     for ws in relay.conns:
@@ -166,7 +181,8 @@ async def run(args: argparse.Namespace) -> int:
     sent = sum(r.sent for r in relays)
     print(machine())
     print(f"# {args.requests} measured rounds after {args.warmup} warm-up, concurrency {args.concurrency} "
-          f"(rooms per relay), event source {args.event_source}, {wall:.1f} s")
+          f"(rooms per relay), event source {args.event_source}, {wall:.1f} s"
+          + (f"; filtered: the bridge with ?events={args.events}" if args.events is not None else ""))
     print(f"{'relay':<10}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'max ms':>10}{'errors':>8}")
     stats = {}
     for relay in relays:
@@ -177,12 +193,16 @@ async def run(args: argparse.Namespace) -> int:
         stats[relay.name] = (percentile(lat, 50), percentile(lat, 99))
         print(f"{relay.name:<10}{len(lat):>7}{stats[relay.name][0]:>10.2f}{stats[relay.name][1]:>10.2f}"
               f"{statistics.fmean(lat):>10.2f}{max(lat):>10.2f}{len(relay.errors):>8}")
-    if len(stats) == 2:
-        (b50, b99), (m50, m99) = stats["bridge"], stats["minimal"]
-        print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   (bridge / minimal; goal <= 1.15, issue 12)")
+    for name in ("bridge", "filtered"):
+        if name in stats and "minimal" in stats:
+            (b50, b99), (m50, m99) = stats[name], stats["minimal"]
+            print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   ({name} / minimal; goal <= 1.15, issue 12)")
+            stats[name] = (b50, b99, b50 / m50, b99 / m99)
     measured = args.requests * args.concurrency
+    bridged = measured * (2 if args.events is not None else 1)  # both bridge relays run in one process
     if all(v is not None for v in cpu.values()):
-        print(f"# CPU per measured speak: bridge {cpu['bridge'] * 1000 / measured:.2f} ms, "
+        print(f"# CPU per measured speak: bridge {cpu['bridge'] * 1000 / bridged:.2f} ms"
+              f"{' (default and filtered together)' if args.events is not None else ''}, "
               f"minimal relay {cpu['minimal'] * 1000 / measured:.2f} ms, "
               f"simulator {cpu['simulator'] * 1000 / (2 * measured):.2f} ms")
     errors = [e for r in relays for e in r.errors]
@@ -195,8 +215,10 @@ async def run(args: argparse.Namespace) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
-        print(json.dumps({name: {"p50_ms": s[0], "p99_ms": s[1],
-                                 "cpu_ms_per_speak": cpu[name] * 1000 / measured if cpu.get(name) else None}
+        per = {"bridge": bridged, "minimal": measured}
+        print(json.dumps({name: {"p50_ms": s[0], "p99_ms": s[1], **({"ratio_p50": s[2], "ratio_p99": s[3]}
+                                                                     if len(s) == 4 else {}),
+                                 "cpu_ms_per_speak": cpu[name] * 1000 / per[name] if cpu.get(name) else None}
                           for name, s in stats.items()}))
     return 1 if errors else 0
 
@@ -212,6 +234,9 @@ def main() -> None:
                              "Agora SDK does; simulator: it also watches the simulator's channel feed)")
     parser.add_argument("--bridge-env", action="append", default=[], metavar="NAME=VALUE",
                         help="one more setting of the bridge (repeatable), e.g. BRIDGE_TRANSCRIPT_BATCH_SECONDS=0")
+    parser.add_argument("--events", metavar="TYPES",
+                        help="also measure the bridge with its sockets on ?events=TYPES (e.g. command), in the "
+                             "same rounds (a third relay)")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
