@@ -39,6 +39,7 @@ log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
 CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
+HOLD = 0.05  # seconds at most a speak's frames to its sender wait for its A2E request to be written
 
 
 class Connection:
@@ -191,7 +192,9 @@ class Connection:
             # ``queued`` and the ack are written as the room tells them (not from a callback of a
             # future, which runs a loop turn later): before the room's events about the command
             kind = frame.type
-            await room.submit(self.lr, kind, frame.text, origin=f"ws-{self.id}", queued=lambda q: self.send(
+            self.outbox.hold(HOLD)  # its frames (queued, the room's events) go out once its A2E request did
+            await room.submit(self.lr, kind, frame.text, origin=f"ws-{self.id}", written=self.outbox.release,
+                              queued=lambda q: self.send(
                 p.Queued(id=frame.id, kind=kind, utterance=q.utterance, utterances=q.leaves())),
                 then=lambda q: self._answer(frame, q.accepted, lambda seqs: p.Ack(
                     id=frame.id, kind=kind, position=seqs[0], positions=seqs, utterance=q.utterance,
@@ -229,6 +232,7 @@ class Connection:
     def _answer(self, frame: p.ClientFrame, accepted: asyncio.Future[list[int]],
                 ack: Callable[[list[int]], p.ServerFrame]) -> None:
         """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
+        self.outbox.release()  # (already, unless A2E failed before the request was written)
         failure = accepted.exception()
         if failure is not None:
             assert isinstance(failure, BridgeError)
