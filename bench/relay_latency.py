@@ -10,6 +10,11 @@ to the ack with the same id.
 
     python bench/relay_latency.py                     # 30 warm-up + 300 measured rounds, 1 room each
     python bench/relay_latency.py --concurrency 8     # 8 rooms per relay, 8 speaks in flight per round
+    python bench/relay_latency.py --events command    # + the bridge again, its sockets on ?events=command
+
+With ``--events``, a third relay runs in the same rounds: a second bridge process (same settings),
+whose sockets ask for only those room events (``?events=``): the sender then reads its own answers
+(``queued``, ``ack``) and the listed events, not the four ``utterance`` frames of each speak.
 
 Exit status: 0 when every speak was acked (whatever the ratio), 1 on any error or timeout.
 """
@@ -91,29 +96,40 @@ def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Pope
 
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
-    sim_port, bridge_port, minimal_port = free_port(), free_port(), free_port()
+    sim_port, bridge_port, minimal_port, filtered_port = free_port(), free_port(), free_port(), free_port()
     sim_url, bridge_url = f"http://{HOST}:{sim_port}", f"http://{HOST}:{bridge_port}"
     with children() as started:
         sim = spawn(started, workdir, "simulator", ["-m", "bridge", "simulate", "--host", HOST, "--port", str(sim_port)],
                     {"BRIDGE_LOG_LEVEL": "WARNING"})
-        bridge = spawn(started, workdir, "bridge", ["-m", "bridge", "serve", "--host", HOST, "--port", str(bridge_port)], {
-            "A2E_API_KEY": A2E_KEY, "A2E_BASE_URL": sim_url, "BRIDGE_API_KEYS": f"bench:{CLIENT_KEY}",
-            "BRIDGE_DB": str(workdir / "bridge.db"), "BRIDGE_LOG_LEVEL": "WARNING",
-            "BRIDGE_EVENT_SOURCE": args.event_source,
-            # the flood limit guards against abusive clients; this client is one on purpose
-            "BRIDGE_WS_RATE_LIMIT": "1000000", "BRIDGE_WS_RATE_BURST": "1000000",
-            "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, args.concurrency)),
-            **dict(kv.split("=", 1) for kv in args.bridge_env),
-        })
+        def bridge_env(name: str) -> dict[str, str]:
+            return {
+                "A2E_API_KEY": A2E_KEY, "A2E_BASE_URL": sim_url, "BRIDGE_API_KEYS": f"bench:{CLIENT_KEY}",
+                "BRIDGE_DB": str(workdir / f"{name}.db"), "BRIDGE_LOG_LEVEL": "WARNING",
+                "BRIDGE_EVENT_SOURCE": args.event_source,
+                # the flood limit guards against abusive clients; this client is one on purpose
+                "BRIDGE_WS_RATE_LIMIT": "1000000", "BRIDGE_WS_RATE_BURST": "1000000",
+                "BRIDGE_MAX_ROOMS_PER_TENANT": str(max(20, args.concurrency)),
+                **dict(kv.split("=", 1) for kv in args.bridge_env),
+            }
+
+        bridge = spawn(started, workdir, "bridge", ["-m", "bridge", "serve", "--host", HOST, "--port", str(bridge_port)],
+                       bridge_env("bridge"))
+        if args.events is not None:
+            filtered = spawn(started, workdir, "filtered", ["-m", "bridge", "serve", "--host", HOST, "--port",
+                                                            str(filtered_port)], bridge_env("filtered"))
         compression = "deflate" if bridge_deflate() else "none"  # as the bridge's server config has it
         minimal = spawn(started, workdir, "minimal", [str(HERE / "minimal_relay.py"), "--host", HOST, "--port",
                                                       str(minimal_port), "--speak-url", sim_url + SPEAK_PATH,
                                                       "--key", A2E_KEY, "--compression", compression], {})
         await wait_ready(sim, url=sim_url + "/_sim/health")
         await wait_ready(bridge, url=bridge_url + "/healthz")
+        if args.events is not None:
+            await wait_ready(filtered, url=f"http://{HOST}:{filtered_port}/healthz")
         await wait_ready(minimal, port=minimal_port)
 
         relays = [Relay("bridge"), Relay("minimal")]
+        if args.events is not None:
+            relays.append(Relay("filtered"))
         auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             for _ in range(args.concurrency):
@@ -123,6 +139,14 @@ async def run(args: argparse.Namespace) -> int:
                                    additional_headers=auth, max_size=2**22)
                 assert json.loads(await ws.recv())["type"] == "room"
                 relays[0].conns.append(ws)
+                if args.events is not None:
+                    other = await http.post(f"http://{HOST}:{filtered_port}/v1/rooms", json={"expire_seconds": 3600},
+                                            headers=auth)
+                    other.raise_for_status()
+                    ws = await connect(f"ws://{HOST}:{filtered_port}/v1/rooms/{other.json()['id']}/ws?events="
+                                       f"{args.events}", additional_headers=auth, max_size=2**22)
+                    assert json.loads(await ws.recv())["type"] == "room"
+                    relays[2].conns.append(ws)
                 minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
                                          json={"avatar_id": room.json()["avatar_id"],
                                                "expire_seconds": 3600},
@@ -140,7 +164,8 @@ async def run(args: argparse.Namespace) -> int:
                     cpu_before = {c.name: cpu_seconds(c.proc.pid) for c in started}
                     if args.py_spy:
                         profilers = start_profilers(args.py_spy, [bridge, minimal])
-                order = relays if round_no % 2 == 0 else relays[::-1]
+                first = round_no % len(relays)  # each relay goes first in turn
+                order = relays[first:] + relays[:first]
                 for relay in order:
                     batch = []
                     for ws in relay.conns:
@@ -166,7 +191,8 @@ async def run(args: argparse.Namespace) -> int:
     sent = sum(r.sent for r in relays)
     print(machine())
     print(f"# {args.requests} measured rounds after {args.warmup} warm-up, concurrency {args.concurrency} "
-          f"(rooms per relay), event source {args.event_source}, {wall:.1f} s")
+          f"(rooms per relay), event source {args.event_source}, {wall:.1f} s"
+          + (f"; filtered: the bridge with ?events={args.events}" if args.events is not None else ""))
     print(f"{'relay':<10}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'max ms':>10}{'errors':>8}")
     stats = {}
     for relay in relays:
@@ -177,14 +203,17 @@ async def run(args: argparse.Namespace) -> int:
         stats[relay.name] = (percentile(lat, 50), percentile(lat, 99))
         print(f"{relay.name:<10}{len(lat):>7}{stats[relay.name][0]:>10.2f}{stats[relay.name][1]:>10.2f}"
               f"{statistics.fmean(lat):>10.2f}{max(lat):>10.2f}{len(relay.errors):>8}")
-    if len(stats) == 2:
-        (b50, b99), (m50, m99) = stats["bridge"], stats["minimal"]
-        print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   (bridge / minimal; goal <= 1.15, issue 12)")
+    for name in ("bridge", "filtered"):
+        if name in stats and "minimal" in stats:
+            (b50, b99), (m50, m99) = stats[name], stats["minimal"]
+            print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   ({name} / minimal; goal <= 1.15, issue 12)")
+            stats[name] = (b50, b99, b50 / m50, b99 / m99)
     measured = args.requests * args.concurrency
     if all(v is not None for v in cpu.values()):
         print(f"# CPU per measured speak: bridge {cpu['bridge'] * 1000 / measured:.2f} ms, "
+              + (f"filtered {cpu['filtered'] * 1000 / measured:.2f} ms, " if "filtered" in cpu else "") +
               f"minimal relay {cpu['minimal'] * 1000 / measured:.2f} ms, "
-              f"simulator {cpu['simulator'] * 1000 / (2 * measured):.2f} ms")
+              f"simulator {cpu['simulator'] * 1000 / ((len(relays)) * measured):.2f} ms")
     errors = [e for r in relays for e in r.errors]
     if calls.get("speak", 0) != sent - len(errors):
         errors.append(f"the simulator saw {calls.get('speak', 0)} speaks; {sent} were sent, {len(errors)} failed")
@@ -195,7 +224,8 @@ async def run(args: argparse.Namespace) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
-        print(json.dumps({name: {"p50_ms": s[0], "p99_ms": s[1],
+        print(json.dumps({name: {"p50_ms": s[0], "p99_ms": s[1], **({"ratio_p50": s[2], "ratio_p99": s[3]}
+                                                                     if len(s) == 4 else {}),
                                  "cpu_ms_per_speak": cpu[name] * 1000 / measured if cpu.get(name) else None}
                           for name, s in stats.items()}))
     return 1 if errors else 0
@@ -212,6 +242,9 @@ def main() -> None:
                              "Agora SDK does; simulator: it also watches the simulator's channel feed)")
     parser.add_argument("--bridge-env", action="append", default=[], metavar="NAME=VALUE",
                         help="one more setting of the bridge (repeatable), e.g. BRIDGE_TRANSCRIPT_BATCH_SECONDS=0")
+    parser.add_argument("--events", metavar="TYPES",
+                        help="also measure the bridge with its sockets on ?events=TYPES (e.g. command), in the "
+                             "same rounds (a third relay)")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",

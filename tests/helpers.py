@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -521,17 +522,21 @@ async def wait_observed(bridge: Bridge, room: dict[str, Any], timeout: float = W
 
 
 # -- websockets ------------------------------------------------------------------------------------
-def ws_url(bridge: Bridge, room_id: str, ticket: str | None = None) -> str:
+def ws_url(bridge: Bridge, room_id: str, ticket: str | None = None, events: str | None = None) -> str:
+    """The room's websocket URL; ``events``: the ``?events=`` filter, as given (None: no parameter)."""
     url = bridge.url.replace("http://", "ws://", 1) + f"/v1/rooms/{room_id}/ws"
-    return f"{url}?ticket={ticket}" if ticket is not None else url
+    query = [f"ticket={ticket}"] if ticket is not None else []  # as given: tests send malformed ones
+    if events is not None:
+        query.append(f"events={quote(events, safe=',')}")
+    return f"{url}?{'&'.join(query)}" if query else url
 
 
 async def open_ws(bridge: Bridge, room_id: str, *, headers: dict[str, str] | None = ACME, ticket: str | None = None,
-                  **kwargs: Any) -> ClientConnection:
+                  events: str | None = None, **kwargs: Any) -> ClientConnection:
     kwargs.setdefault("max_size", None)
     kwargs.setdefault("open_timeout", WAIT)
     return await asyncio.wait_for(
-        connect(ws_url(bridge, room_id, ticket), additional_headers=headers or {}, **kwargs), WAIT)
+        connect(ws_url(bridge, room_id, ticket, events), additional_headers=headers or {}, **kwargs), WAIT)
 
 
 async def recv(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def python_handled_types() -> set[str]:
 
 def test_the_clients_close_codes_are_the_servers() -> None:
     server = {code.name: code.value for code in CloseCode}
-    assert server == {"ROOM_CLOSED": 4000, "SLOW_CONSUMER": 4008, "ROOM_NOT_OPEN": 4009, "RECONNECT": 4012,
+    assert server == {"BAD_QUERY": 1008, "ROOM_CLOSED": 4000, "SLOW_CONSUMER": 4008, "ROOM_NOT_OPEN": 4009, "RECONNECT": 4012,
                       "UNAUTHORIZED": 4401, "NOT_FOUND": 4404, "FLOOD": 4429}
     assert js_close_codes() == server
     python = python_close_codes()

@@ -96,7 +96,7 @@ async def test_every_route_is_declared_with_its_parameters_and_errors(bridge_fac
     assert doc["x-websocket"]["path"] == "/v1/rooms/{room_id}/ws" and "ClientFrame" in schemas and "ServerFrame" in schemas
     events = doc["paths"]["/v1/rooms/{room_id}/events"]["get"]
     assert "text/event-stream" in events["responses"]["200"]["content"] and "addEventListener" in events["summary"]
-    assert {p["name"] for p in events["parameters"]} == {"room_id", "ticket", "last_event_id", "Last-Event-ID"}
+    assert {p["name"] for p in events["parameters"]} == {"room_id", "ticket", "last_event_id", "events", "Last-Event-ID"}
 
 
 async def test_the_schema_says_what_the_handlers_enforce(bridge_factory: Any) -> None:

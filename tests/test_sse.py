@@ -190,3 +190,33 @@ async def test_a_client_that_goes_away_is_detached(bridge: Any) -> None:
         await stream.until("command")
     await poll(lambda: not (lr.clients or lr.events.subscriber_count), WAIT, what="the stream detached")
     assert lr.room.state.value == "open"
+
+
+async def test_events_filter(bridge: Any) -> None:
+    """``?events=``: a filtered and an unfiltered stream of one room; the backlog of a resumed
+    filtered stream is filtered too; an unknown type is 422 naming it."""
+    room = await create_room(bridge)
+    rid = room["id"]
+    async with events(bridge, rid) as everything, events(bridge, rid, params={"events": "command"}) as commands:
+        for text in ("One.", "Two."):
+            assert (await bridge.http.post(f"/v1/rooms/{rid}/speak", json={"text": text})).status_code == 200
+        # the second speak's `queued` utterance was published before its command: a stream that
+        # reads the two commands back to back was given no utterance event
+        got = [await commands.next() for _ in range(3)]
+        assert [(e["event"], e["data"].get("text")) for e in got] == [("room", None), ("command", "One."),
+                                                                      ("command", "Two.")]
+        seen: list[dict[str, Any]] = []
+        await everything.until("command", seen)
+        await everything.until("command", seen)
+        assert "utterance" in {e["event"] for e in seen}
+    async with events(bridge, rid, headers={"Last-Event-ID": "0"}, params={"events": "command,room"}) as resumed:
+        backlog = [await resumed.next() for _ in range(4)]
+        assert [(e["event"], "id" in e) for e in backlog] == [("room", True), ("command", True), ("command", True),
+                                                               ("room", False)]  # the room as it is now
+    status, body = await status_of(bridge, rid, params={"events": "command,replies"})
+    assert status == 422 and body["error"]["code"] == "invalid_input"
+    assert body["error"]["details"] == [{"loc": ["query", "events"], "msg": body["error"]["details"][0]["msg"],
+                                         "unknown": ["replies"]}]
+    assert "replies" in body["error"]["message"]
+    # the refused stream took no slot (the others give theirs back as the server sees them go)
+    await poll(lambda: bridge.rooms.registry.live[rid].clients == 0, what="every slot given back")

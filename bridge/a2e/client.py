@@ -156,9 +156,10 @@ class A2EClient:
         envelope = await self.call_envelope(operation, params, **fields)
         return envelope.get("data")
 
-    async def call_envelope(self, operation: str, params: dict[str, Any] | None = None,
-                            **fields: Any) -> dict[str, Any]:
-        """Like :meth:`call` but returns the whole envelope (``code``, ``data``, ``trace_id``)."""
+    async def call_envelope(self, operation: str, params: dict[str, Any] | None = None, *,
+                            written: Callable[[], None] | None = None, **fields: Any) -> dict[str, Any]:
+        """Like :meth:`call` but returns the whole envelope (``code``, ``data``, ``trace_id``).
+        ``written``: called when a request of this call is on the wire (each attempt's)."""
         row = endpoint(operation)
         if row.deprecated:
             log.warning("A2E operation %s is deprecated upstream", operation)
@@ -171,7 +172,7 @@ class A2EClient:
         async def attempt() -> dict[str, Any]:
             nonlocal unanswered
             try:
-                status, envelope = await self._send(row, request)
+                status, envelope = await self._send(row, request, written)
             except A2ENotFound:
                 if unanswered and row.deletes:
                     # the unanswered attempt deleted it: that is the outcome the caller asked for
@@ -242,12 +243,13 @@ class A2EClient:
         return self.transport.prepare(row.name, row.method, path, allowed=row.path_pattern, query=query,
                                       json_body=body)
 
-    async def _send(self, row: Endpoint, request: Prepared) -> tuple[int, dict[str, Any]]:
+    async def _send(self, row: Endpoint, request: Prepared,
+                    written: Callable[[], None] | None = None) -> tuple[int, dict[str, Any]]:
         """One attempt: (HTTP status, envelope), or the A2EError it comes to."""
         if log.isEnabledFor(logging.DEBUG):
             log.debug("A2E %s request: %s %s %s", row.name, request.method, request.url.path,
                       _shown(request.content), extra={"operation": row.name})
-        reply = await self.transport.send(row.name, request)
+        reply = await self.transport.send(row.name, request, written=written)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("A2E %s reply: HTTP %d %s", row.name, reply.status, _shown(json.dumps(reply.body)),
                       extra={"operation": row.name, "status": reply.status})
@@ -270,11 +272,12 @@ class A2EClient:
     async def set_qa_context(self, channel: str, text: str) -> Any:
         return await self.call("set_qa_context", channel=channel, text=text)
 
-    async def ask(self, channel: str, text: str) -> Any:
-        return await self.call("ask", channel=channel, text=text)
+    async def ask(self, channel: str, text: str, *, written: Callable[[], None] | None = None) -> Any:
+        return (await self.call_envelope("ask", channel=channel, text=text, written=written)).get("data")
 
-    async def speak(self, channel: str, text: str) -> Any:
-        return await self.call("speak", channel=channel, text=text)
+    async def speak(self, channel: str, text: str, *, written: Callable[[], None] | None = None) -> Any:
+        """``written``: see :meth:`call_envelope` (the bridge holds the sender's frames until then)."""
+        return (await self.call_envelope("speak", channel=channel, text=text, written=written)).get("data")
 
     async def leave(self, channel: str) -> Any:
         return await self.call("leave", channel=channel)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,12 @@ class Transport:
         except httpx.InvalidURL as exc:
             raise A2EInvalidInput(f"cannot make a URL: {exc}", operation=operation) from None
 
-    async def send(self, operation: str, request: Prepared) -> Reply:
+    async def send(self, operation: str, request: Prepared, *, written: Callable[[], None] | None = None) -> Reply:
         """Send; transport failures become :class:`A2EUnavailable`/:class:`A2ETimeout`, with
-        ``request_sent=False`` when A2E cannot have seen the request (safe to retry)."""
+        ``request_sent=False`` when A2E cannot have seen the request (safe to retry). ``written`` is
+        called once the request is on the wire, while A2E works on it (through httpcore's ``trace``)."""
+        if written is not None:
+            request.extensions["trace"] = _when_written(written)
         try:
             response = await self._http.send(request)
         except httpx.ConnectError as exc:
@@ -87,6 +91,13 @@ class Transport:
         except ValueError:
             body = None
         return Reply(response.status_code, body, _retry_after(response))
+
+
+def _when_written(written: Callable[[], None]) -> Callable[[str, dict[str, Any]], Any]:
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):  # http11. (and http2.): all of it written
+            written()
+    return trace
 
 
 @functools.lru_cache(maxsize=1024)

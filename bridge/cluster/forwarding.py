@@ -163,7 +163,10 @@ class Forwarder:
 
     # -- the handle ----------------------------------------------------------------------------
     async def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
-                     queued: Told | None = None, then: Told | None = None) -> Queued:
+                     queued: Told | None = None, then: Told | None = None,
+                     written: Callable[[], None] | None = None) -> Queued:
+        if written is not None:  # the request is the owner's to write: nothing to wait for here
+            written()
         accepted = _outcome()
         made: list[Queued] = []
 

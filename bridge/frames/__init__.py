@@ -31,6 +31,7 @@ from .client import (
 )
 from .codes import CloseCode, ErrorCode
 from .server import (
+    EVENT_TYPES,
     SERVER_FRAMES,
     SERVER_TYPES,
     Ack,
@@ -55,7 +56,7 @@ from .server import (
 )
 
 __all__ = [
-    "CLIENT_TYPES", "SERVER_FRAMES", "SERVER_TYPES", "Ack", "Ask", "Cancel", "CancelAck", "ClientFrame", "CloseCode",
+    "CLIENT_TYPES", "EVENT_TYPES", "SERVER_FRAMES", "SERVER_TYPES", "Ack", "Ask", "Cancel", "CancelAck", "ClientFrame", "CloseCode",
     "Command", "Error", "ErrorCode", "Flush", "FlushAck", "FrameId", "Ping", "Pong", "ProtocolError", "QaContextAck",
     "Queued", "Reply", "RoomClosed", "RoomInfo", "RtcEvent", "ServerFrame", "SetQaContext", "Speak", "SpeakDelta",
     "SpeakEnd", "SpeakingStarted", "SpeakingStopped", "StreamAck", "StreamName", "Text", "Ticket", "Utterance",

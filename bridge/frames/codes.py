@@ -8,6 +8,7 @@ from enum import IntEnum, StrEnum
 class CloseCode(IntEnum):
     """Websocket close codes (4000-4999 is the application range); a browser sees CloseEvent.code."""
 
+    BAD_QUERY = 1008  # refused at the handshake: a bad query parameter (?events=); an error frame says which
     ROOM_CLOSED = 4000  # the room ended; a room_closed frame came first
     SLOW_CONSUMER = 4008  # the client did not read its events; its buffer overflowed
     ROOM_NOT_OPEN = 4009  # the room exists but is no longer open

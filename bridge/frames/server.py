@@ -190,6 +190,11 @@ SERVER_FRAMES: tuple[type[ServerFrame], ...] = (RoomInfo, Ack, StreamAck, FlushA
                                                 Command, Reply, SpeakingStarted, SpeakingStopped, RoomClosed, Pong,
                                                 Ticket, Queued, Utterance)
 SERVER_TYPES: tuple[str, ...] = tuple(dict.fromkeys(m.model_fields["type"].default for m in SERVER_FRAMES))
+EVENT_TYPES: tuple[str, ...] = ("room", "command", "utterance", "reply", "speaking_started", "speaking_stopped",
+                               "error", "room_closed")
+"""The frames a room broadcasts (its events), which a client's ``?events=`` filter names; ``room`` and
+``room_closed`` always reach every client. ``error`` here is a broadcast one (a brain's failure): a
+connection's answers (``queued``, ``ack``, ``error`` with an id, ``pong``, ``ticket``) are not events."""
 
 
 def encode(frame: ServerFrame | Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ from bridge import frames
 from bridge.errors import BadRequest, NotFound
 from bridge.rooms import Rooms
 from bridge.rooms.clients import ClientLease
+from bridge.rooms.events import event_filter
 from bridge.rooms.models import Room, RoomState
 from bridge.rooms.registry import LiveRoom
 
@@ -60,6 +61,7 @@ async def room_events(request: Request) -> Response:
     who = auth.authenticate_room(request)
     rooms: Rooms = request.app.state.rooms
     query = parse_query(request.query_params, EventsQuery)
+    wanted = event_filter(request.query_params.getlist("events"))  # before the room: a bad list takes no slot
     last = request.headers.get("last-event-id")
     if last and not (last.isascii() and last.isdigit() and len(last) <= 18):
         raise BadRequest("Last-Event-ID must be an integer event id")
@@ -71,7 +73,7 @@ async def room_events(request: Request) -> Response:
         raise NotFound(f"room {room_id} is not served here")  # a live room of another process
     lease = rooms.registry.attach(lr, ticket_chain=who.ticket_chain)  # 429 cap_exceeded before anything is counted
     try:
-        sub = lr.events.subscribe(after=after)
+        sub = lr.events.subscribe(after=after, wanted=wanted)
     except BaseException:
         lease.release()
         raise

@@ -231,12 +231,14 @@ Streaming A2E avatars behind one API. Errors are always `{"error": {"code", "mes
 by their type (`room`, `command`, `utterance`, `reply`, `speaking_started`, `speaking_stopped`,
 `room_closed`): listen with `addEventListener(type, ...)`, not `onmessage`. Each stream starts with
 the room as it is (`room`); `Last-Event-ID` resumes; an ended room answers its final `room_closed`.
+`?events=command,reply` (also on the websocket): only those events (`room`, `room_closed` always).
 
 **Websocket**: `GET /v1/rooms/{room_id}/ws` (key in `Authorization`, or `?ticket=`). Client frames
 are `ClientFrame` (`speak`, `ask`, `speak_delta`/`speak_end` for streamed text, `cancel`, `flush`,
 `set_qa_context`, `ping`, `rtc_event`), server frames `ServerFrame` (components; `x-websocket`).
-Close codes: 4000 room closed, 4008 slow consumer, 4009 room not open, 4401 unauthorized, 4404 no
-such room, 4429 flood or a client cap; a page on an origin not allowed is refused with a plain 403.
+Close codes: 1008 an unknown type in `?events=` (after an `invalid_input` error frame), 4000 room
+closed, 4008 slow consumer, 4009 room not open, 4401 unauthorized, 4404 no such room, 4429 flood or
+a client cap; a page on an origin not allowed is refused with a plain 403.
 """
 
 

@@ -54,7 +54,8 @@ def _resume(coro: Steps, waiting: Any) -> Steps:
 class Outbox:
     """Frames to one client, in order: eagerly written, else queued behind the one in flight."""
 
-    __slots__ = ("_ws", "_send", "limit", "on_overflow", "on_lost", "_pending", "_busy", "closing", "close_sent")
+    __slots__ = ("_ws", "_send", "limit", "on_overflow", "on_lost", "_pending", "_busy", "closing", "close_sent",
+                 "_held", "_hold_timer")
 
     def __init__(self, ws: WebSocket, send: ASGISend, limit: int, *, on_overflow: Callable[[], None],
                  on_lost: Callable[[], None]) -> None:
@@ -69,17 +70,42 @@ class Outbox:
         self._busy: asyncio.Task[None] | None = None  # the task finishing a send that had to wait
         self.closing = False  # the close is asked for: no frame after it
         self.close_sent = False  # the close is handed to the server
+        self._held: list[str] | None = None  # frames kept back by hold(), in order
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     @property
     def waiting(self) -> int:
         """Frames queued behind a send that waits for the socket."""
         return len(self._pending) if self._pending else 0
 
+    def hold(self, at_most: float) -> None:
+        """Keep the frames put from now on until :meth:`release` (at the latest after ``at_most``
+        seconds): the sender's own frames wait while its speak's A2E request goes out first."""
+        if self._held is None and not self.closing:
+            self._held = []
+            self._hold_timer = asyncio.get_running_loop().call_later(at_most, self.release)
+
+    def release(self) -> None:
+        """Write what :meth:`hold` kept, in order (once; later calls do nothing)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        for text in held:
+            self.put(text)
+
     def put(self, text: str) -> None:
         """Send ``text`` now if the socket takes it, else queue it (``on_overflow`` when full)."""
         if self.closing:
             return
-        if self._busy is None:
+        if self._held is not None:
+            if len(self._held) >= self.limit:
+                self.on_overflow()
+            else:
+                self._held.append(text)
+        elif self._busy is None:
             self._step(self._send({"type": "websocket.send", "text": text}))
         elif self.waiting >= self.limit:
             self.on_overflow()
@@ -90,6 +116,7 @@ class Outbox:
         """Send the close frame after everything queued."""
         if self.closing:
             return
+        self.release()  # what was held goes before the close
         self.closing = True
         if self._busy is None:
             self.close_sent = True
@@ -102,6 +129,9 @@ class Outbox:
         connection is over)."""
         if self._pending:
             self._pending.clear()
+        if self._held is not None:
+            self._held.clear()
+            self.release()
         if self._busy is not None:
             self._busy.cancel()
             self._busy = None

@@ -39,17 +39,20 @@ log = logging.getLogger("bridge.ws")
 
 _connection_ids = itertools.count(1)
 CLOSE_GRACE = 2.0  # seconds the frames queued before a close (room_closed, errors) may take to go out
+HOLD = 0.05  # seconds at most a speak's frames to its sender wait for its A2E request to be written
 
 
 class Connection:
     """One client of a room. It is the room's event sink (:class:`bridge.rooms.events.Sink`): events
     and answers go to the socket through its :class:`Outbox` as they come, without a task."""
 
-    __slots__ = ("ws", "lr", "rooms", "caller", "id", "outbox", "max_frame", "bucket", "close_code",
+    __slots__ = ("ws", "lr", "rooms", "caller", "wanted", "id", "outbox", "max_frame", "bucket", "close_code",
                  "close_reason", "finished", "interrupted", "streams", "_main", "_timer", "_renewal")
 
-    def __init__(self, ws: WebSocket, send: Send, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller) -> None:
+    def __init__(self, ws: WebSocket, send: Send, lr: LiveRoom, rooms: Rooms, s: Settings, caller: Caller,
+                 wanted: frozenset[str] | None = None) -> None:
         self.ws, self.lr, self.rooms, self.caller = ws, lr, rooms, caller
+        self.wanted = wanted  # the room events it takes (?events=, see rooms.events.event_filter); None: all
         self.id = next(_connection_ids)
         self.outbox = Outbox(ws, send, s.ws_send_buffer, on_overflow=self._overflow, on_lost=self._lost)
         self.max_frame = s.ws_max_frame_bytes
@@ -65,6 +68,8 @@ class Connection:
 
     # -- as the room's event sink ------------------------------------------------------------------
     def deliver(self, event: Event) -> None:
+        if self.wanted is not None and event.type not in self.wanted:
+            return
         if self.close_code is None and not self.finished:  # send_text, inlined: once per client per event
             self.outbox.put(event.data)  # encoded once by the room's hub, for every subscriber
 
@@ -187,7 +192,9 @@ class Connection:
             # ``queued`` and the ack are written as the room tells them (not from a callback of a
             # future, which runs a loop turn later): before the room's events about the command
             kind = frame.type
-            await room.submit(self.lr, kind, frame.text, origin=f"ws-{self.id}", queued=lambda q: self.send(
+            self.outbox.hold(HOLD)  # its frames (queued, the room's events) go out once its A2E request did
+            await room.submit(self.lr, kind, frame.text, origin=f"ws-{self.id}", written=self.outbox.release,
+                              queued=lambda q: self.send(
                 p.Queued(id=frame.id, kind=kind, utterance=q.utterance, utterances=q.leaves())),
                 then=lambda q: self._answer(frame, q.accepted, lambda seqs: p.Ack(
                     id=frame.id, kind=kind, position=seqs[0], positions=seqs, utterance=q.utterance,
@@ -225,6 +232,7 @@ class Connection:
     def _answer(self, frame: p.ClientFrame, accepted: asyncio.Future[list[int]],
                 ack: Callable[[list[int]], p.ServerFrame]) -> None:
         """``ack`` once A2E accepted all the frame's commands, else the ``error`` of the first that failed."""
+        self.outbox.release()  # (already, unless A2E failed before the request was written)
         failure = accepted.exception()
         if failure is not None:
             assert isinstance(failure, BridgeError)
@@ -251,8 +259,8 @@ async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     admitted = await admit(ws, rooms)
     if admitted is None:
         return
-    caller, lr, lease = admitted
-    conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller)
+    caller, lr, lease, wanted = admitted
+    conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller, wanted)
     WS_CONNECTIONS.inc()
     try:
         lr.events.attach(conn)

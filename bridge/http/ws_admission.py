@@ -8,16 +8,20 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from bridge import frames as p
-from bridge.errors import CapExceeded, NotFound, OriginNotAllowed, RoomNotOpen, Unauthorized
+from bridge.errors import CapExceeded, NotFound, OriginNotAllowed, RoomNotOpen, Unauthorized, ValidationFailed
 from bridge.rooms import Rooms
 from bridge.rooms.clients import ClientLease
+from bridge.rooms.events import event_filter
 from bridge.rooms.registry import LiveRoom
 
 from .auth import Authenticator, Caller
 
+Admitted = tuple[Caller, LiveRoom, ClientLease, frozenset[str] | None]
 
-async def admit(ws: WebSocket, rooms: Rooms) -> tuple[Caller, LiveRoom, ClientLease] | None:
-    """The caller, its open room and its counted slot; or None once the socket is refused (closed)."""
+
+async def admit(ws: WebSocket, rooms: Rooms) -> Admitted | None:
+    """The caller, its open room, its counted slot and the event types it asked for (``?events=``,
+    None: all); or None once the socket is refused (closed)."""
     room_id = ws.path_params["room_id"]
     auth: Authenticator = ws.app.state.auth
     refusal: Unauthorized | None = None
@@ -38,11 +42,16 @@ async def admit(ws: WebSocket, rooms: Rooms) -> tuple[Caller, LiveRoom, ClientLe
     try:
         if refusal is not None:
             raise refusal
+        wanted = event_filter(ws.query_params.getlist("events"))
         lr = await rooms.registry.lookup(caller.tenant, room_id, must_be_open=True, opened_by=caller.browser_key)
         # checked (and counted) before any work for this client: a refused one never touches the room
         lease = rooms.registry.attach(lr, ticket_chain=caller.ticket_chain)
     except Unauthorized as exc:
         await ws.close(p.CloseCode.UNAUTHORIZED, exc.message)
+        return None
+    except ValidationFailed as exc:  # the names it got wrong in a frame (a close's reason is short)
+        await ws.send_text(p.encode(p.Error(code=exc.code, message=exc.message, details=exc.details)))
+        await ws.close(p.CloseCode.BAD_QUERY, "invalid_input: bad query parameter: events")
         return None
     except NotFound as exc:
         await ws.close(p.CloseCode.NOT_FOUND, exc.message)
@@ -54,4 +63,4 @@ async def admit(ws: WebSocket, rooms: Rooms) -> tuple[Caller, LiveRoom, ClientLe
         limit = rooms.registry.clients.limits[exc.cap]
         await ws.close(p.CloseCode.CAP_EXCEEDED, f"cap_exceeded: {exc.cap} (at most {limit})")
         return None
-    return caller, lr, lease
+    return caller, lr, lease, wanted

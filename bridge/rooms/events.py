@@ -16,6 +16,10 @@ loop for one slice at a time, never for its whole audience. Events reach each su
 order they were published; a subscriber gets the events published after it subscribed.
 
 A bounded history with increasing ids lets SSE clients resume with ``Last-Event-ID``.
+
+A subscriber may take only some types of event (``?events=`` on the websocket and SSE routes, see
+:func:`event_filter`): each sink checks the type against its own frozenset as the event reaches it,
+and a sink without a filter (``None``) does no more than before.
 """
 
 from __future__ import annotations
@@ -24,15 +28,38 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import NamedTuple, Protocol
 
-from bridge.frames import ServerFrame, encode
+from bridge.errors import ValidationFailed
+from bridge.frames import EVENT_TYPES, ServerFrame, encode
 
 log = logging.getLogger("bridge.events")
 
 SLICE = 256
 """Subscribers served per loop callback: at ~15 µs a websocket write, a few milliseconds."""
+
+
+ALWAYS = frozenset({"room", "room_closed"})
+"""Events every subscriber gets, whatever its filter: what the room is, and that it ended."""
+
+
+def event_filter(values: Iterable[str]) -> frozenset[str] | None:
+    """The event types a subscriber asked for (``?events=command,reply``, the parameter given once or
+    more), with :data:`ALWAYS`; ``None`` when it did not ask (every event). ``events=`` (empty) asks
+    for no more than :data:`ALWAYS`. An unknown name is refused (422 ``invalid_input``), never ignored:
+    a typo would otherwise silently mean a client that never hears of what it wanted."""
+    given = list(values)
+    if not given:
+        return None
+    names = {name.strip() for value in given for name in value.split(",")} - {""}
+    unknown = sorted(names.difference(EVENT_TYPES))
+    if unknown:
+        shown = [name[:40] for name in unknown[:8]]  # a client's text, echoed: bounded
+        msg = f"unknown event type: {', '.join(shown)} (the events are {', '.join(EVENT_TYPES)})"
+        raise ValidationFailed(f"bad query parameter: events: {msg}",
+                               details=[{"loc": ["query", "events"], "msg": msg, "unknown": shown}])
+    return ALWAYS | names
 
 
 class Event(NamedTuple):
@@ -56,8 +83,9 @@ class Sink(Protocol):
 class Subscription:
     """A pull subscriber (SSE): a bounded queue of events, read with :meth:`get` or ``async for``."""
 
-    def __init__(self, hub: RoomEvents | None, size: int) -> None:
+    def __init__(self, hub: RoomEvents | None, size: int, wanted: frozenset[str] | None = None) -> None:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
+        self.wanted = wanted  # the event types it takes (see event_filter); None: all
         self.overflowed = False
         self.closed = False
         self._hub = hub
@@ -81,6 +109,8 @@ class Subscription:
             yield item
 
     def deliver(self, event: Event) -> None:
+        if self.wanted is not None and event.type not in self.wanted:
+            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:  # fell behind: cut off, the others go on
@@ -162,10 +192,12 @@ class RoomEvents:
         """No more events for ``sink``, not even those published but not yet delivered."""
         self._subscribers.pop(sink, None)
 
-    def subscribe(self, after: int | None = None) -> Subscription:
-        """A new pull subscriber; with ``after``, history newer than that id is queued first."""
-        backlog = [event for event in self.history if after is not None and event.id > after]
-        sub = Subscription(self, self.subscriber_buffer + len(backlog))
+    def subscribe(self, after: int | None = None, wanted: frozenset[str] | None = None) -> Subscription:
+        """A new pull subscriber, of the event types ``wanted`` (None: all); with ``after``, history
+        newer than that id is queued first."""
+        backlog = [event for event in self.history if after is not None and event.id > after
+                   and (wanted is None or event.type in wanted)]
+        sub = Subscription(self, self.subscriber_buffer + len(backlog), wanted)
         for item in backlog:
             sub.queue.put_nowait(item)
         self.attach(sub)

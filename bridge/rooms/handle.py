@@ -63,7 +63,8 @@ class RoomHandle(Protocol):
     command go out (the sender's ``queued`` and ack come first, wherever the room runs)."""
 
     async def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
-                     queued: Told | None = None, then: Told | None = None) -> Queued: ...
+                     queued: Told | None = None, then: Told | None = None,
+                     written: Callable[[], None] | None = None) -> Queued: ...
 
     async def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> str: ...
 
@@ -91,9 +92,24 @@ class LocalHandle:
         self.relay, self.lifecycle = relay, lifecycle
 
     async def submit(self, lr: LiveRoom, kind: CommandKind, text: str, *, origin: str | None = None,
-                     queued: Told | None = None, then: Told | None = None) -> Queued:
+                     queued: Told | None = None, then: Told | None = None,
+                     written: Callable[[], None] | None = None) -> Queued:
         told: list[Queued] = []  # A2E answers after this returns: ``then`` always finds it
-        sub = self.relay.submit(lr, kind, text, origin=origin, then=None if then is None else lambda _: then(told[0]))
+        queue = self.relay.queues.get(lr.room.id)
+        # nothing in flight or waiting: the worker sends this one next, in a few loop turns
+        idle = queue is not None and queue.in_flight is None and not queue.pending and not queue.open_streams()
+        try:
+            sub = self.relay.submit(lr, kind, text, origin=origin,
+                                    then=None if then is None else lambda _: then(told[0]))
+        except BaseException:
+            if written is not None:
+                written()
+            raise
+        if written is not None:  # when the worker's A2E request for it is written; else now
+            if idle and sub.first is not None:
+                sub.first.written = written
+            else:
+                written()
         utterance = sub.utterance
         told.append(Queued(utterance.id, lambda: utterance.leaves, sub.accepted))
         if queued is not None:

@@ -39,6 +39,7 @@ class Command:
     part: int = 1  # a speak cut at sentences: this piece's number, of `parts`
     parts: int = 1
     on_settled: list[Callable[[], None]] = field(default_factory=list, repr=False)  # see settle()
+    written: Callable[[], None] | None = field(default=None, repr=False)  # its A2E request is on the wire
 
     def settle(self, failure: BaseException | None = None, *, now: bool = False) -> None:
         """Give the future its result (its position) or ``failure``, once; the hooks are told ``now``
@@ -173,8 +174,7 @@ class CommandQueue:
 
     def _command(self, kind: CommandKind, text: str, utterance: Utterance, origin: str | None,
                  part: int = 1, parts: int = 1) -> Command:
-        command = Command(kind, text, utterance, asyncio.get_running_loop().create_future(), origin=origin,
-                          part=part, parts=parts)
+        command = Command(kind, text, utterance, asyncio.get_running_loop().create_future(), origin=origin, part=part, parts=parts)
         command.future.add_done_callback(_consume)
         return command
 

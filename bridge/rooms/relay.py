@@ -35,6 +35,7 @@ class Submission:
 
     utterance: Utterance
     accepted: asyncio.Future[list[int]]
+    first: Command | None = None  # its first command to A2E (none yet: a brain's answer)
 
 
 def _check_open(lr: LiveRoom) -> None:
@@ -118,7 +119,7 @@ class Relay:
             pieces = [(chunk, tracker.new(kind, chunk, parent=parent)) for chunk in chunks]
         commands = queue.submit(kind, pieces, origin=origin)
         self.registry.touch(lr)
-        return Submission(parent, acceptance(commands, then=then))
+        return Submission(parent, acceptance(commands, then=then), commands[0])
 
     # -- streams --------------------------------------------------------------------------------
     def stream_delta(self, lr: LiveRoom, key: str, text: str, *, origin: str | None = None) -> Stream:
@@ -270,7 +271,8 @@ class Relay:
         call = self.a2e.speak if command.kind == "speak" else self.a2e.ask
         tracker = lr.utterances
         try:
-            await call(lr.room.channel or "", command.text)
+            await (call(lr.room.channel or "", command.text) if command.written is None
+                   else call(lr.room.channel or "", command.text, written=command.written))
         except A2EError as exc:
             metrics.COMMANDS.labels(command.kind, type(exc).__name__).inc()
             failure = self._failed(lr, exc)

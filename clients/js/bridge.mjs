@@ -21,11 +21,13 @@ export const CloseCodes = Object.freeze({
   UNAUTHORIZED: 4401,
   NOT_FOUND: 4404,
   FLOOD: 4429,
+  BAD_QUERY: 1008, // refused at the handshake: an `events` filter naming an unknown event type
 });
 
 /** After these close codes the room will not come back: no reconnect. */
 const TERMINAL_CODES = new Set([
   CloseCodes.ROOM_CLOSED, CloseCodes.UNAUTHORIZED, CloseCodes.NOT_FOUND, CloseCodes.ROOM_NOT_OPEN,
+  CloseCodes.BAD_QUERY,
 ]);
 
 /** Events the client itself emits (the others are the server's frames, by their `type`). */
@@ -285,9 +287,11 @@ export class Room {
    * @param {number} [options.commandTimeout=120000] ms before a pending command rejects with `timeout`
    * @param {number} [options.connectTimeout=10000] ms for the socket to open and send its `room` frame
    * @param {boolean} [options.forwardEvents=false] fetch tickets that may forward channel events
+   * @param {string[]} [options.events] only these room events (the bridge's `?events=`, e.g.
+   *   `["command", "reply"]`); `room`, `room_closed` and the answers to this client's commands always come
    */
   constructor(client, info, { reconnect = {}, commandTimeout = 120000, connectTimeout = 10000,
-    forwardEvents = false } = {}) {
+    forwardEvents = false, events = undefined } = {}) {
     /** @type {BridgeClient} */
     this.client = client;
     /** @type {string} */
@@ -303,6 +307,8 @@ export class Room {
     this.connectTimeout = connectTimeout;
     /** @type {boolean} whether this handle's tickets carry the forward scope */
     this.forwardEvents = Boolean(forwardEvents);
+    /** @type {string[]|null} the event types this handle asks for (null: every event) */
+    this.events = events == null ? null : [...events];
     /** @type {WebSocket|null} the current socket (internal; tests may close it to simulate a drop) */
     this._ws = null;
     this._ticket = info.ws_ticket
@@ -433,7 +439,8 @@ export class Room {
     let url = ticket.url || this.info.ws_url;
     if (!url) url = `${this.client.baseUrl}/v1/rooms/${encodeURIComponent(this.id)}/ws`;
     url = url.replace(/^http/, "ws");
-    return `${url}${url.includes("?") ? "&" : "?"}ticket=${encodeURIComponent(ticket.ticket)}`;
+    url = `${url}${url.includes("?") ? "&" : "?"}ticket=${encodeURIComponent(ticket.ticket)}`;
+    return this.events ? `${url}&events=${this.events.map(encodeURIComponent).join(",")}` : url;
   }
 
   /**

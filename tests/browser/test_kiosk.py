@@ -406,6 +406,39 @@ async def test_client_module_does_not_reconnect_once_the_room_is_closed(
     assert gone == {"code": "room_not_open", "http": 409, "status": "closed"}  # no ticket for a closed room
 
 
+EVENT_TYPES = ("room", "command", "utterance", "reply", "speaking_started", "speaking_stopped", "room_closed")
+
+
+async def test_client_module_events_filter(bridge: Any, open_page: Callable[..., Any]) -> None:
+    """``events``: the handle's socket takes only those room events (its own answers still come);
+    an unknown type is refused for good, without reconnecting."""
+    page = await open_page(bridge, "/healthz")
+    got = await page.evaluate("""async () => {
+      const { BridgeClient } = await import('/static/bridge.mjs');
+      const client = new BridgeClient();
+      const room = await client.createRoom({}, { events: ["command"] });
+      const seen = [];
+      let two;
+      const commands = new Promise((resolve) => { two = resolve; });
+      room.on("*", (e) => { seen.push(e.type); if (seen.filter((t) => t === "command").length === 2) two(); });
+      await room.connect();
+      const first = await room.speak("One.");
+      await room.speak("Two.");
+      await commands;
+      const pong = await room.ping();  // after whatever the bridge gave this socket before it
+      const upToPong = [...seen];
+      const bad = await client.getRoom(room.id, { events: ["command", "acks"], reconnect: { initialDelay: 10 } });
+      let refused;
+      try { await bad.connect(); } catch (e) { refused = { code: e.closeCode, status: bad.status }; }
+      await room.close();
+      return { seen: upToPong, first: first.kind, pong: pong.type, refused };
+    }""")
+    assert got["first"] == "speak" and got["pong"] == "pong"
+    # of the room's events, only the two commands (between them: the first's `sent`, the second's `queued`)
+    assert [t for t in got["seen"] if t in EVENT_TYPES] == ["room", "command", "command"]
+    assert got["refused"] == {"code": 1008, "status": "closed"}
+
+
 async def test_client_module_http_errors(bridge: Any, open_page: Callable[..., Any]) -> None:
     page = await open_page(bridge, "/healthz")
     result = await page.evaluate("""async () => {

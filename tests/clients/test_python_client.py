@@ -259,6 +259,26 @@ async def test_get_room_attaches_without_leaving(bridge: Any) -> None:
         assert (await within(room.speak("Owner still connected.")))["kind"] == "speak"
 
 
+async def test_an_events_filter_takes_only_those_events(bridge: Any) -> None:
+    """``events=``: the room's websocket asks the bridge for commands only; an unknown type is
+    refused at once, for good (no reconnect can fix it)."""
+    async with BridgeClient(bridge.url) as client, client.room(events=["command"]) as room:
+        assert room.event_filter == ("command",)
+        events = room.events()
+        first = await within(room.speak("One."))  # its own ack still comes
+        await within(room.speak("Two."))
+        got: list[dict[str, Any]] = []
+        while len(got) < 2:  # the events, past this client's own `queued` answers
+            if (event := await within(events.__anext__()))["type"] != "queued":
+                got.append(event)
+        assert [(e["type"], e["seq"]) for e in got] == [("command", first["position"]),
+                                                          ("command", first["position"] + 1)]
+        with pytest.raises(RoomClosed) as refused:
+            async with await client.get_room(room.id, events=["command", "acks"]):
+                pass
+        assert refused.value.close_code == 1008 and "acks" in str(refused.value)
+
+
 async def test_without_reconnect_a_drop_ends_the_room_loudly(bridge: Any) -> None:
     async with BridgeClient(bridge.url, reconnect=None) as client, client.room() as room:
         events = room.events()

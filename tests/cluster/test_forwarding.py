@@ -16,8 +16,8 @@ from tests.helpers import ACME, WAIT, EventStream, Fleet, create_room_sync, recv
 BROADCAST = ("command", "utterance")  # what every client of the room gets, wherever it is connected
 
 
-async def open_room_ws(fleet: Fleet, name: str, room_id: str) -> ClientConnection:
-    url = fleet.urls[name].replace("http", "ws", 1) + f"/v1/rooms/{room_id}/ws"
+async def open_room_ws(fleet: Fleet, name: str, room_id: str, query: str = "") -> ClientConnection:
+    url = fleet.urls[name].replace("http", "ws", 1) + f"/v1/rooms/{room_id}/ws{query}"
     ws = await asyncio.wait_for(connect(url, additional_headers=ACME, max_size=None), WAIT)
     assert (await recv(ws))["type"] == "room"
     return ws
@@ -36,6 +36,8 @@ def test_clients_on_three_instances_see_the_same_ordered_acks_and_events(fleet: 
 
     async def scenario() -> None:
         sockets = {name: await open_room_ws(fleet, name, room["id"]) for name in ("a", "b", "c")}
+        # a mirror's client that takes only commands: the owner's events replayed there are filtered too
+        only_commands = await open_room_ws(fleet, "c", room["id"], "?events=command")
         seen: dict[str, list[dict[str, Any]]] = {name: [] for name in sockets}
         for turn in range(3):  # interleaved: a, b, c, a, b, c, ...
             for name, ws in sockets.items():
@@ -51,6 +53,11 @@ def test_clients_on_three_instances_see_the_same_ordered_acks_and_events(fleet: 
         rest = r.json()
         for name, ws in sockets.items():
             await read_until(ws, seen[name], lambda fs: sum(f["type"] == "command" for f in fs) >= commands + 1)
+        filtered: list[dict[str, Any]] = []
+        await read_until(only_commands, filtered, lambda fs: len(fs) >= commands + 1)
+        await send(only_commands, {"type": "ping", "id": "last"})  # after whatever else it was given
+        assert (await recv(only_commands)) == {"type": "pong", "id": "last"}
+        await only_commands.close()
         async with httpx.AsyncClient(timeout=10) as http, http.stream(
                 "GET", f"{fleet.urls['b']}/v1/rooms/{room['id']}/events", headers={**ACME, "Last-Event-ID": "2"}) as resp:
             assert resp.status_code == 200
@@ -65,6 +72,7 @@ def test_clients_on_three_instances_see_the_same_ordered_acks_and_events(fleet: 
 
         broadcast = {name: [f for f in frames if f["type"] in BROADCAST] for name, frames in seen.items()}
         assert broadcast["a"] == broadcast["b"] == broadcast["c"]  # the same events, in the same order
+        assert filtered == [f for f in broadcast["c"] if f["type"] == "command"]
         positions = [f["seq"] for f in broadcast["a"] if f["type"] == "command"]
         assert positions == sorted(positions) and len(set(positions)) == commands + 1
         for name, frames in seen.items():

@@ -111,9 +111,9 @@ async def test_cancel_and_flush_report_exactly_what_they_removed(acme: Any, monk
     gate = asyncio.Event()
     real_speak = acme.app.state.a2e.speak
 
-    async def gated_speak(channel: str, text: str) -> Any:
+    async def gated_speak(channel: str, text: str, **kwargs: Any) -> Any:
         await gate.wait()
-        return await real_speak(channel, text)
+        return await real_speak(channel, text, **kwargs)
 
     monkeypatch.setattr(acme.app.state.a2e, "speak", gated_speak)
     long_text = " ".join(f"Sentence {i} " + "y" * 300 + "." for i in range(3))

@@ -98,3 +98,42 @@ async def test_the_senders_ack_comes_while_the_audience_reads_nothing(bridge_fac
     finally:
         for raw in listeners:
             raw.abort()
+
+
+async def test_a_speaks_a2e_request_goes_out_before_its_senders_frames(acme: Any, monkeypatch: Any) -> None:
+    """An idle room's speak: the sender's ``queued`` and the room's ``utterance`` event to it wait
+    until the A2E request is written (httpcore's trace), then go in the order they came, before the
+    ack. An A2E call that writes nothing holds them for at most ``HOLD``."""
+    room = await create_room(acme)
+    a2e = acme.app.state.a2e
+    real_speak = a2e.speak
+    held_when_written: list[list[str]] = []
+    gate: asyncio.Event | None = None
+
+    async def speak(channel: str, text: str, **kwargs: Any) -> Any:
+        (conn,) = acme.rooms.registry.live[room["id"]].events.subscribers()
+        assert isinstance(conn, Connection)
+        if gate is not None:  # an A2E call stuck before writing anything
+            await gate.wait()
+            return await real_speak(channel, text, **kwargs)
+
+        def written() -> None:
+            held_when_written.append([json.loads(t)["type"] for t in conn.outbox._held or []])
+            kwargs["written"]()
+        return await real_speak(channel, text, written=written)
+
+    monkeypatch.setattr(a2e, "speak", speak)
+    async with await open_ws(acme, room["id"]) as ws:
+        await recv(ws)
+        await send(ws, {"type": "speak", "id": "s1", "text": "Hello."})
+        seen: list[dict[str, Any]] = []
+        await until(ws, of_type("command"), seen=seen)
+        assert held_when_written == [["queued", "utterance"]]  # none of them written before the request
+        assert [(f["type"], f.get("id"), f.get("state")) for f in seen] == [
+            ("queued", "s1", None), ("utterance", seen[0]["utterance"], "queued"), ("ack", "s1", None)]
+        gate = asyncio.Event()
+        await send(ws, {"type": "speak", "id": "s2", "text": "Stuck."})
+        queued = await until(ws, of_type("queued", id="s2"))  # while A2E has not been written to
+        gate.set()
+        assert (await until(ws, lambda f: f.get("id") == "s2"))["type"] == "ack"
+        assert queued["utterance"]

@@ -174,9 +174,9 @@ async def test_no_ack_until_a2e_answers_and_flush(acme: Any, monkeypatch: pytest
     a2e = acme.app.state.a2e
     real_speak = a2e.speak
 
-    async def gated_speak(channel: str, text: str) -> Any:
+    async def gated_speak(channel: str, text: str, **kwargs: Any) -> Any:
         await gate.wait()
-        return await real_speak(channel, text)
+        return await real_speak(channel, text, **kwargs)
 
     monkeypatch.setattr(a2e, "speak", gated_speak)
     async with await open_ws(acme, room["id"]) as ws:

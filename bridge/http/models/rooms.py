@@ -63,6 +63,9 @@ class ListRoomsQuery(Query):
 class EventsQuery(Query):
     ticket: str | None = Field(None, description="a ws_ticket of the room, for clients without a key (EventSource)")
     last_event_id: int | None = Field(None, ge=0, description="resume after this event id (as Last-Event-ID)")
+    events: str | None = Field(None, examples=["command,reply"], description=(
+        "only these event types, comma-separated (`room` and `room_closed` always come); unset: every event; "
+        "an unknown type is 422"))
 
 
 # -- answers ---------------------------------------------------------------------------------------------------------

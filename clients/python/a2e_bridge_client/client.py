@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -70,26 +70,27 @@ class BridgeClient:
 
     # -- rooms ----------------------------------------------------------------------------------
     async def create_room(self, avatar_id: str | None = None, expire_seconds: int | None = None,
-                          qa_context: str | None = None) -> Room:
+                          qa_context: str | None = None, *, events: Iterable[str] | None = None) -> Room:
         """Open a room (A2E charges ``expire_seconds`` up front and refunds on leave). The Room is
-        not connected yet; ``async with room:`` connects and leaves it on exit."""
+        not connected yet; ``async with room:`` connects and leaves it on exit. ``events``: only
+        these room events on its websocket (see :class:`Room`)."""
         body = {k: v for k, v in {"avatar_id": avatar_id, "expire_seconds": expire_seconds,
                                   "qa_context": qa_context}.items() if v is not None}
         info = await self._request("POST", "/v1/rooms", json=body)
-        return self._room(info, owned=True)
+        return self._room(info, owned=True, events=events)
 
     @contextlib.asynccontextmanager
     async def room(self, avatar_id: str | None = None, expire_seconds: int | None = None,
-                   qa_context: str | None = None) -> AsyncIterator[Room]:
+                   qa_context: str | None = None, *, events: Iterable[str] | None = None) -> AsyncIterator[Room]:
         """Create a room, connect to it, and leave it when the block ends (also on errors)."""
-        room = await self.create_room(avatar_id, expire_seconds, qa_context)
+        room = await self.create_room(avatar_id, expire_seconds, qa_context, events=events)
         async with room:
             yield room
 
-    async def get_room(self, room_id: str) -> Room:
+    async def get_room(self, room_id: str, *, events: Iterable[str] | None = None) -> Room:
         """An existing room (created by someone else, e.g. a kiosk): ``async with`` it connects
-        and on exit only disconnects, without leaving the room."""
-        return self._room(await self._request("GET", f"/v1/rooms/{room_id}"), owned=False)
+        and on exit only disconnects, without leaving the room. ``events``: as in :meth:`create_room`."""
+        return self._room(await self._request("GET", f"/v1/rooms/{room_id}"), owned=False, events=events)
 
     async def list_rooms(self, live_only: bool = False, *, page_size: int = 200) -> list[dict[str, Any]]:
         """Every room of the caller, newest first (all pages: see :meth:`iter_rooms`)."""
@@ -126,8 +127,8 @@ class BridgeClient:
         return list(body["avatars"])
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _room(self, info: dict[str, Any], *, owned: bool) -> Room:
-        room = Room(self, info, owned=owned)
+    def _room(self, info: dict[str, Any], *, owned: bool, events: Iterable[str] | None = None) -> Room:
+        room = Room(self, info, owned=owned, events=events)
         self._rooms.add(room)
         return room
 

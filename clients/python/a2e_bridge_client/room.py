@@ -60,12 +60,14 @@ async def _aiter(items: AsyncIterable[str] | Iterable[str]) -> Any:
             yield item
 
 # Close codes after which reconnecting cannot help (the bridge's CloseCode, bridge/frames.py).
+CLOSE_BAD_QUERY = 1008  # an ``events`` filter naming an unknown event type
 CLOSE_ROOM_CLOSED = 4000
 CLOSE_ROOM_NOT_OPEN = 4009
 CLOSE_RECONNECT = 4012  # the bridge instance stops serving the room (a deploy): another serves it, reconnect at once
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-FINAL_CLOSE_CODES = frozenset({CLOSE_ROOM_CLOSED, CLOSE_ROOM_NOT_OPEN, CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND})
+FINAL_CLOSE_CODES = frozenset({CLOSE_ROOM_CLOSED, CLOSE_ROOM_NOT_OPEN, CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND,
+                               CLOSE_BAD_QUERY})
 _HTTP_TO_CLOSE = {401: CLOSE_UNAUTHORIZED, 403: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND, 409: CLOSE_ROOM_NOT_OPEN}
 _ABNORMAL = 1006  # no close frame: the network went away
 
@@ -101,11 +103,15 @@ class Room:
 
     ``info`` is the room's JSON (id, channel, app_id, token, uid, expires_at, state...), kept up
     to date from ``room`` events. ``owned`` rooms (created by this client) are left when an
-    ``async with room:`` block ends; others are only disconnected.
+    ``async with room:`` block ends; others are only disconnected. ``events``: only these room
+    events (``["command", "reply"]``: the bridge's ``?events=``; ``room``/``room_closed`` and the
+    answers to this client's commands always come); None: every event.
     """
 
-    def __init__(self, client: RoomBackend, info: dict[str, Any], *, owned: bool = False) -> None:
+    def __init__(self, client: RoomBackend, info: dict[str, Any], *, owned: bool = False,
+                 events: Iterable[str] | None = None) -> None:
         self.client = client
+        self.event_filter: tuple[str, ...] | None = None if events is None else tuple(events)
         self.info: dict[str, Any] = dict(info)
         self.id: str = str(info["id"])
         self.owned = owned
@@ -362,7 +368,7 @@ class Room:
     async def _open_socket(self) -> ClientConnection:
         """Connect and read the bridge's greeting (``room``), or learn why it refused us."""
         if self.client.auth_headers():
-            return await self._handshake(self.ws_url)
+            return await self._handshake(self._url())
         stored, self._ticket = self._ticket, None
         if stored is not None:
             try:
@@ -374,7 +380,13 @@ class Room:
         return await self._handshake(self._with_ticket((await self.client.new_ticket(self.id))["ws_ticket"]))
 
     def _with_ticket(self, ticket: str) -> str:
-        return f"{self.ws_url}?{urllib.parse.urlencode({'ticket': ticket})}"
+        return self._url(ticket)
+
+    def _url(self, ticket: str | None = None) -> str:
+        query = {"ticket": ticket} if ticket is not None else {}
+        if self.event_filter is not None:
+            query["events"] = ",".join(self.event_filter)
+        return f"{self.ws_url}?{urllib.parse.urlencode(query, safe=',')}" if query else self.ws_url
 
     async def _handshake(self, url: str) -> ClientConnection:
         headers = self.client.auth_headers()
@@ -393,6 +405,9 @@ class Room:
         except (asyncio.TimeoutError, ValueError) as exc:
             await ws.close()
             raise ConnectionLost(f"no greeting from the bridge: {exc!r}") from None
+        if isinstance(greeting, dict) and greeting.get("type") == "error" and greeting.get("code") == "invalid_input":
+            await ws.close()  # the bridge refuses the query (an unknown type in ``events``): retrying cannot help
+            raise RoomClosed(CLOSE_BAD_QUERY, str(greeting.get("message")))
         if not isinstance(greeting, dict) or greeting.get("type") != "room":
             await ws.close()
             raise ConnectionLost(f"unexpected first frame from the bridge: {greeting!r}")
