@@ -11,8 +11,9 @@ from tests.cluster.test_forwarding import open_room_ws
 from tests.helpers import ACME, Fleet, create_room_sync
 
 
-def live(fleet: Fleet, via: str) -> dict[str, dict[str, Any]]:
-    got = httpx.get(f"{fleet.urls[via]}/v1/operator/rooms", headers=ACME, timeout=10)
+async def live(fleet: Fleet, via: str) -> dict[str, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        got = await http.get(f"{fleet.urls[via]}/v1/operator/rooms", headers=ACME)
     assert got.status_code == 200, got.text
     return {row["id"]: row for row in got.json()["rooms"]}
 
@@ -22,7 +23,7 @@ async def test_every_instance_lists_the_fleets_live_rooms(fleet: Fleet) -> None:
     on_a, on_b = create_room_sync(fleet.urls["a"], ACME), create_room_sync(fleet.urls["b"], ACME)
     ws = await open_room_ws(fleet, "a", on_a["id"])  # a client of a's room, on a
     try:
-        from_b, from_a = live(fleet, "b"), live(fleet, "a")
+        from_b, from_a = await live(fleet, "b"), await live(fleet, "a")
         assert set(from_b) == set(from_a) == {on_a["id"], on_b["id"]}
         assert from_a[on_a["id"]] | {"age_seconds": 0} == from_b[on_a["id"]] | {
             "age_seconds": 0, "clients": 1, "queue_depth": 0}  # b does not know a's clients and queue
@@ -32,5 +33,6 @@ async def test_every_instance_lists_the_fleets_live_rooms(fleet: Fleet) -> None:
         assert from_a[on_b["id"]]["state"] == "open" and from_a[on_b["id"]]["instance"] == "b"
     finally:
         await ws.close()
-    assert httpx.delete(f"{fleet.urls['b']}/v1/rooms/{on_a['id']}", headers=ACME, timeout=10).status_code == 200
-    assert set(live(fleet, "a")) == set(live(fleet, "b")) == {on_b["id"]}  # closed through b: gone everywhere
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.delete(f"{fleet.urls['b']}/v1/rooms/{on_a['id']}", headers=ACME)).status_code == 200
+    assert set(await live(fleet, "a")) == set(await live(fleet, "b")) == {on_b["id"]}  # closed through b: gone everywhere
