@@ -3,13 +3,18 @@ read with a cursor or as text, kept across a restart, erasable, and only for its
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from bridge.rooms.transcript import Transcripts
+from bridge.rooms.writer import SerialWriter
 from bridge.simulator.feed import answer_for
+from bridge.store.memory import MemoryRoomStore
 from tests.helpers import (
     ACME,
     GLOBEX,
@@ -110,14 +115,8 @@ async def test_cursor_erasure_tenants_and_the_operator(bridge_factory: Any) -> N
     assert [(e["kind"], e["text"]) for e in again] == [("ask", "Still there?")]  # recorded again from then on
 
 
-async def test_entries_recorded_while_a_write_waits_are_written_in_one_go() -> None:
-    """One store call (one transaction) for what piled up behind the writer, not one per command."""
-    from types import SimpleNamespace
-
-    from bridge.rooms.transcript import Transcripts
-    from bridge.rooms.writer import SerialWriter
-    from bridge.store.memory import MemoryRoomStore
-
+def counting_store() -> tuple[MemoryRoomStore, list[int]]:
+    """A store that notes how many entries each ``add_transcript`` call (one transaction) wrote."""
     store = MemoryRoomStore()
     calls: list[int] = []
     real_add = store.add_transcript
@@ -127,6 +126,12 @@ async def test_entries_recorded_while_a_write_waits_are_written_in_one_go() -> N
         await real_add(entries)
 
     store.add_transcript = add  # type: ignore[method-assign]
+    return store, calls
+
+
+async def test_entries_recorded_while_a_write_waits_are_written_in_one_go() -> None:
+    """One store call (one transaction) for what piled up behind the writer, not one per command."""
+    store, calls = counting_store()
     transcripts = Transcripts(store, SerialWriter("test"), clock=lambda: 1.0)  # not running: writes on flush
     lr: Any = SimpleNamespace(room=SimpleNamespace(id="rm_1"))
     for n in range(3):
@@ -141,22 +146,7 @@ async def test_a_batched_write_keeps_its_place_and_its_bound() -> None:
     """BRIDGE_TRANSCRIPT_BATCH_SECONDS: lines wait up to the window to share one transaction, but
     anything written after them (a room's close, its webhooks), a reader's flush or the shutdown
     writes them first, at once; alone, they are written when the window ends."""
-    import asyncio
-    from types import SimpleNamespace
-
-    from bridge.rooms.transcript import Transcripts
-    from bridge.rooms.writer import SerialWriter
-    from bridge.store.memory import MemoryRoomStore
-
-    store = MemoryRoomStore()
-    calls: list[int] = []
-    real_add = store.add_transcript
-
-    async def add(entries: list[Any]) -> None:
-        calls.append(len(entries))
-        await real_add(entries)
-
-    store.add_transcript = add  # type: ignore[method-assign]
+    store, calls = counting_store()
     lr: Any = SimpleNamespace(room=SimpleNamespace(id="rm_1"))
     writer = SerialWriter("test")
     async with writer.running():
