@@ -18,6 +18,13 @@ def owners(client: redis.Redis, room_ids: list[str]) -> list[str | None]:
     return list(client.mget([f"a2eb:lease:{r}" for r in room_ids]))
 
 
+def stalled_hits(fleet: Fleet) -> int:
+    """How many speaks the simulator's one fault (the stall) has caught."""
+    faults = httpx.get(f"{fleet.sim_url}/_sim/faults", headers={"Authorization": f"Bearer {fleet.SIM_KEY}"},
+                       timeout=10).json()["faults"]
+    return int(faults[0]["hits"])
+
+
 def test_kill_9_of_the_owner_of_30_rooms(fleet: Fleet, shared_redis: redis.Redis) -> None:
     """Every room is owned again within lease + 1 s, by the instances alive, and still open at
     A2E: resumed, none left and none leaked."""
@@ -63,6 +70,9 @@ def test_a_forwarded_command_whose_owner_dies_fails_and_is_never_acked(fleet: Fl
         async with await open_room_ws(fleet, "b", room["id"]) as ws:
             await send(ws, {"type": "speak", "id": "lost", "text": "Into the void."})
             await until(ws, of_type("queued", id="lost"))
+            # killed once A2E holds the speak (``queued`` comes before the owner's request goes out;
+            # killed sooner, the stall would catch the next speak instead)
+            await asyncio.to_thread(poll_sync, lambda: stalled_hits(fleet) == 1, what="the speak in A2E's hands")
             await asyncio.to_thread(fleet.kill, "a")
             failed = await until(ws, lambda f: f.get("id") == "lost" and f["type"] in ("ack", "error"),
                                  timeout=fleet.lease * 3 + 5)
