@@ -63,6 +63,20 @@ async def test_two_bridges_share_rooms_and_the_tenant_cap(bridge_factory, redis_
         await store.close()
 
 
+async def test_a_browser_keys_rooms_cap_holds_across_bridges(bridge_factory, redis_url):
+    """BRIDGE_BROWSER_KEY_MAX_ROOMS counts the key's rooms on every bridge of the fleet, not per process."""
+    shop = "https://shop.example"
+    pk = {"Authorization": "Bearer pk_acme_one", "Origin": shop}
+    one, two = [await bridge_factory(api_keys=KEYS, browser_keys={"pk_acme_one": "acme"}, allowed_origins=[shop],
+                                     browser_key_max_rooms=1, redis_url=redis_url) for _ in range(2)]
+    first = await create_room(one, pk)
+    refused = await two.http.post("/v1/rooms", json={}, headers=pk)
+    assert assert_error(refused, 429, "cap_exceeded")["details"]["cap"] == "browser_key_rooms"
+    assert (await two.http.post("/v1/rooms", json={}, headers=ACME)).status_code == 201  # the tenant's own key
+    assert (await one.http.delete(f"/v1/rooms/{first['id']}", headers=pk)).status_code == 200
+    assert (await two.http.post("/v1/rooms", json={}, headers=pk)).status_code == 201  # its slot back
+
+
 async def test_redis_down_refuses_new_rooms_and_comes_back(bridge_factory, tmp_path):
     server = RedisServer(tmp_path / "redis").start()
     try:

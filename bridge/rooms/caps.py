@@ -193,8 +193,9 @@ class AtomicCaps(Protocol):
     """A store shared by many instances that checks a tenant's caps and inserts its room in one step."""
 
     async def insert_within_caps(self, room: Room, *, max_rooms: int, max_room_seconds_today: float,
-                                 day_start: float) -> str | None:
-        """Insert ``room`` (new, live) unless that passes a cap; then write nothing and name the cap."""
+                                 day_start: float, max_key_rooms: int | None = None) -> str | None:
+        """Insert ``room`` (new, live) unless that passes a cap (``max_key_rooms``: of the browser key
+        that opens it); then write nothing and name the cap."""
         ...
 
 
@@ -225,9 +226,9 @@ class LocalReservations:
 
 
 class StoreReservations:
-    """Many instances: the store counts the tenant's live rooms and the day's reserved seconds and
-    inserts the room in one atomic call. The browser key's own rooms are counted in this process and
-    the balance is asked of A2E before that call (neither can be made atomic with it)."""
+    """Many instances: the store counts the browser key's and the tenant's live rooms and the day's
+    reserved seconds, and inserts the room, in one atomic call. The balance is asked of A2E before
+    that call (it cannot be made atomic with it)."""
 
     def __init__(self, caps: SpendCaps, store: AtomicCaps) -> None:
         self.caps = caps
@@ -237,12 +238,13 @@ class StoreReservations:
                       admit: Callable[[], None], write: Callable[[], Awaitable[None]]) -> None:
         limits = self.caps.limits(room.tenant)
         assert limits.max_rooms_per_tenant is not None and limits.room_minutes_per_day is not None
-        if browser_key is not None:
-            self.caps.check_key_rooms(room.tenant, sum(r.opened_by == browser_key for r in live()))
         await self.caps.check_balance(room.expire_seconds)
         refused = await self.store.insert_within_caps(
             room, max_rooms=limits.max_rooms_per_tenant, max_room_seconds_today=limits.room_minutes_per_day * 60,
-            day_start=day_start())
+            day_start=day_start(), max_key_rooms=limits.browser_key_max_rooms if browser_key is not None else None)
+        if refused == "browser_key_rooms":
+            raise CapExceeded(refused, f"this browser key has {limits.browser_key_max_rooms} live rooms across the "
+                                       f"fleet; the cap is {limits.browser_key_max_rooms}")
         if refused == "concurrent_rooms":
             raise CapExceeded(refused, f"tenant has {limits.max_rooms_per_tenant} live rooms across the fleet; "
                                        f"the cap is {limits.max_rooms_per_tenant}")

@@ -32,7 +32,8 @@ class RedisRoomStore(RedisTranscript, RedisOutbox, RedisUsage):
     def _room_keys(self, room: Room) -> list[str]:
         k = self.keys
         return [k.room(room.id), k.rooms, k.tenant_rooms(room.tenant), k.live, k.closed,
-                k.tenant_live(room.tenant), k.tenant_closed(room.tenant), k.reservations]
+                k.tenant_live(room.tenant), k.tenant_closed(room.tenant), k.reservations,
+                k.browser_key_live(room.opened_by or "")]
 
     @staticmethod
     def _room_args(room: Room) -> list[str | int]:
@@ -40,7 +41,8 @@ class RedisRoomStore(RedisTranscript, RedisOutbox, RedisUsage):
         rec["version"] = room.version + 1
         closed_at = "" if room.closed_at is None else repr(room.closed_at)
         used = 0.0 if room.is_live else room.usage_seconds(room.created_at)  # Room.usage_seconds: one formula
-        return [room.id, room.version, dumps(rec), repr(room.created_at), int(room.is_live), closed_at, repr(used)]
+        return [room.id, room.version, dumps(rec), repr(room.created_at), int(room.is_live), closed_at, repr(used),
+                int(room.opened_by is not None)]
 
     @guarded
     async def put(self, room: Room) -> None:
@@ -51,11 +53,13 @@ class RedisRoomStore(RedisTranscript, RedisOutbox, RedisUsage):
 
     @guarded
     async def insert_within_caps(self, room: Room, *, max_rooms: int, max_room_seconds_today: float,
-                                 day_start: float) -> str | None:
+                                 day_start: float, max_key_rooms: int | None = None) -> str | None:
         """Insert a new live ``room`` if its tenant has fewer than ``max_rooms`` live rooms and the
         seconds reserved since ``day_start`` (UTC midnight) plus ``room.expire_seconds`` stay within
-        ``max_room_seconds_today``; else return the refused cap's name (``concurrent_rooms``,
-        ``room_minutes_per_day``) and write nothing. One Lua script: atomic across instances.
+        ``max_room_seconds_today`` (and, for a room a browser key opens, that key has fewer than
+        ``max_key_rooms``); else return the refused cap's name (``browser_key_rooms``,
+        ``concurrent_rooms``, ``room_minutes_per_day``) and write nothing. One Lua script: atomic
+        across instances.
 
         The day's counter grows by ``expire_seconds`` (what A2E charges at mint) and, when the room
         ends, gives back what it did not use (see ``put``), so it tracks ``usage_seconds`` of the
@@ -66,7 +70,7 @@ class RedisRoomStore(RedisTranscript, RedisOutbox, RedisUsage):
         refused = await self.script("RESERVE")(
             keys=[*self._room_keys(room), self.keys.tenant_seconds(room.tenant, day)],
             args=[*self._room_args(room), max_rooms, repr(float(max_room_seconds_today)), room.expire_seconds,
-                  DAY_COUNTER_TTL])
+                  DAY_COUNTER_TTL, "" if room.opened_by is None or max_key_rooms is None else max_key_rooms])
         if refused == "exists":
             raise StaleRoomError(room.id, room.version, -1)
         if refused:

@@ -34,6 +34,10 @@ class Keys:
         """Zset of closed/failed room ids, score closed_at (the purge)."""
         return f"{self.prefix}rooms:closed"
 
+    def browser_key_live(self, key_id: str) -> str:
+        """Set of the live room ids a browser key opened: the fleet-wide count of its rooms cap."""
+        return f"{self.prefix}browser-key:{key_id}:live"
+
     def tenant_live(self, tenant: str) -> str:
         """Set of the tenant's live room ids: the fleet-wide count of the rooms cap."""
         return f"{self.prefix}tenant:{tenant}:live"

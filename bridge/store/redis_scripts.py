@@ -6,13 +6,17 @@ builds itself is the day counter a reservation recorded (read back from the rese
 from __future__ import annotations
 
 # The index writes shared by PUT and RESERVE. KEYS: 1 room, 2 rooms, 3 tenant rooms, 4 live, 5 closed,
-# 6 tenant live, 7 tenant closed, 8 reservations. ARGV: 1 id, 2 expected version, 3 record, 4 created_at,
-# 5 live (1/0), 6 closed_at ('' if none), 7 seconds the room used (if not live)
+# 6 tenant live, 7 tenant closed, 8 reservations, 9 the opening browser key's live rooms (touched only
+# if ARGV 8 is 1). ARGV: 1 id, 2 expected version, 3 record, 4 created_at, 5 live (1/0), 6 closed_at
+# ('' if none), 7 seconds the room used (if not live), 8 a browser key opened it (1/0)
 _INDEX = """
 local function index()
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  if ARGV[8] == '1' then
+    redis.call(ARGV[5] == '1' and 'SADD' or 'SREM', KEYS[9], ARGV[1])
+  end
   if ARGV[5] == '1' then
     redis.call('SADD', KEYS[4], ARGV[1])
     redis.call('SADD', KEYS[6], ARGV[1])
@@ -50,18 +54,20 @@ index()
 return -1
 """
 
-# insert_within_caps: count the tenant's live rooms and read its day's reserved seconds, then insert the
-# room and reserve its seconds, or name the cap refused. KEYS as PUT + 9 the day's seconds counter.
-# ARGV as PUT + 8 max rooms, 9 max seconds of the day, 10 seconds to reserve, 11 counter TTL.
+# insert_within_caps: count the browser key's and the tenant's live rooms and read the tenant's day's
+# reserved seconds, then insert the room and reserve its seconds, or name the cap refused. KEYS as PUT +
+# 10 the day's seconds counter. ARGV as PUT + 9 max rooms, 10 max seconds of the day, 11 seconds to
+# reserve, 12 counter TTL, 13 the browser key's max rooms ('' when no browser key opens it).
 RESERVE = _INDEX + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-if redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[8]) then return 'concurrent_rooms' end
-local used = tonumber(redis.call('GET', KEYS[9]) or '0')
-if used + tonumber(ARGV[10]) > tonumber(ARGV[9]) then return 'room_minutes_per_day' end
+if ARGV[13] ~= '' and redis.call('SCARD', KEYS[9]) >= tonumber(ARGV[13]) then return 'browser_key_rooms' end
+if redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[9]) then return 'concurrent_rooms' end
+local used = tonumber(redis.call('GET', KEYS[10]) or '0')
+if used + tonumber(ARGV[11]) > tonumber(ARGV[10]) then return 'room_minutes_per_day' end
 index()
-redis.call('INCRBYFLOAT', KEYS[9], ARGV[10])
-redis.call('EXPIRE', KEYS[9], ARGV[11])
-redis.call('HSET', KEYS[8], ARGV[1], KEYS[9] .. ' ' .. ARGV[10])
+redis.call('INCRBYFLOAT', KEYS[10], ARGV[11])
+redis.call('EXPIRE', KEYS[10], ARGV[12])
+redis.call('HSET', KEYS[8], ARGV[1], KEYS[10] .. ' ' .. ARGV[11])
 return false
 """
 

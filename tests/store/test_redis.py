@@ -69,6 +69,34 @@ async def test_a_closed_room_frees_its_slot_for_the_other_instance(pair):
     assert await reserve(b, new_room(), max_rooms=1) is None
 
 
+async def test_a_browser_keys_last_room_across_instances(pair):
+    """A browser key's rooms cap holds across the fleet: racing for its last room, one instance wins;
+    the key's closed room gives the slot back; another key and the tenant's own rooms are not counted."""
+    a, b = pair
+
+    def keyed(key: str | None) -> Room:
+        return Room.new(tenant="t", avatar_id="av", expire_seconds=600, now=DAY + HOUR, opened_by=key)
+
+    async def by_key(store: RedisRoomStore, room: Room) -> str | None:
+        return await store.insert_within_caps(room, max_rooms=100, max_room_seconds_today=1e9, day_start=DAY,
+                                              max_key_rooms=2)
+
+    assert await reserve(a, keyed(None)) is None  # the tenant's own room: not the key's
+    first = keyed("pk_1")
+    assert await by_key(a, first) is None
+    racers = [keyed("pk_1"), keyed("pk_1")]
+    results = await asyncio.gather(by_key(a, racers[0]), by_key(b, racers[1]))
+    assert sorted(results, key=str) == [None, "browser_key_rooms"]
+    assert await by_key(b, keyed("pk_2")) is None  # another key has its own count
+    assert await by_key(b, keyed("pk_1")) == "browser_key_rooms"
+    first.transition(S.CLOSING, reason=CloseReason.CLIENT, now=DAY + HOUR + 10)
+    await a.put(first)  # closing: still the key's (A2E may be charging)
+    assert await by_key(b, keyed("pk_1")) == "browser_key_rooms"
+    first.transition(S.CLOSED, now=DAY + HOUR + 20)
+    await a.put(first)
+    assert await by_key(b, keyed("pk_1")) is None
+
+
 async def test_the_days_room_minutes_across_instances(pair):
     a, b = pair
     cap = 1000.0
