@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,9 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+if not __package__:  # run as a file (python scripts/schemathesis_run.py): the repository root, for scripts.serve
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.serve import ROOT, bridge_server  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 PHASES = "examples,coverage,fuzzing,stateful"
 EXCLUDED = r"/events$"  # the SSE stream (see above)
@@ -48,12 +48,6 @@ class Result:
         return self.status == 0 and self.failures == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _figures(output: str) -> tuple[int, int, int]:
     tested = re.search(r"Tested:\s+(\d+)", output)
     cases = re.search(r"(\d+) generated", output)
@@ -66,41 +60,20 @@ def run(*, max_examples: int | None = None, seed: int = 1, workers: int = 1, log
         timeout: float = 3600) -> Result:
     """Start a bridge, run schemathesis against it, stop the bridge."""
     key = "st-" + os.urandom(8).hex()
-    port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "BRIDGE_DB": "memory://", "BRIDGE_API_KEYS": f"acme:{key}",
            "BRIDGE_PASSTHROUGH_TENANTS": "acme", "BRIDGE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     env.pop("A2E_API_KEY", None)
     log_path = log_path or Path(tempfile.mkdtemp(prefix="schemathesis-")) / "server.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"the bridge did not start; see {log_path}")
-                time.sleep(0.1)
-            command = [str(SCHEMATHESIS), "run", f"{base}/openapi.json", "--checks", "all", "--phases", PHASES,
-                       "-H", f"Authorization: Bearer {key}", "--exclude-path-regex", EXCLUDED,
-                       "--request-timeout", "10", "--seed", str(seed), "--workers", str(workers)]
-            if max_examples is not None:
-                command += ["--max-examples", str(max_examples)]
-            started = time.monotonic()
-            done = subprocess.run(command, cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, capture_output=True,
-                                  text=True, timeout=timeout, check=False)
-            seconds = time.monotonic() - started
-        finally:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with bridge_server(env, log_path) as base:
+        command = [str(SCHEMATHESIS), "run", f"{base}/openapi.json", "--checks", "all", "--phases", PHASES,
+                   "-H", f"Authorization: Bearer {key}", "--exclude-path-regex", EXCLUDED,
+                   "--request-timeout", "10", "--seed", str(seed), "--workers", str(workers)]
+        if max_examples is not None:
+            command += ["--max-examples", str(max_examples)]
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        seconds = time.monotonic() - started
     output = (done.stdout + done.stderr).replace(key, "<key>")
     operations, cases, failures = _figures(output)
     return Result(done.returncode, operations, cases, failures, seconds, output)

@@ -27,8 +27,6 @@ import json
 import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,10 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-ROOT = Path(__file__).resolve().parent.parent
+if not __package__:  # run as a file (python scripts/ws_fuzz.py): the repository root, for scripts.serve
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.serve import bridge_server  # noqa: E402
+
 MAX_FRAME = 65_536  # BRIDGE_WS_MAX_FRAME_BYTES the server is started with
 ABNORMAL = {1006, 1011}  # no close frame at all; the server's "internal error"
 
@@ -408,12 +409,6 @@ def count_log(text: str, report: Report) -> None:
 
 
 # -- the server ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def serve_env(key: str, log_level: str = "INFO") -> dict[str, str]:
     """The environment of the fuzzed server: the embedded simulator, one tenant key, and the frame rate
     limit raised so that the frames are parsed rather than closed as a flood (4429)."""
@@ -426,29 +421,8 @@ def serve_env(key: str, log_level: str = "INFO") -> dict[str, str]:
 
 def run_against_server(frames: int, connections: int, seed: int, log_path: Path) -> Report:
     key = "fuzz-" + os.urandom(8).hex()
-    port = free_port()
-    with open(log_path, "w") as log_file:
-        server = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--port", str(port)], cwd=ROOT,
-                                  env=serve_env(key), stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"the server did not start; see {log_path}")
-                time.sleep(0.1)
-            report = asyncio.run(fuzz(base, key=key, frames=frames, connections=connections, seed=seed))
-        finally:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with bridge_server(serve_env(key), log_path) as base:
+        report = asyncio.run(fuzz(base, key=key, frames=frames, connections=connections, seed=seed))
     count_log(log_path.read_text(errors="replace"), report)
     return report
 
