@@ -168,6 +168,13 @@ class Child:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def wait_answering(self, url: str, timeout: float = 20.0) -> None:
+        """Wait until the child answers HTTP at ``url``; else fail with its last lines."""
+        try:
+            wait_http(url, timeout)
+        except TimeoutError:
+            raise AssertionError(f"no answer at {url}:\n{self.tail()}") from None
+
     def wait(self, timeout: float) -> int:
         try:
             return self.proc.wait(timeout)
@@ -264,10 +271,7 @@ class Fleet:
             self.instances[name] = Child("serve", env={**self.env, "BRIDGE_INSTANCE_ID": name, "BRIDGE_PORT": port},
                                          cwd=ROOT)
         for name in names:
-            try:
-                wait_http(f"{self.urls[name]}/healthz")
-            except TimeoutError:
-                raise AssertionError(f"{name} did not start:\n{self.instances[name].tail()}") from None
+            self.instances[name].wait_answering(f"{self.urls[name]}/healthz")
 
     def kill(self, name: str) -> None:
         """kill -9: no shutdown at all."""

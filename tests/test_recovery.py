@@ -15,7 +15,7 @@ import pytest
 
 from bridge.rooms.models import CloseReason, Room, RoomState
 from bridge.store.sqlite import SqliteRoomStore
-from tests.helpers import Child, create_room_sync, free_port, poll_sync, wait_http
+from tests.helpers import Child, create_room_sync, free_port, poll_sync
 
 KEY = {"Authorization": "Bearer k"}
 SHUTDOWN_TIMEOUT = 2.0
@@ -42,10 +42,7 @@ def start_simulator(children: Callable[..., Child]) -> str:
     port = free_port()
     child = children("simulate", "--port", str(port), env={"BRIDGE_LOG_LEVEL": "WARNING"})
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/_sim/health")
-    except TimeoutError:
-        raise AssertionError(child.tail()) from None
+    child.wait_answering(url + "/_sim/health")
     return url
 
 
@@ -59,10 +56,7 @@ def start_bridge(children: Callable[..., Child], db: Path, sim_url: str | None =
     full.update(env)
     child = children("serve", "--port", str(port), env=full)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz")
-    except TimeoutError:
-        raise AssertionError(child.tail()) from None
+    child.wait_answering(url + "/healthz")
     return child, url
 
 

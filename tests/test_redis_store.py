@@ -119,10 +119,7 @@ def serve(children: Callable[..., Child], sim_url: str, redis_url: str, db: Path
         "A2E_BASE_URL": sim_url, "BRIDGE_API_KEYS": "acme:k1", "BRIDGE_EVENT_SOURCE": "none",
         "BRIDGE_SWEEP_INTERVAL": "0.2", "BRIDGE_LEAVE_BEFORE_EXPIRY": "10", "BRIDGE_SHUTDOWN_TIMEOUT": "2"})
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz")
-    except TimeoutError:
-        raise AssertionError(child.tail()) from None
+    child.wait_answering(url + "/healthz")
     return child, url
 
 

@@ -240,13 +240,6 @@ def children(tmp_path: Path) -> Iterator[Callable[..., Child]]:
         child.stop()
 
 
-def started(child: Child, url: str) -> None:
-    try:
-        wait_http(url)
-    except TimeoutError:
-        raise AssertionError(child.tail()) from None
-
-
 class Sockets:
     """Raw client sockets, watched until the server closes each of them."""
 
@@ -313,12 +306,12 @@ def test_idle_and_slowloris_sockets_cannot_starve_the_bridge(children: Callable[
     sim_port, port = free_port(), free_port()
     sim_child = children("simulate", "--port", str(sim_port), env={"BRIDGE_LOG_LEVEL": "WARNING"})
     sim, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
-    started(sim_child, sim + "/_sim/health")
+    sim_child.wait_answering(sim + "/_sim/health")
     bridge = children("serve", "--port", str(port), nofile=200, env={
         "A2E_API_KEY": "x", "A2E_BASE_URL": sim, "BRIDGE_API_KEYS": "t:k", "BRIDGE_DB": "memory://",
         "BRIDGE_EVENT_SOURCE": "none", "BRIDGE_HEADER_TIMEOUT": "1", "BRIDGE_KEEPALIVE_TIMEOUT": "1",
         "BRIDGE_LOG_LEVEL": "INFO"})
-    started(bridge, url + "/healthz")
+    bridge.wait_answering(url + "/healthz")
     key = {"Authorization": "Bearer k"}
     assert "limits: 100 client connections (descriptor limit 200)" in bridge.output
     room = create_room_sync(url, key, avatar_id=AVATAR)

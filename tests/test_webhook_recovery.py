@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import WEBHOOK_SECRET, Child, Receiver, free_port, poll, wait_http
+from tests.helpers import WEBHOOK_SECRET, Child, Receiver, free_port, poll
 
 KEY = {"Authorization": "Bearer k"}
 
@@ -32,10 +32,10 @@ async def serve(db: Path, receiver: Receiver, cwd: Path) -> tuple[Child, str]:
     child = Child("serve", "--port", str(port), env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
-        await asyncio.to_thread(wait_http, url + "/healthz")
-    except TimeoutError:
+        await asyncio.to_thread(child.wait_answering, url + "/healthz")
+    except AssertionError:
         child.proc.kill()
-        raise AssertionError(child.tail()) from None
+        raise
     return child, url
 
 
