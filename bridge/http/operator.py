@@ -34,14 +34,16 @@ async def live_rooms(request: Request) -> Response:
     owners = await cluster.leases.owners([r.id for r in visible]) if cluster is not None else [None] * len(visible)
     listed = []
     for room, owner in zip(visible, owners, strict=True):
-        lr, queue = here.get(room.id), rooms.relay.queues.get(room.id)
-        depth = (queue.pending + (queue.in_flight is not None)) if queue is not None else 0
-        listed.append({"id": room.id, "tenant": room.tenant, "state": room.state.value, "channel": room.channel,
-                       "age_seconds": round(max(0.0, now - room.created_at), 1),
-                       # what only the instance running the room knows: null for another's
-                       "clients": lr.clients if lr is not None else None, "queue_depth": depth if lr is not None else None,
-                       "instance": me if lr is not None else owner,
-                       "expires_at": iso(room.expires_at) if room.expires_at else None})
+        row = {"id": room.id, "tenant": room.tenant, "state": room.state.value, "channel": room.channel,
+               "age_seconds": round(max(0.0, now - room.created_at), 1), "instance": owner,
+               "clients": None, "queue_depth": None,  # another instance runs it: only it knows these
+               "expires_at": iso(room.expires_at) if room.expires_at else None}
+        lr = here.get(room.id)
+        if lr is not None:
+            queue = rooms.relay.queues.get(room.id)
+            depth = (queue.pending + (queue.in_flight is not None)) if queue is not None else 0
+            row.update(instance=me, clients=lr.clients, queue_depth=depth)
+        listed.append(row)
     return answer(LiveRooms, {"rooms": listed, "operator": who.is_operator, "now": iso(now)})
 
 
