@@ -87,8 +87,9 @@ class SerialWriter:
         try:
             yield
         finally:
-            # Wait for the stop marker to be *written*, not for the task to see it: a drain in place
-            # (``flush`` before the task started) may take it from the queue, and the task would wait on.
+            # Wait for the stop marker to be *written*, whoever takes it from the queue, not for the task
+            # to see it: a drain in place (``flush`` while no task ran) also takes from the queue, and a
+            # test teardown once hung with the task waiting on an empty one.
             stopped = self.submit(_stop)
             try:
                 await asyncio.wait({stopped, task}, return_when=asyncio.FIRST_COMPLETED)
