@@ -10,6 +10,10 @@ sent with ``websockets.broadcast`` right after the sender's ack (the floor of a 
 listeners nothing is broadcast, so the speak→ack floor of ``relay_latency.py`` is unchanged.
 
     python bench/minimal_relay.py --port 8300 --speak-url http://127.0.0.1:8100/api/v1/streaming-avatar/speak
+
+``--server starlette`` serves the same relay (the speak path only) as a bare Starlette websocket route
+under the bridge's own uvicorn configuration (``bridge.serving.server_config``): the floor of the
+stack the bridge is required to run on, beside the websockets library's own server.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import sys
 from collections import defaultdict
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -56,6 +61,35 @@ async def main(host: str, port: int, speak_url: str, key: str, compression: Lite
             await server.serve_forever()
 
 
+def starlette_relay(host: str, port: int, speak_url: str, key: str) -> None:
+    """The speak relay as one Starlette websocket route, served as ``a2e-bridge serve`` serves the bridge."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from bridge.serving import server_config
+    from bridge.settings import Settings
+
+    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=15)
+
+    async def relay(ws: WebSocket) -> None:
+        channel = ws.query_params["channel"]
+        await ws.accept()
+        try:
+            while True:
+                frame = json.loads(await ws.receive_text())
+                response = await http.post(speak_url, json={"channel": channel, "text": frame["text"]})
+                ok = response.status_code == 200 and response.json().get("code") == 0
+                await ws.send_text(json.dumps({"type": "ack" if ok else "error", "id": frame.get("id")}))
+        except WebSocketDisconnect:
+            pass
+
+    app = Starlette(routes=[WebSocketRoute("/", relay)])
+    print(f"minimal Starlette relay on ws://{host}:{port}", flush=True)
+    uvicorn.Server(server_config(app, Settings(), host=host, port=port)).run()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -64,6 +98,11 @@ if __name__ == "__main__":
     parser.add_argument("--key", default="bench-key")
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate",
                         help="permessage-deflate offered to clients (match the bridge's server config)")
+    parser.add_argument("--server", choices=["websockets", "starlette"], default="websockets",
+                        help="the websockets library's server, or a bare Starlette route on uvicorn")
     args = parser.parse_args()
+    if args.server == "starlette":
+        starlette_relay(args.host, args.port, args.speak_url, args.key)
+        sys.exit(0)
     asyncio.run(main(args.host, args.port, args.speak_url, args.key,
                      "deflate" if args.compression == "deflate" else None))

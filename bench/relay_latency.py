@@ -96,7 +96,7 @@ def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Pope
 
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
-    sim_port, bridge_port, minimal_port, filtered_port = free_port(), free_port(), free_port(), free_port()
+    sim_port, bridge_port, minimal_port, filtered_port, floor_port = (free_port() for _ in range(5))
     sim_url, bridge_url = f"http://{HOST}:{sim_port}", f"http://{HOST}:{bridge_port}"
     with children() as started:
         sim = spawn(started, workdir, "simulator", ["-m", "bridge", "simulate", "--host", HOST, "--port", str(sim_port)],
@@ -121,15 +121,24 @@ async def run(args: argparse.Namespace) -> int:
         minimal = spawn(started, workdir, "minimal", [str(HERE / "minimal_relay.py"), "--host", HOST, "--port",
                                                       str(minimal_port), "--speak-url", sim_url + SPEAK_PATH,
                                                       "--key", A2E_KEY, "--compression", compression], {})
+        if args.stack_floor:
+            floor = spawn(started, workdir, "starlette", [str(HERE / "minimal_relay.py"), "--server", "starlette",
+                                                          "--host", HOST, "--port", str(floor_port), "--speak-url",
+                                                          sim_url + SPEAK_PATH, "--key", A2E_KEY], {})
         await wait_ready(sim, url=sim_url + "/_sim/health")
         await wait_ready(bridge, url=bridge_url + "/healthz")
         if args.events is not None:
             await wait_ready(filtered, url=f"http://{HOST}:{filtered_port}/healthz")
         await wait_ready(minimal, port=minimal_port)
+        if args.stack_floor:
+            await wait_ready(floor, port=floor_port)
 
         relays = [Relay("bridge"), Relay("minimal")]
         if args.events is not None:
             relays.append(Relay("filtered"))
+        if args.stack_floor:
+            relays.append(Relay("starlette"))
+        by_name = {r.name: r for r in relays}
         auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             for _ in range(args.concurrency):
@@ -146,14 +155,16 @@ async def run(args: argparse.Namespace) -> int:
                     ws = await connect(f"ws://{HOST}:{filtered_port}/v1/rooms/{other.json()['id']}/ws?events="
                                        f"{args.events}", additional_headers=auth, max_size=2**22)
                     assert json.loads(await ws.recv())["type"] == "room"
-                    relays[2].conns.append(ws)
-                minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
-                                         json={"avatar_id": room.json()["avatar_id"],
-                                               "expire_seconds": 3600},
-                                         headers={"Authorization": f"Bearer {A2E_KEY}"})
-                channel = minted.json()["data"]["channel"]
-                relays[1].conns.append(await connect(f"ws://{HOST}:{minimal_port}/?channel={channel}",
-                                                     max_size=2**22))
+                    by_name["filtered"].conns.append(ws)
+                for name, port in (("minimal", minimal_port), ("starlette", floor_port)):
+                    if name not in by_name:
+                        continue
+                    minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
+                                             json={"avatar_id": room.json()["avatar_id"], "expire_seconds": 3600},
+                                             headers={"Authorization": f"Bearer {A2E_KEY}"})
+                    channel = minted.json()["data"]["channel"]
+                    by_name[name].conns.append(await connect(f"ws://{HOST}:{port}/?channel={channel}",
+                                                             max_size=2**22))
 
             frame_id = 0
             started_at = time.monotonic()
@@ -203,16 +214,20 @@ async def run(args: argparse.Namespace) -> int:
         stats[relay.name] = (percentile(lat, 50), percentile(lat, 99))
         print(f"{relay.name:<10}{len(lat):>7}{stats[relay.name][0]:>10.2f}{stats[relay.name][1]:>10.2f}"
               f"{statistics.fmean(lat):>10.2f}{max(lat):>10.2f}{len(relay.errors):>8}")
-    for name in ("bridge", "filtered"):
-        if name in stats and "minimal" in stats:
-            (b50, b99), (m50, m99) = stats[name], stats["minimal"]
-            print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   ({name} / minimal; goal <= 1.15, issue 12)")
-            stats[name] = (b50, b99, b50 / m50, b99 / m99)
+    ratios: dict[str, dict[str, float]] = {}
+    for name, floor_name in (("bridge", "minimal"), ("filtered", "minimal"), ("bridge", "starlette"),
+                             ("starlette", "minimal")):
+        if name in stats and floor_name in stats:
+            (b50, b99), (m50, m99) = stats[name][:2], stats[floor_name][:2]
+            goal = "; goal <= 1.15, issue 12" if floor_name == "minimal" and name != "starlette" else ""
+            print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   ({name} / {floor_name}{goal})")
+            ratios[f"{name}/{floor_name}"] = {"p50": b50 / m50, "p99": b99 / m99}
     measured = args.requests * args.concurrency
     if all(v is not None for v in cpu.values()):
         print(f"# CPU per measured speak: bridge {cpu['bridge'] * 1000 / measured:.2f} ms, "
               + (f"filtered {cpu['filtered'] * 1000 / measured:.2f} ms, " if "filtered" in cpu else "") +
               f"minimal relay {cpu['minimal'] * 1000 / measured:.2f} ms, "
+              + (f"Starlette relay {cpu['starlette'] * 1000 / measured:.2f} ms, " if "starlette" in cpu else "") +
               f"simulator {cpu['simulator'] * 1000 / ((len(relays)) * measured):.2f} ms")
     errors = [e for r in relays for e in r.errors]
     if calls.get("speak", 0) != sent - len(errors):
@@ -224,10 +239,10 @@ async def run(args: argparse.Namespace) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
-        print(json.dumps({name: {"p50_ms": s[0], "p99_ms": s[1], **({"ratio_p50": s[2], "ratio_p99": s[3]}
-                                                                     if len(s) == 4 else {}),
-                                 "cpu_ms_per_speak": cpu[name] * 1000 / measured if cpu.get(name) else None}
-                          for name, s in stats.items()}))
+        print(json.dumps({"ratios": ratios, **{name: {"p50_ms": s[0], "p99_ms": s[1],
+                                                        "cpu_ms_per_speak": cpu[name] * 1000 / measured
+                                                        if cpu.get(name) else None}
+                                                 for name, s in stats.items()}}))
     return 1 if errors else 0
 
 
@@ -245,6 +260,9 @@ def main() -> None:
     parser.add_argument("--events", metavar="TYPES",
                         help="also measure the bridge with its sockets on ?events=TYPES (e.g. command), in the "
                              "same rounds (a third relay)")
+    parser.add_argument("--stack-floor", action="store_true",
+                        help="also measure the same minimal relay as a bare Starlette route on the bridge's uvicorn "
+                             "configuration (the floor of the required stack), in the same rounds")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",

@@ -47,13 +47,14 @@ class TranscriptEntry:
     count: int | None = None  # cancel: how many pending commands it dropped
     id: int = 0  # the cursor (?after=), given by the store
 
+    # its fields are all scalars: vars() rather than asdict(), which deep-copies (every command is logged)
     def to_public(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if v is not None and k != "room_id"}
+        out = {k: v for k, v in vars(self).items() if v is not None and k != "room_id"}
         out["at_iso"] = _iso(self.at)
         return out
 
     def data(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None and k != "id"})
+        return json.dumps({k: v for k, v in vars(self).items() if v is not None and k != "id"})
 
     @classmethod
     def load(cls, entry_id: int, data: str) -> TranscriptEntry:

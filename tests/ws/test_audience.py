@@ -102,7 +102,7 @@ async def test_the_senders_ack_comes_while_the_audience_reads_nothing(bridge_fac
 
 async def test_a_speaks_a2e_request_goes_out_before_its_senders_frames(acme: Any, monkeypatch: Any) -> None:
     """An idle room's speak: the sender's ``queued`` and the room's ``utterance`` event to it wait
-    until the A2E request is written (httpcore's trace), then go in the order they came, before the
+    until the A2E request is written (its body stream says so), then go in the order they came, before the
     ack. An A2E call that writes nothing holds them for at most ``HOLD``."""
     room = await create_room(acme)
     a2e = acme.app.state.a2e
