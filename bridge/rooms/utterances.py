@@ -75,7 +75,11 @@ class UtteranceTracker:
         self._awaiting: deque[Utterance] = deque()  # sent, waiting for the avatar's audio (observed)
         self._speaking: Utterance | None = None
         self._busy_until = 0.0  # estimated: when the avatar is done with what it was given
-        self._timers: set[asyncio.TimerHandle] = set()
+        # estimated: the changes to come, in time order (each piece starts when the one before is done),
+        # and one timer for the first of them: not two timers per piece, which a backend that queues
+        # minutes of speech would pile into the loop's heap and the garbage collector's old generation
+        self._timeline: deque[tuple[float, Utterance, State]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- creation and lookup --------------------------------------------------------------------
     def new(self, kind: Kind, text: str = "", *, parent: Utterance | None = None, ended: bool = True) -> Utterance:
@@ -104,8 +108,10 @@ class UtteranceTracker:
         start = max(loop.time(), self._busy_until)
         self._busy_until = start + self.seconds_per_char * speech_weight(u.text)
         u.estimated = True
-        self._at(start, lambda: self._advance(u, "speaking"))
-        self._at(self._busy_until, lambda: self._advance(u, "done"))
+        self._timeline.append((start, u, "speaking"))
+        self._timeline.append((self._busy_until, u, "done"))
+        if self._timer is None:
+            self._timer = loop.call_at(start, self._tick)
 
     def speaking_started(self) -> None:
         """The avatar's audio started (the room's event source): the oldest piece given to A2E is heard."""
@@ -134,10 +140,11 @@ class UtteranceTracker:
         self._finish(u, "failed", reason)
 
     def close(self) -> None:
-        """The room is closing: no more timers."""
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        """The room is closing: no more estimated changes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timeline.clear()
 
     # -- internals ------------------------------------------------------------------------------
     def _finish(self, u: Utterance, state: State, reason: str) -> bool:
@@ -190,15 +197,16 @@ class UtteranceTracker:
                                     parent=u.parent.id if u.parent else None, position=u.position, text=text,
                                     estimated=True if u.estimated else None, reason=reason))
 
-    def _at(self, when: float, action: Callable[[], Any]) -> None:
+    def _tick(self) -> None:
+        """The estimated changes that are due, in order; then the timer for the next one."""
+        self._timer = None
         loop = asyncio.get_running_loop()
-
-        def fire() -> None:
-            self._timers.discard(timer)
-            action()
-
-        timer = loop.call_at(when, fire)
-        self._timers.add(timer)
+        now = loop.time()
+        while self._timeline and self._timeline[0][0] <= now:
+            _, u, state = self._timeline.popleft()
+            self._advance(u, state)
+        if self._timeline:
+            self._timer = loop.call_at(self._timeline[0][0], self._tick)
 
     def _trim(self) -> None:
         while len(self._all) > KEEP:

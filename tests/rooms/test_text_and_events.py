@@ -1,5 +1,6 @@
 import asyncio
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 from bridge.frames import Command, RoomClosed
 from bridge.rooms.events import RoomEvents
 from bridge.rooms.text import split_sentences
+from bridge.rooms.utterances import UtteranceTracker
 
 
 def test_short_text_is_one_chunk() -> None:
@@ -68,3 +70,33 @@ def test_speech_weight_counts_wide_characters_three_times() -> None:
     assert speech_weight("Welcome, visitor number 5.") == 26  # ASCII: its length
     assert speech_weight("你好 ok") == 9 and speech_weight("Ａb") == 4  # wide and full-width: 3 each
     assert speech_weight("café") == 4 and speech_weight("") == 0  # not ASCII, still narrow
+
+
+async def test_estimated_speech_runs_on_one_timer_in_order() -> None:
+    """Without an event source, speaking/done are estimated from the text: a backend that queues
+    minutes of speech gets them in order, from one timer per room, not two timers per piece."""
+    published: list[tuple[str, str]] = []
+    all_done = asyncio.Event()
+
+    def publish(frame: Any) -> None:
+        published.append((frame.id, frame.state))
+        if pieces and all(u.state == "done" for u in pieces):
+            all_done.set()
+
+    pieces: list[Any] = []
+    tracker = UtteranceTracker(publish, seconds_per_char=0.0005)
+    loop = asyncio.get_running_loop()
+
+    def timers() -> int:  # the loop's live timers (a cancelled one stays in its heap for a while)
+        return sum(not handle.cancelled() for handle in loop._scheduled)  # type: ignore[attr-defined]
+
+    before = timers()
+    pieces.extend(tracker.new("speak", "x" * 20) for _ in range(50))
+    for position, u in enumerate(pieces, 1):
+        tracker.sent(u, position)
+    assert timers() - before == 1
+    await asyncio.wait_for(all_done.wait(), 10)
+    heard = [(uid, state) for uid, state in published if state in ("speaking", "done")]
+    assert heard == [(u.id, state) for u in pieces for state in ("speaking", "done")]
+    tracker.close()
+    assert timers() == before
