@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from benchlib import (
@@ -47,6 +48,7 @@ from benchlib import (
     cpu_seconds,
     free_port,
     machine,
+    median_spread,
     percentile,
     spawn,
     wait_ready,
@@ -94,7 +96,8 @@ def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Pope
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for t in targets]
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """One run with fresh processes: its exit status and figures (printed as it goes)."""
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     sim_port, bridge_port, minimal_port, filtered_port, floor_port = (free_port() for _ in range(5))
     sim_url, bridge_url = f"http://{HOST}:{sim_port}", f"http://{HOST}:{bridge_port}"
@@ -238,12 +241,38 @@ async def run(args: argparse.Namespace) -> int:
         print(f"server logs kept in {workdir}", file=sys.stderr)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+    result = {"ratios": ratios, **{name: {"p50_ms": s[0], "p99_ms": s[1],
+                                          "cpu_ms_per_speak": cpu[name] * 1000 / measured if cpu.get(name) else None}
+                                   for name, s in stats.items()}}
     if args.json:
-        print(json.dumps({"ratios": ratios, **{name: {"p50_ms": s[0], "p99_ms": s[1],
-                                                        "cpu_ms_per_speak": cpu[name] * 1000 / measured
-                                                        if cpu.get(name) else None}
-                                                 for name, s in stats.items()}}))
-    return 1 if errors else 0
+        print(json.dumps(result))
+    return (1 if errors else 0), result
+
+
+async def run(args: argparse.Namespace) -> int:
+    """``--repeat`` runs, each with fresh processes, then the median (min–max) of each figure."""
+    status, runs = 0, []
+    for i in range(args.repeat):
+        if args.repeat > 1:
+            print(f"# run {i + 1} of {args.repeat}", flush=True)
+        failed, result = await run_once(args)
+        status = max(status, failed)
+        runs.append(result)
+        sys.stdout.flush()
+    if args.repeat > 1:
+        print(f"# over {len(runs)} runs: median (min–max)")
+        for pair in runs[0]["ratios"]:
+            for q in ("p50", "p99"):
+                print(f"ratio {q} {pair:<22}{median_spread([r['ratios'][pair][q] for r in runs])}")
+        for name in [k for k in runs[0] if k != "ratios"]:
+            cpu = [r[name]["cpu_ms_per_speak"] for r in runs if r.get(name, {}).get("cpu_ms_per_speak")]
+            if len(cpu) == len(runs):
+                print(f"CPU ms per speak, {name:<13}{median_spread(cpu)}")
+        cpu_ratio = [r["bridge"]["cpu_ms_per_speak"] / r["minimal"]["cpu_ms_per_speak"] for r in runs
+                     if r.get("bridge", {}).get("cpu_ms_per_speak") and r.get("minimal", {}).get("cpu_ms_per_speak")]
+        if len(cpu_ratio) == len(runs):
+            print(f"CPU ratio bridge / minimal    {median_spread(cpu_ratio)}")
+    return status
 
 
 def main() -> None:
@@ -263,14 +292,16 @@ def main() -> None:
     parser.add_argument("--stack-floor", action="store_true",
                         help="also measure the same minimal relay as a bare Starlette route on the bridge's uvicorn "
                              "configuration (the floor of the required stack), in the same rounds")
+    parser.add_argument("--repeat", type=int, default=1, help="runs, each with fresh processes, then the median "
+                        "(min–max) of every figure (default 1)")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile the bridge and the minimal relay with py-spy during the measured rounds "
                              "(collapsed stacks in DIR/bridge.raw and DIR/minimal.raw)")
     args = parser.parse_args()
-    if args.requests < 1 or args.warmup < 0 or args.concurrency < 1:
-        parser.error("--requests and --concurrency must be positive, --warmup not negative")
+    if args.requests < 1 or args.warmup < 0 or args.concurrency < 1 or args.repeat < 1:
+        parser.error("--requests, --concurrency and --repeat must be positive, --warmup not negative")
     if args.py_spy and not shutil.which("py-spy"):
         parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
     sys.exit(asyncio.run(run(args)))
