@@ -58,7 +58,10 @@ class Command:
             asyncio.get_running_loop().call_soon(self._tell)
 
     def _tell(self) -> None:
-        for hook in self.on_settled:
+        # emptied as they are told: acceptance()'s hook holds the commands it waits for, so a command
+        # still holding it would be a reference cycle, left to the garbage collector (every speak)
+        hooks, self.on_settled = self.on_settled, []
+        for hook in hooks:
             try:
                 hook()
             except Exception:  # one answer's bug must not stop the room's worker
