@@ -177,13 +177,14 @@ def marked(text: str) -> str:
 
 
 async def speak(ws: ClientConnection, text: str) -> float:
-    """Send a speak and wait for its ack (skipping room events); the latency in seconds."""
+    """Send a speak and wait for its ack (skipping room events and the bridge's ``queued`` answer,
+    which comes first with the same id); the latency in seconds."""
     frame_id = next(_ids)
     start = time.perf_counter()
     await ws.send(json.dumps({"type": "speak", "id": frame_id, "text": marked(text)}))
     while True:
         answer = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        if answer.get("id") == frame_id:
+        if answer.get("id") == frame_id and answer.get("type") != "queued":
             if answer.get("type") != "ack":
                 raise RuntimeError(f"speak {frame_id}: {answer}")
             return time.perf_counter() - start
