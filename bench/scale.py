@@ -254,7 +254,8 @@ async def fanout_once(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         stacks: list[Stack] = []
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             rooms = await bridge_rooms(http, bridge_url, args.rooms + 1)
-            urls = [bridge_ws(bridge_url, r) for r in rooms[1:] for _ in range(args.subscribers)]
+            wanted = "" if args.events is None else f"?events={args.events}"  # the listeners' filter, if any
+            urls = [bridge_ws(bridge_url, r) + wanted for r in rooms[1:] for _ in range(args.subscribers)]
             stacks.append(Stack("bridge", await open_sender(bridge_ws(bridge_url, rooms[0]), AUTH),
                                 [await open_sender(bridge_ws(bridge_url, r), AUTH) for r in rooms[1:]],
                                 await audience_of(workdir, "bridge-audience", urls, AUTH)))
@@ -524,7 +525,8 @@ async def run(args: argparse.Namespace) -> int:
         try:
             if args.command == "fanout":
                 result = await fanout_once(args, workdir)
-                print(f"# run {i + 1}: {result['subscribers']} subscribers in {result['rooms']} room(s), "
+                print(f"# run {i + 1}: {result['subscribers']} subscribers in {result['rooms']} room(s)"
+                      + (f" (the bridge's on ?events={args.events})" if args.events is not None else "") + ", "
                       f"{args.requests} rounds after {args.warmup} warm-up")
                 print_fanout(result)
             elif args.command == "memory":
@@ -593,6 +595,8 @@ def main() -> None:
     fan = sub.add_parser("fanout", parents=[common], help="the sender's ack and the fan-out to an audience")
     fan.add_argument("--subscribers", "-s", type=int, default=1000, help="listeners per room (default 1000)")
     fan.add_argument("--rooms", type=int, default=1, help="rooms with an audience, speaking at once (default 1)")
+    fan.add_argument("--events", metavar="TYPES", help="the bridge's listeners connect with ?events=TYPES (e.g. "
+                     "command: what the floor's listeners get); by default they take every event of the room")
     fan.add_argument("--requests", "-n", type=int, default=100, help="measured rounds (default 100)")
     fan.add_argument("--warmup", type=int, default=10, help="unmeasured rounds first (default 10)")
     fan.add_argument("--pause", type=float, default=0.05, help="seconds between two speaks (default 0.05)")
