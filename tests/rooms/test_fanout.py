@@ -17,6 +17,8 @@ from bridge.rooms.events import Event, RoomEvents
 class Sink:
     """Records what it is handed, in the order the hub hands it out (shared log)."""
 
+    wanted: frozenset[str] | None = None
+
     def __init__(self, name: str, log: list[Any]) -> None:
         self.name, self.log = name, log
         self.events: list[Event] = []
@@ -128,3 +130,19 @@ async def test_a_sink_that_leaves_gets_nothing_more_and_a_failing_one_costs_the_
     assert not gone.events
     assert [json.loads(e.data)["seq"] for e in fine.events] == [1, 2]
     assert hub.subscriber_count == 1  # the broken one was dropped
+
+
+async def test_sinks_that_filter_an_event_out_cost_no_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audience on ``?events=command`` is not made to wait a loop turn per slice of sinks that skip
+    the room's other events: the sinks that take the event fill the slice."""
+    monkeypatch.setattr(events, "SLICE", 2)
+    hub, log = RoomEvents(), []
+    loop = asyncio.get_running_loop()
+    for n in range(6):
+        sink = Sink(str(n), log)
+        sink.wanted = None if n in (0, 5) else frozenset({"command"})
+        hub.attach(sink)
+    hub.publish(RoomClosed(reason="client", room={}))  # taken by sinks 0 and 5 only: one slice
+    loop.call_soon(log.append, "next turn")
+    await settle()
+    assert log == ["next turn", "0", "5"]  # 0 and 5 in one slice: nothing ran between them
