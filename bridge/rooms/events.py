@@ -14,8 +14,9 @@ callbacks already scheduled and the I/O that is ready. So a publisher never wait
 what was already scheduled when the event was published (the sender's ack of the command that caused
 it) goes out first, and a room with thousands of subscribers holds the loop for one slice at a time,
 never for its whole audience: between two slices, what became ready meanwhile runs first (an A2E
-answer on its way to a sender's ack, another room's speak), at a turn of the loop per slice. Events reach each subscriber in the
-order they were published; a subscriber gets the events published after it subscribed.
+answer on its way to a sender's ack, another room's speak), at a turn of the loop per slice. Events
+reach each subscriber in the order they were published; a subscriber gets the events published
+after it subscribed.
 
 A bounded history with increasing ids lets SSE clients resume with ``Last-Event-ID``.
 
