@@ -9,14 +9,14 @@ SSE stream puts it in its bounded :class:`Subscription` queue. Either cuts itsel
 buffer is full, so a subscriber that falls behind never slows the room or the others.
 
 Delivery is not done inside :meth:`RoomEvents.publish`: it is scheduled on the event loop and done
-in slices of :data:`SLICE` subscribers, each slice a timer due at once, which asyncio runs after the
-callbacks already scheduled and the I/O that is ready. So a publisher never waits for the audience,
-what was already scheduled when the event was published (the sender's ack of the command that caused
-it) goes out first, and a room with thousands of subscribers holds the loop for one slice at a time,
-never for its whole audience: between two slices, what became ready meanwhile runs first (an A2E
-answer on its way to a sender's ack, another room's speak), at a turn of the loop per slice. Events
-reach each subscriber in the order they were published; a subscriber gets the events published
-after it subscribed.
+in slices of :data:`SLICE` subscribers: the first on the next loop callback, each further one as a
+timer due at once, which asyncio runs after the callbacks already scheduled and the I/O that is
+ready. So a publisher never waits for the audience, what was already scheduled when the event was
+published (the sender's ack of the command that caused it) goes out first, and a room with
+thousands of subscribers holds the loop for one slice at a time, never for its whole audience:
+between two slices, what became ready meanwhile runs first (an A2E answer on its way to a sender's
+ack, another room's speak), at a turn of the loop per slice. Events reach each subscriber in the
+order they were published; a subscriber gets the events published after it subscribed.
 
 A bounded history with increasing ids lets SSE clients resume with ``Last-Event-ID``.
 
@@ -233,7 +233,7 @@ class RoomEvents:
                 self._deliver_slice()
             return
         self._scheduled = True
-        loop.call_at(loop.time(), self._step, loop)
+        loop.call_soon(self._step, loop)  # a room of a few clients is served in this one slice
 
     def _step(self, loop: asyncio.AbstractEventLoop) -> None:
         self._deliver_slice()
