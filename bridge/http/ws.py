@@ -67,9 +67,7 @@ class Connection:
         self._renewal: asyncio.TimerHandle | None = None  # the next ticket renewal
 
     # -- as the room's event sink ------------------------------------------------------------------
-    def deliver(self, event: Event) -> None:
-        if self.wanted is not None and event.type not in self.wanted:
-            return
+    def deliver(self, event: Event) -> None:  # only the types it wanted: the hub filters (RoomEvents)
         if self.close_code is None and not self.finished:  # send_text, inlined: once per client per event
             self.outbox.put(event.data)  # encoded once by the room's hub, for every subscriber
 

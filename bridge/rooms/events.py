@@ -21,8 +21,8 @@ order they were published; a subscriber gets the events published after it subsc
 A bounded history with increasing ids lets SSE clients resume with ``Last-Event-ID``.
 
 A subscriber may take only some types of event (``?events=`` on the websocket and SSE routes, see
-:func:`event_filter`): each sink checks the type against its own frozenset as the event reaches it,
-and a sink without a filter (``None``) does no more than before.
+:func:`event_filter`): the hub checks the type against the sink's ``wanted`` as it serves the
+audience, and a sink without a filter (``None``) costs no more than before.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class Event(NamedTuple):
 
 class Sink(Protocol):
     """A subscriber as the hub sees it. Both methods are called on the loop and must not block.
-    ``wanted``: the event types it takes (see :func:`event_filter`), None for all; the hub skips the
-    others without counting them against a slice."""
+    ``wanted``: the event types it takes (see :func:`event_filter`), None for all; the hub hands it
+    no others (nor counts them against a slice), so :meth:`deliver` need not check."""
 
     wanted: frozenset[str] | None
 
@@ -118,9 +118,7 @@ class Subscription:
         while (item := await self.get()) is not None:
             yield item
 
-    def deliver(self, event: Event) -> None:
-        if self.wanted is not None and event.type not in self.wanted:
-            return
+    def deliver(self, event: Event) -> None:  # only the types it wanted: the hub filters
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:  # fell behind: cut off, the others go on
