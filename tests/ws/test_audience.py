@@ -5,10 +5,14 @@ events, no one else's. No timing: orders of frames and states are what is checke
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
+import httpx
+
 from bridge.http.ws import Connection
+from bridge.rooms.queue import Command
 from tests.helpers import RawWS, create_room, of_type, open_ws, poll, recv, send, stream_message, until
 
 
@@ -143,12 +147,6 @@ async def test_a_speak_leaves_nothing_for_the_garbage_collector(acme: Any) -> No
     """What a speak allocates in the bridge (its command, the A2E call's request and response) is freed
     when it is done, not left in reference cycles for the garbage collector: ~60 objects a speak that,
     left to it, cost more CPU than the rest of the bridge's work on the speak (issue 12)."""
-    import gc
-
-    import httpx
-
-    from bridge.rooms.queue import Command
-
     room = await create_room(acme)
     async with await open_ws(acme, room["id"]) as ws:
         await recv(ws)
