@@ -1,6 +1,6 @@
-"""The one module of the A2E client that speaks HTTP: a pooled httpx client (keep-alive), the check
-that a request goes exactly where its endpoint row says, and the mapping of httpx's failures to the
-client's error tree. Nothing else in ``bridge.a2e`` imports httpx.
+"""The module of the A2E client that speaks HTTP: a pooled httpx client (keep-alive, see
+:mod:`.pool`), the check that a request goes exactly where its endpoint row says, and the mapping of
+httpx's failures to the client's error tree. Nothing else in ``bridge.a2e`` but its pool imports httpx.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from .errors import A2EInvalidInput, A2ETimeout, A2EUnavailable
+from .pool import pooled_client
 
 __all__ = ["HttpPool", "Prepared", "Reply", "Transport"]
 
@@ -40,7 +41,7 @@ class Transport:
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 15.0, http: HttpPool | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
+        self._http = http or pooled_client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30),
         )

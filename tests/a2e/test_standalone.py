@@ -1,4 +1,4 @@
-"""bridge.a2e stands alone: one module speaks HTTP, metrics come in through a hook, the client is
+"""bridge.a2e stands alone: one module speaks HTTP (with its connection pool), metrics come in through a hook, the client is
 built from settings, unknown operations are the client's own error, and tasks do not need the client."""
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_only_the_transport_imports_httpx_and_nothing_imports_the_rest_of_the_bridge() -> None:
+def test_only_the_transport_and_its_pool_import_httpx_and_nothing_imports_the_rest_of_the_bridge() -> None:
     for path in A2E_DIR.glob("*.py"):
         modules = imported_modules(path)
         uses_httpx = any(m == "httpx" or m.startswith("httpx.") for m in modules)
-        assert uses_httpx == (path.name == "transport.py"), path.name
+        assert uses_httpx == (path.name in ("transport.py", "pool.py")), path.name
         assert not any(m.startswith("bridge") for m in modules), (path.name, modules)  # relative imports only
     assert ".client" not in imported_modules(A2E_DIR / "tasks.py")  # no circle client <-> tasks
 
