@@ -52,6 +52,7 @@ class Command:
             self.future.set_result(self.seq)
         else:
             self.future.set_exception(failure)
+            self.future.exception()  # seen: whoever waited for it may have gone (no 'never retrieved' noise)
         if now:
             self._tell()
         elif self.on_settled:
@@ -177,9 +178,7 @@ class CommandQueue:
 
     def _command(self, kind: CommandKind, text: str, utterance: Utterance, origin: str | None,
                  part: int = 1, parts: int = 1) -> Command:
-        command = Command(kind, text, utterance, asyncio.get_running_loop().create_future(), origin=origin, part=part, parts=parts)
-        command.future.add_done_callback(_consume)
-        return command
+        return Command(kind, text, utterance, asyncio.get_running_loop().create_future(), origin=origin, part=part, parts=parts)
 
     def submit(self, kind: CommandKind, pieces: list[tuple[str, Utterance]], *,
                origin: str | None = None) -> list[Command]:

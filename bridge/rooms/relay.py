@@ -274,12 +274,12 @@ class Relay:
             await (call(lr.room.channel or "", command.text) if command.written is None
                    else call(lr.room.channel or "", command.text, written=command.written))
         except A2EError as exc:
-            metrics.COMMANDS.labels(command.kind, type(exc).__name__).inc()
+            metrics.labelled(metrics.COMMANDS, command.kind, type(exc).__name__).inc()
             failure = self._failed(lr, exc)
             if tracker is not None:
                 tracker.fail(command.utterance, f"{failure.code.value}: {failure.message}")
             raise failure from None
-        metrics.COMMANDS.labels(command.kind, "ok").inc()
+        metrics.labelled(metrics.COMMANDS, command.kind, "ok").inc()
         self.registry.touch(lr)
 
     def sent(self, lr: LiveRoom, command: Command) -> None:

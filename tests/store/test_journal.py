@@ -35,6 +35,19 @@ async def test_transcript_in_order_with_a_cursor_and_erasable(store):
     assert [e.text for e in await store.transcript("b")] == ["other"]
 
 
+async def test_a_big_batch_keeps_its_order_and_gives_each_entry_its_id(store):
+    # more entries than one SQLite statement takes (bridge/store/sqlite_journal.py: ROWS_PER_INSERT)
+    batch = [entry("a" if i % 3 else "b", f"line {i}") for i in range(700)]
+    await store.add_transcript([entry("a", "before")])
+    await store.add_transcript(batch)
+    ids = [e.id for e in batch]
+    assert ids == sorted(set(ids)) and ids[0] > 0
+    for room in ("a", "b"):
+        stored = await store.transcript(room, limit=1000)
+        mine = [e for e in batch if e.room_id == room]
+        assert [(e.id, e.text) for e in stored if e.text != "before"] == [(e.id, e.text) for e in mine]
+
+
 async def test_outbox_is_idempotent_and_ordered_per_key(store):
     assert await store.enqueue(delivery("msg_1", "room-a", at=10))
     assert not await store.enqueue(delivery("msg_1", "room-a", at=10))  # the same event twice: once
