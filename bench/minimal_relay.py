@@ -11,6 +11,10 @@ listeners nothing is broadcast, so the speak→ack floor of ``relay_latency.py``
 
     python bench/minimal_relay.py --port 8300 --speak-url http://127.0.0.1:8100/api/v1/streaming-avatar/speak
 
+``--http-pool bridge`` sends to A2E through the bridge's own connection layer
+(``bridge.a2e.pool.pooled_client``: asyncio transports under httpx and httpcore) instead of httpx's
+default (anyio streams): the floor of a relay with the bridge's HTTP layer.
+
 ``--server starlette`` serves the same relay (the speak path only) as a bare Starlette websocket route
 under the bridge's own uvicorn configuration (``bridge.serving.server_config``): the floor of the
 stack the bridge is required to run on, beside the websockets library's own server.
@@ -31,10 +35,22 @@ import httpx
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 
-async def main(host: str, port: int, speak_url: str, key: str, compression: Literal["deflate"] | None) -> None:
+def http_client(key: str, pool: str) -> httpx.AsyncClient:
+    """httpx's default client, or one on the bridge's connection layer (``--http-pool bridge``)."""
+    if pool == "httpx":
+        return httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=15)
+    from bridge.a2e.pool import pooled_client
+
+    http = pooled_client(timeout=httpx.Timeout(15), limits=httpx.Limits())
+    http.headers["Authorization"] = f"Bearer {key}"
+    return http
+
+
+async def main(host: str, port: int, speak_url: str, key: str, compression: Literal["deflate"] | None,
+               pool: str = "httpx") -> None:
     audience: defaultdict[str, set[ServerConnection]] = defaultdict(set)
     seqs: defaultdict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=15) as http:
+    async with http_client(key, pool) as http:
 
         async def relay(ws: ServerConnection) -> None:
             query = parse_qs(urlsplit(ws.request.path).query)
@@ -100,9 +116,11 @@ if __name__ == "__main__":
                         help="permessage-deflate offered to clients (match the bridge's server config)")
     parser.add_argument("--server", choices=["websockets", "starlette"], default="websockets",
                         help="the websockets library's server, or a bare Starlette route on uvicorn")
+    parser.add_argument("--http-pool", choices=["httpx", "bridge"], default="httpx",
+                        help="httpx's default connections, or the bridge's (bridge.a2e.pool); websockets server only")
     args = parser.parse_args()
     if args.server == "starlette":
         starlette_relay(args.host, args.port, args.speak_url, args.key)
         sys.exit(0)
     asyncio.run(main(args.host, args.port, args.speak_url, args.key,
-                     "deflate" if args.compression == "deflate" else None))
+                     "deflate" if args.compression == "deflate" else None, args.http_pool))

@@ -16,6 +16,11 @@ With ``--events``, a third relay runs in the same rounds: a second bridge proces
 whose sockets ask for only those room events (``?events=``): the sender then reads its own answers
 (``queued``, ``ack``) and the listed events, not the four ``utterance`` frames of each speak.
 
+``--stack-floor`` adds the same minimal relay as a bare Starlette route on the bridge's uvicorn
+configuration; ``--pool-floor`` adds the minimal relay sending through the bridge's own A2E connection
+layer (``bridge.a2e.pool``), which is leaner than httpx's default: the bridge beside a relay with
+the same HTTP layer shows what its rooms cost on their own.
+
 Exit status: 0 when every speak was acked (whatever the ratio), 1 on any error or timeout.
 """
 
@@ -99,7 +104,7 @@ def start_profilers(out_dir: Path, targets: list[Child]) -> list[subprocess.Pope
 async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     """One run with fresh processes: its exit status and figures (printed as it goes)."""
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
-    sim_port, bridge_port, minimal_port, filtered_port, floor_port = (free_port() for _ in range(5))
+    sim_port, bridge_port, minimal_port, filtered_port, floor_port, pooled_port = (free_port() for _ in range(6))
     sim_url, bridge_url = f"http://{HOST}:{sim_port}", f"http://{HOST}:{bridge_port}"
     with children() as started:
         sim = spawn(started, workdir, "simulator", ["-m", "bridge", "simulate", "--host", HOST, "--port", str(sim_port)],
@@ -128,6 +133,11 @@ async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             floor = spawn(started, workdir, "starlette", [str(HERE / "minimal_relay.py"), "--server", "starlette",
                                                           "--host", HOST, "--port", str(floor_port), "--speak-url",
                                                           sim_url + SPEAK_PATH, "--key", A2E_KEY], {})
+        if args.pool_floor:
+            pooled = spawn(started, workdir, "pooled", [str(HERE / "minimal_relay.py"), "--host", HOST, "--port",
+                                                        str(pooled_port), "--speak-url", sim_url + SPEAK_PATH,
+                                                        "--key", A2E_KEY, "--compression", compression,
+                                                        "--http-pool", "bridge"], {})
         await wait_ready(sim, url=sim_url + "/_sim/health")
         await wait_ready(bridge, url=bridge_url + "/healthz")
         if args.events is not None:
@@ -135,12 +145,16 @@ async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         await wait_ready(minimal, port=minimal_port)
         if args.stack_floor:
             await wait_ready(floor, port=floor_port)
+        if args.pool_floor:
+            await wait_ready(pooled, port=pooled_port)
 
         relays = [Relay("bridge"), Relay("minimal")]
         if args.events is not None:
             relays.append(Relay("filtered"))
         if args.stack_floor:
             relays.append(Relay("starlette"))
+        if args.pool_floor:
+            relays.append(Relay("pooled"))
         by_name = {r.name: r for r in relays}
         auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
@@ -159,7 +173,7 @@ async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
                                        f"{args.events}", additional_headers=auth, max_size=2**22)
                     assert json.loads(await ws.recv())["type"] == "room"
                     by_name["filtered"].conns.append(ws)
-                for name, port in (("minimal", minimal_port), ("starlette", floor_port)):
+                for name, port in (("minimal", minimal_port), ("starlette", floor_port), ("pooled", pooled_port)):
                     if name not in by_name:
                         continue
                     minted = await http.post(sim_url + "/api/v1/streaming-avatar/agora-token",
@@ -219,10 +233,10 @@ async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
               f"{statistics.fmean(lat):>10.2f}{max(lat):>10.2f}{len(relay.errors):>8}")
     ratios: dict[str, dict[str, float]] = {}
     for name, floor_name in (("bridge", "minimal"), ("filtered", "minimal"), ("bridge", "starlette"),
-                             ("starlette", "minimal")):
+                             ("starlette", "minimal"), ("bridge", "pooled"), ("pooled", "minimal")):
         if name in stats and floor_name in stats:
             (b50, b99), (m50, m99) = stats[name][:2], stats[floor_name][:2]
-            goal = "; goal <= 1.15, issue 12" if floor_name == "minimal" and name != "starlette" else ""
+            goal = "; goal <= 1.15, issue 12" if floor_name == "minimal" and name in ("bridge", "filtered") else ""
             print(f"{'ratio':<10}{'':>7}{b50 / m50:>10.2f}{b99 / m99:>10.2f}   ({name} / {floor_name}{goal})")
             ratios[f"{name}/{floor_name}"] = {"p50": b50 / m50, "p99": b99 / m99}
     measured = args.requests * args.concurrency
@@ -230,7 +244,8 @@ async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         print(f"# CPU per measured speak: bridge {cpu['bridge'] * 1000 / measured:.2f} ms, "
               + (f"filtered {cpu['filtered'] * 1000 / measured:.2f} ms, " if "filtered" in cpu else "") +
               f"minimal relay {cpu['minimal'] * 1000 / measured:.2f} ms, "
-              + (f"Starlette relay {cpu['starlette'] * 1000 / measured:.2f} ms, " if "starlette" in cpu else "") +
+              + (f"Starlette relay {cpu['starlette'] * 1000 / measured:.2f} ms, " if "starlette" in cpu else "")
+              + (f"pooled relay {cpu['pooled'] * 1000 / measured:.2f} ms, " if "pooled" in cpu else "") +
               f"simulator {cpu['simulator'] * 1000 / ((len(relays)) * measured):.2f} ms")
     errors = [e for r in relays for e in r.errors]
     if calls.get("speak", 0) != sent - len(errors):
@@ -292,6 +307,9 @@ def main() -> None:
     parser.add_argument("--stack-floor", action="store_true",
                         help="also measure the same minimal relay as a bare Starlette route on the bridge's uvicorn "
                              "configuration (the floor of the required stack), in the same rounds")
+    parser.add_argument("--pool-floor", action="store_true",
+                        help="also measure the minimal relay sending through the bridge's own A2E connection layer "
+                             "(bridge.a2e.pool), in the same rounds: the bridge's overhead beside the same HTTP layer")
     parser.add_argument("--repeat", type=int, default=1, help="runs, each with fresh processes, then the median "
                         "(min–max) of every figure (default 1)")
     parser.add_argument("--keep-going", action="store_true", help="do not stop at the first error")

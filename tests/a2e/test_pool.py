@@ -1,14 +1,18 @@
 """The A2E client's connection pool (bridge/a2e/pool.py): it is the one httpx uses, its connections
-are kept alive, and a connection the server closed while idle is found out and replaced, over real
-loopback sockets to a bare HTTP/1.1 server that closes its idle connections on demand."""
+are kept alive, a connection the server closed while idle is found out and replaced, and its own
+connection layer (asyncio transports) moves big bodies, times out, fails and is cancelled as httpx
+callers expect: over real loopback sockets to bare HTTP/1.1 servers, plain and TLS."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -124,3 +128,104 @@ async def test_readable_is_true_for_pending_data_and_a_closed_peer_not_for_a_qui
         left.close()
     assert _readable(left)  # a closed socket (fileno -1) counts as readable, as httpcore's own check
     assert _readable(None)
+
+
+# -- the connection layer itself (bridge/a2e/pool.py: asyncio transports, not anyio streams) ----------
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+    async with srv:
+        yield f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    return await reader.readexactly(length)
+
+
+def client(**timeouts: float) -> httpx.AsyncClient:
+    return pooled_client(timeout=httpx.Timeout(5.0, **timeouts), limits=LIMITS)
+
+
+async def test_big_bodies_both_ways_arrive_whole() -> None:
+    """More than the read buffer's limit back, more than the socket buffers out: flow control both ways."""
+    async def echo_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await read_request(reader)
+        await asyncio.sleep(0.2)  # the client's writes wait for the socket meanwhile
+        answer = hashlib.sha256(body).hexdigest().encode() * 40_000  # 2.5 MiB
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(answer) + answer)
+        await writer.drain()
+        writer.close()
+
+    upload = os.urandom(8 * 1024 * 1024)
+    received = bytearray()
+    async with raw_server(echo_length) as url, client() as http, http.stream("POST", url, content=upload) as response:
+        async for chunk in response.aiter_raw():
+            received += chunk
+            await asyncio.sleep(0.005)  # a slow reader: what arrives meanwhile fills the buffer past its limit
+    assert received == hashlib.sha256(upload).hexdigest().encode() * 40_000
+
+
+async def test_timeouts_are_httpx_timeouts() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)  # reads nothing, answers nothing
+        writer.close()
+
+    async with raw_server(silent) as url, client(read=0.2, write=0.2) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(url, content=b"x")
+        with pytest.raises(httpx.WriteTimeout):  # more than the socket buffers take, never read
+            await http.post(url, content=b"x" * (64 * 1024 * 1024))
+
+
+async def test_failures_are_httpx_errors_and_the_pool_goes_on() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        await writer.drain()
+        writer.transport.abort()  # a reset, mid-body
+
+    async def good(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")
+        async with raw_server(cut) as url:
+            with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+                await http.post(url, content=b"x")
+        async with raw_server(good) as url:
+            assert (await http.post(url, content=b"x")).text == "ok"
+
+
+async def test_a_cancelled_request_leaves_the_pool_usable() -> None:
+    async def slow_then_fast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                body = await read_request(reader)
+                if body == b"slow":
+                    await asyncio.sleep(5)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async with raw_server(slow_then_fast) as url, client() as http:
+        waiting = asyncio.ensure_future(http.post(url, content=b"slow"))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (await http.post(url, content=b"fast")).text == "ok"
