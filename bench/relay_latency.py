@@ -191,7 +191,7 @@ async def run_once(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
                 if round_no == args.warmup:
                     cpu_before = {c.name: cpu_seconds(c.proc.pid) for c in started}
                     if args.py_spy:
-                        profilers = start_profilers(args.py_spy, [bridge, minimal])
+                        profilers = start_profilers(args.py_spy, [bridge, minimal] + ([pooled] if args.pool_floor else []))
                 first = round_no % len(relays)  # each relay goes first in turn
                 order = relays[first:] + relays[:first]
                 for relay in order:

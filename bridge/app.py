@@ -29,7 +29,7 @@ from .http.limits import BodyLimit
 from .http.origins import OriginPolicy
 from .http.request_id import RequestId
 from .http.responses import EXCEPTION_HANDLERS, error_response
-from .http.scopes import HttpOnly
+from .http.scopes import HttpOnly, ServerSend
 from .http.security_headers import SecurityHeaders
 from .metrics import record_a2e_call
 from .rooms import Rooms
@@ -109,11 +109,12 @@ def create_app(settings: Settings | None = None, *, a2e: A2EClient | None = None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        # Outermost first. The request id wraps everything (every answer carries it); CORS answers
-        # preflights before the body limit and the routes (auth) see them, and adds its headers to
-        # every answer, a 413 included, so that a page can read the error.
+        # Outermost first. ServerSend keeps the server's send for websocket frames (scopes.py). The
+        # request id wraps everything (every answer carries it); CORS answers preflights before the body
+        # limit and the routes (auth) see them, and adds its headers to every answer, a 413 included,
+        # so that a page can read the error.
         # The HTTP-only ones never see a websocket (they would be held for the socket's lifetime).
-        middleware=[Middleware(RequestId),
+        middleware=[Middleware(ServerSend), Middleware(RequestId),
                     Middleware(HttpOnly, CORSMiddleware, allow_origins=settings.every_allowed_origin(),
                                allow_methods=["GET", "POST", "PUT", "DELETE"],
                                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],

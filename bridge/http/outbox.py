@@ -59,9 +59,9 @@ class Outbox:
 
     def __init__(self, ws: WebSocket, send: ASGISend, limit: int, *, on_overflow: Callable[[], None],
                  on_lost: Callable[[], None]) -> None:
-        # Frames go to the server's ``send`` as the route got it, not through ``ws.send_text``: that is
-        # two coroutines more per frame per client (Starlette's state checks, only needed around the
-        # handshake and the close, which do go through ``ws``).
+        # Frames go to the server's own ``send`` (scopes.ServerSend), not through ``ws.send_text``: that
+        # is three coroutines more per frame per client (Starlette's state checks and exception wrapper,
+        # only needed around the handshake and the close, which do go through ``ws``).
         self._ws, self._send = ws, send
         self.limit = limit
         self.on_overflow = on_overflow  # a frame found ``limit`` frames waiting: the client does not read

@@ -26,3 +26,22 @@ class HttpOnly:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return (self.http if scope["type"] == "http" else self.app)(scope, receive, send)
+
+
+SERVER_SEND = "bridge.server_send"  # the scope key of the server's own ``send`` (see ServerSend)
+
+
+class ServerSend:
+    """Keeps a websocket's server ``send`` in its scope (``scope[SERVER_SEND]``), for the frames the
+    room socket writes. The wrappers between it and the route are for other messages: the request
+    id's adds a header to the handshake, Starlette's exception wrapper (a coroutine per message)
+    watches for an HTTP response's start. A frame goes to every client of a room, so it skips both
+    (issue 12); the handshake and the close still go through them. Outermost of the middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        return self.app(scope, receive, send)

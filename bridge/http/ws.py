@@ -33,6 +33,7 @@ from bridge.settings import Settings
 from .auth import Authenticator, Caller
 from .limits import TokenBucket
 from .outbox import SEND_ERRORS, Outbox
+from .scopes import SERVER_SEND
 from .ws_admission import admit
 
 log = logging.getLogger("bridge.ws")
@@ -252,13 +253,13 @@ class Connection:
 async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     """The route's ASGI app (not a Starlette endpoint function, which would only get the WebSocket:
     the connection's frames are written with the server's ``send``, see :class:`Outbox`)."""
-    ws = WebSocket(scope, receive, send)
+    ws = WebSocket(scope, receive, send)  # the handshake and the close go through the middleware's wrappers
     rooms: Rooms = ws.app.state.rooms
     admitted = await admit(ws, rooms)
     if admitted is None:
         return
     caller, lr, lease, wanted = admitted
-    conn = Connection(ws, send, lr, rooms, ws.app.state.settings, caller, wanted)
+    conn = Connection(ws, scope.get(SERVER_SEND, send), lr, rooms, ws.app.state.settings, caller, wanted)
     WS_CONNECTIONS.inc()
     try:
         lr.events.attach(conn)
