@@ -90,7 +90,11 @@ async def test_redis_down_refuses_new_rooms_and_comes_back(bridge_factory, tmp_p
         assert_error(refused, 503, "store_unavailable")
         assert refused.headers["retry-after"] == "1"
         server.start()  # empty: a restart without persistence
-        assert (await bridge.http.get("/readyz")).status_code == 200
+        # ready once the store answers and the cluster's inbox and subscriptions read Redis again
+        async def ready() -> bool:
+            answer = await bridge.http.get("/readyz")
+            return answer.status_code == 200 and answer.json()["checks"]["cluster"] is True
+        await poll(ready, what="ready again")
         after = await create_room(bridge, ACME)
         assert after["id"] != before["id"]
     finally:

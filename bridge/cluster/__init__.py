@@ -63,6 +63,11 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._touched = 0.0
 
+    @property
+    def connected(self) -> bool:
+        """Its subscriptions and its inbox read Redis (else since the outage they last saw)."""
+        return not (self.listener.outage.down or self.inbox.outage.down)
+
     async def next_event_id(self, room_id: str) -> int:
         """Where a new owner goes on with the room's event ids: after the last one its owners logged."""
         last = await self.redis.xrevrange(keys.event_log(room_id), count=1)

@@ -42,15 +42,19 @@ class Inbox:
     async def run(self) -> None:
         key = keys.inbox(self.me)
         last = "0-0"
+        started = False
         while True:
             try:
-                if last == "0-0":
+                if not started:
                     await self.redis.delete(key)  # a previous run's leftovers: their senders gave up on them
+                    started = True
                 found: Any = await self.redis.xread({key: last}, block=1000, count=512)
                 self.outage.ok()
             except RedisError as exc:
+                # ``last`` stays: an id is Redis's clock in ms, so a Redis that restarted empty gives the
+                # commands sent to it after the restart ids past ``last``. (Starting over from an emptied
+                # inbox, as this once did, deleted what peers forwarded before this loop came back.)
                 self.outage.failed(exc)
-                last = "0-0"  # Redis may have restarted empty: its ids begin again
                 await asyncio.sleep(0.2)
                 continue
             for _, entries in found or []:

@@ -112,6 +112,10 @@ async def readyz(request: Request) -> Response:
     if a2e_error == KEY_REFUSED:
         checks["a2e_message"] = "A2E refuses the bridge's key: the operator must set a valid A2E_API_KEY"
     ready = checks["store"] and checks["a2e"]
+    cluster = request.app.state.cluster
+    if cluster is not None:  # a peer's forwarded command needs this instance's inbox and its reply channel
+        checks["cluster"] = cluster.connected
+        ready = ready and checks["cluster"]
     checks["live_rooms"] = len(rooms.registry.live)
     body = Ready(status="ready" if ready else "not_ready", checks=ReadyChecks(**checks))
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=200 if ready else 503)

@@ -4,15 +4,20 @@ rooms working, and after a restart that lost everything the owners register thei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
+from bridge.cluster import keys
+from bridge.cluster.inbox import Inbox
 from tests.cluster.test_forwarding import open_room_ws
-from tests.helpers import ACME, Fleet, RedisServer, create_room_sync, poll_sync, recv, send
+from tests.helpers import ACME, Fleet, RedisServer, create_room_sync, poll, poll_sync, recv, send
 
 
 @pytest.fixture
@@ -66,3 +71,35 @@ def test_an_outage_and_a_restart_without_persistence(tmp_path: Path, own_redis: 
         assert fleet.said(room["channel"]) == ["Before.", "During.", "After."]
     finally:
         fleet.stop()
+
+
+async def test_commands_forwarded_as_redis_comes_back_are_not_lost(own_redis: RedisServer) -> None:
+    """After a restart that lost everything, a peer may forward a command before this instance's
+    inbox reads again: the inbox goes on from where it was and finds it (it once started over from
+    an emptied inbox, deleting it)."""
+    client = AsyncRedis.from_url(own_redis.url, decode_responses=True)
+    inbox = Inbox(client, None, None, None, "me")  # type: ignore[arg-type]  # only its reading runs here
+    done: list[str] = []
+
+    async def execute(fields: dict[str, Any]) -> None:
+        done.append(fields["op"])
+
+    inbox.execute = execute  # type: ignore[method-assign]
+    async def reading_inbox() -> bool:  # blocked in its XREAD (past its start's cleanup)
+        return any(c.get("cmd") == "xread" for c in await client.client_list())
+
+    reading = asyncio.create_task(inbox.run())
+    try:
+        await poll(reading_inbox, what="the inbox reading")
+        await client.xadd(keys.inbox("me"), {"op": "before"})
+        await poll(lambda: done == ["before"], what="the command before the outage")
+        own_redis.kill()
+        await poll(lambda: inbox.outage.down, what="the inbox seeing the outage")
+        own_redis.start()  # empty; it blocks this loop until Redis answers: the inbox has not retried yet
+        await client.xadd(keys.inbox("me"), {"op": "after"})
+        await poll(lambda: done == ["before", "after"], what="the command forwarded as Redis came back")
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        await client.aclose()

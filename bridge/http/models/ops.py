@@ -20,6 +20,7 @@ class ReadyChecks(BaseModel):
     a2e: bool
     a2e_error: str | None = None
     a2e_message: str | None = None
+    cluster: bool | None = None  # many instances: its subscriptions and its inbox read Redis
     live_rooms: int
 
 
