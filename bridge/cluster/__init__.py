@@ -131,6 +131,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """Hand the rooms over to the peers alive, or (the last instance) leave them, as one instance does."""
+        await self.ownership.stop_adopting(min(self.settings.shutdown_timeout, 10.0))
         try:
             peers = await self.leases.peers_alive()
         except RedisError:
@@ -167,7 +168,7 @@ class Cluster:
         if self.handed_over:
             return
         self.handed_over = True
-        self.ownership.adopting = False
+        await self.ownership.stop_adopting(min(self.settings.shutdown_timeout, 10.0))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained(), min(self.settings.shutdown_timeout, 10.0))
         rooms = list(self.rooms.registry.live.values())

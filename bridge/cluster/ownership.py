@@ -66,6 +66,8 @@ class Ownership:
         # rooms being created here (lease taken, record not yet written or refused): renewed meanwhile
         self.claiming: dict[str, float] = {}
         self.adopting = True  # False once handing over: a departing instance takes no rooms
+        self.settled = asyncio.Event()  # no adoption under way
+        self.settled.set()
         self.renewals = Outage("leases")
         self.scans = Outage("ownership scan")
         self.wake = asyncio.Event()  # a scan now (a peer handing over its rooms asks for one)
@@ -156,9 +158,20 @@ class Ownership:
             return [str(i) for i in await self.leases.redis.smembers(self.store.keys.live)]
         return [r.id for r in await self.store.list_live()]
 
+    async def stop_adopting(self, within: float) -> None:
+        """Take no more rooms, and wait (at most ``within`` seconds) for an adoption under way: its
+        room is then live here, left or handed over with the others. (A room adopted while the
+        instance stopped was resumed after its rooms were left: its channel watch kept the stop waiting.)"""
+        self.adopting = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled.wait(), within)
+
     async def adopt(self, room_id: str) -> None:
         self.held.add(room_id)
+        if not self.adopting:
+            return  # stopping since the scan took the lease: the renewal gives it back
         self.adopting_now.add(room_id)
+        self.settled.clear()
         try:
             room = await self.store.get(room_id)  # read again under the lease: the scan's copy may be old
             if room is None or room.state not in LIVE_STATES or room_id in self.registry.live:
@@ -167,3 +180,5 @@ class Ownership:
             await self.lifecycle.adopt(room, first_event_id=await self.next_event_id(room_id))
         finally:
             self.adopting_now.discard(room_id)
+            if not self.adopting_now:
+                self.settled.set()
