@@ -12,18 +12,19 @@ BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
 
 # what each part of bridge/ may import from the others (top-level modules and packages)
 ALLOWED = {
+    "aio": set(),  # asyncio helpers every layer may use
     "frames": set(),
     "metrics": set(),
     "logs": set(),
     "a2e": set(),  # a standalone client: the bridge reaches its metrics through a hook
-    "rtc": set(),
+    "rtc": {"aio"},
     "settings": {"a2e"},
     "errors": {"a2e", "frames"},
-    "rooms": {"a2e", "errors", "frames", "logs", "metrics", "rtc", "settings"},
+    "rooms": {"a2e", "aio", "errors", "frames", "logs", "metrics", "rtc", "settings"},
     "store": {"errors", "rooms"},  # errors: StoreUnavailable when Redis cannot be reached
     "simulator": {"a2e", "frames", "rtc", "settings"},
     "webhooks": {"frames", "logs", "metrics", "rooms", "settings"},
-    "cluster": {"errors", "frames", "logs", "metrics", "rooms", "settings", "store"},
+    "cluster": {"aio", "errors", "frames", "logs", "metrics", "rooms", "settings", "store"},
     "http": {"a2e", "errors", "frames", "logs", "metrics", "rooms", "settings", "webhooks"},
 }
 

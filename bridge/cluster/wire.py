@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from bridge.aio import cancel_and_wait
 from bridge.errors import BridgeError, CapExceeded
 from bridge.frames import ErrorCode
 
@@ -71,9 +72,7 @@ class Publisher:
         if self._task is None:
             return
         await self.flush()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
 
     async def _drained(self) -> None:
         while self._items:
@@ -123,9 +122,7 @@ class Listener:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         with contextlib.suppress(RedisError):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 

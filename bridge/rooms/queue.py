@@ -10,7 +10,6 @@ interleave, while each of its pieces is sent the moment it is complete. A comman
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections import deque
@@ -18,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bridge.aio import cancel_and_wait
 from bridge.errors import BridgeError, QueueFull, RoomNotOpen
 
 from .text import Segmenter
@@ -256,9 +256,7 @@ class CommandQueue:
             self.stop_stream(stream, self._closed)
         self._items.clear()
         if self._worker is not asyncio.current_task():
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait(self._worker)
 
     def _next(self) -> Command | None:
         while self._items:

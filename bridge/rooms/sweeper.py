@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from bridge.aio import cancel_and_wait
 from bridge.settings import Settings
 
 from .lifecycle import RoomLifecycle
@@ -80,6 +81,4 @@ class Sweeper:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)

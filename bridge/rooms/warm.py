@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from bridge import metrics
+from bridge.aio import cancel_and_wait
 from bridge.errors import BridgeError, CapExceeded
 from bridge.settings import Settings
 from bridge.settings.kiosk import KioskProfile
@@ -116,6 +117,4 @@ class WarmPool:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)

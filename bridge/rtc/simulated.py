@@ -8,7 +8,6 @@ JSON text frame per event (the format of :mod:`bridge.rtc.wire`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import weakref
@@ -16,6 +15,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from bridge.aio import cancel_and_wait
 
 from .base import JoinError, ObserverError, ObserveTarget, QueueSubscription
 from .wire import frame_to_event
@@ -69,9 +70,7 @@ class SimulatorSubscription(QueueSubscription):
             self._end("closed" if self._closing is not None else reason)
 
     async def _release(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await cancel_and_wait(self._reader)
         await self._ws.close()
 
 
