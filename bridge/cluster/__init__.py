@@ -169,8 +169,9 @@ class Cluster:
             return
         self.handed_over = True
         await self.ownership.stop_adopting(min(self.settings.shutdown_timeout, 10.0))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained(), min(self.settings.shutdown_timeout, 10.0))
+        with contextlib.suppress(TimeoutError):  # not wait_for: see bridge/webhooks/deliverer.py
+            async with asyncio.timeout(min(self.settings.shutdown_timeout, 10.0)):
+                await self._drained()
         rooms = list(self.rooms.registry.live.values())
         log.info("handing %d room(s) over to the other instances", len(rooms))
         for lr in rooms:

@@ -107,8 +107,11 @@ class Ownership:
             if wake is None:
                 await asyncio.sleep(period)
             else:
+                # not wait_for: on 3.11 it swallows a cancel that lands as the event is set (gh-86296):
+                # a peer's "adopt now" at this instance's shutdown left this loop running for ever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), period)
+                    async with asyncio.timeout(period):
+                        await wake.wait()
                 wake.clear()
 
     async def renew_once(self) -> None:
@@ -163,8 +166,9 @@ class Ownership:
         room is then live here, left or handed over with the others. (A room adopted while the
         instance stopped was resumed after its rooms were left: its channel watch kept the stop waiting.)"""
         self.adopting = False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.settled.wait(), within)
+        with contextlib.suppress(TimeoutError):  # not wait_for (see _every)
+            async with asyncio.timeout(within):
+                await self.settled.wait()
 
     async def adopt(self, room_id: str) -> None:
         self.held.add(room_id)

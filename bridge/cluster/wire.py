@@ -64,8 +64,9 @@ class Publisher:
     async def flush(self) -> None:
         """Until what is queued now is written (at most ``FLUSH_SECONDS``)."""
         if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained(), FLUSH_SECONDS)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see bridge/webhooks/deliverer.py
+                async with asyncio.timeout(FLUSH_SECONDS):
+                    await self._drained()
 
     async def aclose(self) -> None:
         """Write what is queued (briefly), then stop."""

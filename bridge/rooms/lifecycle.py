@@ -235,8 +235,9 @@ class RoomLifecycle:
         for task in lr.tasks:
             task.cancel()
         if wait and lr.leave_task is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(lr.leave_task), timeout=5)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see bridge/webhooks/deliverer.py
+                async with asyncio.timeout(5):
+                    await asyncio.shield(lr.leave_task)
 
     def upstream_gone(self, lr: LiveRoom) -> None:
         """A2E no longer has the room's channel (a hook of the relay): close it, in the background."""
