@@ -62,6 +62,7 @@ class Cluster:
         self.handed_over = False
         self._tasks: list[asyncio.Task[None]] = []
         self._touched = 0.0
+        self.stop_within = min(settings.shutdown_timeout, 10.0)  # seconds each step of a stop may wait
 
     @property
     def connected(self) -> bool:
@@ -131,7 +132,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """Hand the rooms over to the peers alive, or (the last instance) leave them, as one instance does."""
-        await self.ownership.stop_adopting(min(self.settings.shutdown_timeout, 10.0))
+        await self.ownership.stop_adopting(self.stop_within)
         try:
             peers = await self.leases.peers_alive()
         except RedisError:
@@ -168,9 +169,9 @@ class Cluster:
         if self.handed_over:
             return
         self.handed_over = True
-        await self.ownership.stop_adopting(min(self.settings.shutdown_timeout, 10.0))
+        await self.ownership.stop_adopting(self.stop_within)
         with contextlib.suppress(TimeoutError):  # not wait_for: see bridge/webhooks/deliverer.py
-            async with asyncio.timeout(min(self.settings.shutdown_timeout, 10.0)):
+            async with asyncio.timeout(self.stop_within):
                 await self._drained()
         rooms = list(self.rooms.registry.live.values())
         log.info("handing %d room(s) over to the other instances", len(rooms))

@@ -137,7 +137,8 @@ class Forwarder:
         self.pending[req] = waiting
         try:
             waiting.owner = await self._send(lr.room.id, op, args, req)
-            await asyncio.wait_for(asyncio.shield(waiting.first), FIRST_ANSWER_TIMEOUT)
+            async with asyncio.timeout(FIRST_ANSWER_TIMEOUT):  # not wait_for: see bridge/webhooks/deliverer.py
+                await asyncio.shield(waiting.first)
         except TimeoutError:
             self.pending.pop(req, None)
             raise OutcomeUnknown("the instance running the room did not answer") from None

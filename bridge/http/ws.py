@@ -280,7 +280,8 @@ async def room_websocket(scope: Scope, receive: Receive, send: Send) -> None:
             # The close could not go out behind the frames (a client that does not read): try once,
             # briefly; a socket that takes nothing is left to uvicorn's keepalive.
             with contextlib.suppress(*SEND_ERRORS):
-                await asyncio.wait_for(ws.close(conn.close_code, conn.close_reason), timeout=0.1)
+                async with asyncio.timeout(0.1):  # not wait_for: see bridge/webhooks/deliverer.py
+                    await ws.close(conn.close_code, conn.close_reason)
         log.debug("ws %s left room %s (%s)", conn.id, lr.room.id, conn.close_reason or "disconnect")
 
 

@@ -162,8 +162,8 @@ class AgoraSubscription(QueueSubscription):
         self._bridge = _bridge_class(self._sdk)(self._loop, self._on_sdk)
         try:
             await _run(self._open_sync, self._observer._service_ref)
-            self.local_uid = await asyncio.wait_for(asyncio.shield(self._connected),
-                                                    self._observer.connect_timeout)
+            async with asyncio.timeout(self._observer.connect_timeout):  # not wait_for (gh-86296)
+                self.local_uid = await asyncio.shield(self._connected)
         except BaseException as e:
             self._failed = True
             if not self._connected.done():

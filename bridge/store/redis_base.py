@@ -97,6 +97,7 @@ class RedisBase:
         if self._client is None:
             return False
         try:
-            return bool(await asyncio.wait_for(self._client.ping(), PING_TIMEOUT))
+            async with asyncio.timeout(PING_TIMEOUT):  # not wait_for: see bridge/webhooks/deliverer.py
+                return bool(await self._client.ping())
         except Exception:  # a readiness probe answers, whatever the client ran into
             return False
